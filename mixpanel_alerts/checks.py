@@ -1,0 +1,98 @@
+"""``mixpanel-alerts check``: reach each configured service and say what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+
+from .events_config import EventsConfig
+from .settings import ConfigError, Settings, require_mixpanel_credentials
+
+
+def run_checks(
+    settings: Settings, events_config: EventsConfig, console: Console, redact: Callable[[str], str]
+) -> int:
+    """Run every check; return the exit code (0 all good, 2 configuration, 1 unreachable)."""
+    results = [
+        ("mixpanel", check_mixpanel(settings, events_config)),
+        ("warehouse", check_warehouse(settings)),
+    ]
+    code = 0
+    for name, (status, message) in results:
+        colour = {"ok": "green", "config": "red", "failed": "red"}[status]
+        console.print(f"[{colour}]{status:>6}[/] {name}: {redact(message)}", markup=True)
+        if status == "config":
+            code = max(code, 2)
+        elif status == "failed" and code == 0:
+            code = 1
+    return code
+
+
+def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str, str]:
+    from pipelines.mixpanel.helpers import ExportClient, ExportError, ExportWindow, export_base_url, new_spool_dir
+    from pipelines.mixpanel.helpers import rate_limiter_for
+
+    try:
+        require_mixpanel_credentials(settings)
+        if not settings.project_id:
+            raise ConfigError("MIXPANEL_PROJECT_ID is not set")
+        base_url = export_base_url(settings.region, settings.export_url)
+    except (ConfigError, ExportError) as exc:
+        return "config", str(exc)
+    if settings.service_account_username and settings.service_account_secret:
+        auth = (settings.service_account_username, settings.service_account_secret)
+    elif settings.api_secret:
+        auth = (settings.api_secret, "")
+    else:
+        return "config", "MIXPANEL_API_SECRET_NAME needs Secret Manager access, which this check does not read yet"
+    today = datetime.now(timezone.utc).astimezone(ZoneInfo(settings.project_timezone)).date()
+    names = events_config.enabled_names[:1]
+    client = ExportClient(
+        base_url=base_url,
+        project_id=settings.project_id,
+        auth=auth,
+        limiter=rate_limiter_for(base_url, settings.project_id, 3, 60),
+        max_attempts=2,
+        backoff_factor=1.0,
+        request_timeout=60,
+    )
+    params = {**ExportWindow(today, today).params(names), "limit": "1"}
+    spool_dir = new_spool_dir()
+    try:
+        download = client.download(params, spool_dir)
+    except ExportError as exc:
+        status = "config" if " 40" in str(exc) else "failed"
+        return status, str(exc)
+    except Exception as exc:  # noqa: BLE001 - report any network failure as one line
+        return "failed", f"could not reach {base_url}: {type(exc).__name__}: {exc}"
+    finally:
+        import shutil
+
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    auth_kind = "service account" if auth[1] else "legacy project secret"
+    return "ok", (
+        f"{base_url} accepted the {auth_kind} for project {settings.project_id} "
+        f"({download.bytes_received} bytes for today's first event)"
+    )
+
+
+def check_warehouse(settings: Settings) -> tuple[str, str]:
+    if settings.warehouse == "bigquery":
+        return "config", "WAREHOUSE=bigquery checks need the BigQuery support, not installed in this version"
+    import duckdb
+
+    path = settings.duckdb_path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with duckdb.connect(str(path)) as con:
+            tables = con.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                [settings.dataset, settings.table],
+            ).fetchone()
+    except (OSError, Exception) as exc:  # noqa: BLE001
+        return "failed", f"DUCKDB_PATH={path}: cannot open the database: {exc}"
+    exists = "exists" if tables and tables[0] else "will be created by the first collect"
+    return "ok", f"DuckDB {path}: raw table {settings.dataset}.{settings.table} {exists}"

@@ -1,0 +1,554 @@
+"""A Mixpanel Raw Event Export simulator: a real HTTP server on 127.0.0.1.
+
+It speaks the protocol of ``GET /api/2.0/export`` closely enough to exercise every trap a
+collector meets in production, and the demo, the tests and the benchmark all use it:
+
+* basic auth with a service account (``username:secret`` plus ``project_id``) or the legacy
+  project secret (secret as username, empty password); 401/403/400 like Mixpanel;
+* ``from_date``/``to_date`` inclusive, in the project's timezone; ``to_date`` after today is a 400;
+* ``event`` as a JSON array, ``where`` with comparisons on properties (``and`` only), ``limit``,
+  ``time_in_ms``;
+* JSON lines, gzip only when the client accepts it and the body is above 1400 bytes;
+* events become visible at their processing time (``mp_processing_time_ms``): late events;
+* rate limits (3 queries per second, 60 per hour) answered with 429;
+* injectable faults: 429 with and without ``Retry-After``, 5xx, connection reset, a body cut
+  mid-line (with and without ``Content-Length``), a trailing ``export terminated early`` line,
+  forced 400/401/402/403.
+
+Run it on its own with ``python -m mixpanel_alerts.simulator --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import gzip
+import json
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+try:  # orjson is a dlt dependency; the plain json module is the fallback
+    import orjson
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+except ImportError:  # pragma: no cover
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+EXPORT_PATH = "/api/2.0/export"
+GZIP_MIN_BYTES = 1400
+TERMINATED_EARLY_LINE = b"export terminated early"
+
+FAULTS = (
+    "429",  # rate limited, with Retry-After
+    "429-no-retry-after",
+    "500",
+    "502",
+    "503",
+    "reset",  # the connection is closed before any response
+    "cut",  # 200 with Content-Length, the body stops mid-line
+    "cut-close",  # 200 without Content-Length, the connection closes mid-line
+    "terminated-early",  # half the events, then a non-JSON line "export terminated early"
+    "400",
+    "401",
+    "402",
+    "403",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimEvent:
+    """One stored event. ``time_ms`` is UTC; the export renders it per request."""
+
+    name: str
+    time_ms: int
+    processing_ms: int
+    properties: dict[str, Any]
+
+    def render(self, time_in_ms: bool, tz: ZoneInfo | None) -> bytes:
+        event_ms = self.time_ms
+        if tz is not None:  # legacy projects export "local epoch": wall-clock time as if UTC
+            utc = datetime.fromtimestamp(event_ms / 1000, timezone.utc)
+            offset = utc.astimezone(tz).utcoffset() or timedelta(0)
+            event_ms += int(offset.total_seconds() * 1000)
+        properties = {
+            "time": event_ms if time_in_ms else event_ms // 1000,
+            **self.properties,
+            "mp_processing_time_ms": self.processing_ms,
+        }
+        return _dumps({"event": self.name, "properties": properties})
+
+
+@dataclasses.dataclass
+class RequestRecord:
+    at: float
+    params: dict[str, str]
+    status: int
+    auth: str  # "service_account", "secret", "none" or "invalid"
+    fault: str | None
+
+
+class ExportSimulator:
+    """The simulated export host. Use as a context manager or call ``start``/``stop``.
+
+    ``project_timezone`` other than UTC makes it a legacy project: dates and ``time`` are in that
+    timezone ("local epoch"), as Mixpanel does for projects created before 2023.
+    """
+
+    def __init__(
+        self,
+        *,
+        project_id: str = "12345",
+        service_account: tuple[str, str] | None = ("sim-user.mp-service-account", "sim-secret"),
+        api_secret: str | None = "sim-api-secret",
+        project_timezone: str = "UTC",
+        per_second_limit: int = 3,
+        per_hour_limit: int = 60,
+        retry_after_seconds: int = 1,
+        now: Callable[[], datetime] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.project_id = project_id
+        self.service_account = service_account
+        self.api_secret = api_secret
+        self.project_timezone = project_timezone
+        self._tz = ZoneInfo(project_timezone)
+        self.per_second_limit = per_second_limit
+        self.per_hour_limit = per_hour_limit
+        self.retry_after_seconds = retry_after_seconds
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.events: list[SimEvent] = []
+        self.faults: deque[str] = deque()
+        self.requests: list[RequestRecord] = []
+        self._query_times: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._body_cache: dict[tuple[Any, ...], bytes] = {}
+        self._server = _Server((host, port), _Handler)
+        self._server.simulator = self
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ExportSimulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ExportSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- data --------------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[SimEvent]) -> None:
+        with self._lock:
+            self.events.extend(events)
+            self.events.sort(key=lambda event: event.time_ms)
+            self._body_cache.clear()
+
+    def inject(self, *faults: str) -> None:
+        """Queue faults; each of the next requests consumes one."""
+        unknown = set(faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {FAULTS}")
+        self.faults.extend(faults)
+
+    @property
+    def export_requests(self) -> list[RequestRecord]:
+        return [record for record in self.requests if record.fault != "not-found"]
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self.now().astimezone(self._tz).date()
+
+    def authenticate(self, header: str | None, params: dict[str, str]) -> tuple[str, int, str]:
+        """Return (auth kind, status, error); status 200 means allowed."""
+        if not header or not header.startswith("Basic "):
+            return "none", 401, "Unable to authenticate request: no basic auth credentials"
+        try:
+            username, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return "invalid", 401, "Unable to authenticate request: malformed credentials"
+        if self.service_account and (username, password) == self.service_account:
+            if "project_id" not in params:
+                return "service_account", 400, "project_id is required for service accounts"
+            if params["project_id"] != self.project_id:
+                return (
+                    "service_account",
+                    403,
+                    f"service account does not have access to project {params['project_id']}",
+                )
+            return "service_account", 200, ""
+        if self.api_secret and username == self.api_secret and password == "":
+            if params.get("project_id", self.project_id) != self.project_id:
+                return "secret", 403, "project secret does not match project_id"
+            return "secret", 200, ""
+        return "invalid", 401, "Unable to authenticate request: invalid credentials"
+
+    def rate_limited(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            while self._query_times and now - self._query_times[0] > 3600:
+                self._query_times.popleft()
+            self._query_times.append(now)
+            last_second = sum(1 for at in self._query_times if now - at < 1.0)
+            return last_second > self.per_second_limit or len(self._query_times) > self.per_hour_limit
+
+    def body_for(self, params: dict[str, str]) -> bytes:
+        """The JSON-lines body for a validated request (cached per query)."""
+        from_date = date.fromisoformat(params["from_date"])
+        to_date = date.fromisoformat(params["to_date"])
+        names = frozenset(json.loads(params["event"])) if "event" in params else None
+        where = _parse_where(params.get("where", ""))
+        time_in_ms = params.get("time_in_ms", "").lower() == "true"
+        limit = int(params["limit"]) if "limit" in params else None
+        now_ms = int(self.now().timestamp() * 1000)
+        key = (from_date, to_date, names, tuple(where), time_in_ms, limit, now_ms // 60_000)
+        with self._lock:
+            cached = self._body_cache.get(key)
+            if cached is not None:
+                return cached
+            legacy_tz = None if self.project_timezone == "UTC" else self._tz
+            lines = []
+            for event in self.events:
+                if event.processing_ms > now_ms:
+                    continue
+                if names is not None and event.name not in names:
+                    continue
+                day = datetime.fromtimestamp(event.time_ms / 1000, self._tz).date()
+                if not from_date <= day <= to_date:
+                    continue
+                if not all(_compare(event, clause) for clause in where):
+                    continue
+                lines.append(event.render(time_in_ms, legacy_tz))
+                if limit is not None and len(lines) >= limit:
+                    break
+            body = b"".join(line + b"\n" for line in lines)
+            self._body_cache = {key: body}
+            return body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    simulator: ExportSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        sim = self.server.simulator
+        split = urlsplit(self.path)
+        params = {key: values[-1] for key, values in parse_qs(split.query).items()}
+        if split.path != EXPORT_PATH:
+            sim.requests.append(RequestRecord(time.time(), params, 404, "none", "not-found"))
+            self._send_json(404, {"error": f"unknown path {split.path}"})
+            return
+
+        auth, status, error = sim.authenticate(self.headers.get("Authorization"), params)
+        fault = sim.faults.popleft() if sim.faults else None
+        record = RequestRecord(time.time(), params, status, auth, fault)
+        sim.requests.append(record)
+
+        if sim.rate_limited():
+            record.status = 429
+            self._send_json(
+                429,
+                {"error": "rate limit exceeded: 60 queries per hour, 3 per second"},
+                headers={"Retry-After": str(sim.retry_after_seconds)},
+            )
+            return
+        if fault is not None and self._apply_status_fault(fault, record):
+            return
+        if status != 200:
+            self._send_json(status, {"error": error, "request": self.path})
+            return
+        problem = _validate_dates(params, sim.today())
+        if problem is None:
+            try:
+                _parse_where(params.get("where", ""))
+                if "event" in params and not isinstance(json.loads(params["event"]), list):
+                    raise ValueError("event must be a JSON array of event names")
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            record.status = 400
+            self._send_json(400, {"error": problem, "request": self.path})
+            return
+
+        body = sim.body_for(params)
+        if fault == "terminated-early":
+            lines = body.splitlines(keepends=True)
+            body = b"".join(lines[: len(lines) // 2]) + TERMINATED_EARLY_LINE + b"\n"
+        self._send_body(body, fault)
+
+    def _apply_status_fault(self, fault: str, record: RequestRecord) -> bool:
+        if fault == "reset":
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            self.close_connection = True
+            record.status = 0
+            return True
+        if fault == "429":
+            record.status = 429
+            headers = {"Retry-After": str(self.server.simulator.retry_after_seconds)}
+            self._send_json(429, {"error": "too many requests"}, headers=headers)
+            return True
+        if fault.isdigit():
+            record.status = int(fault)
+            messages = {
+                "400": "bad request",
+                "401": "Unable to authenticate request",
+                "402": "payment required: export is not available on this plan",
+                "403": "forbidden",
+            }
+            self._send_json(int(fault), {"error": messages.get(fault, "server error")})
+            return True
+        if fault == "429-no-retry-after":
+            record.status = 429
+            self._send_json(429, {"error": "too many requests"})
+            return True
+        return False
+
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_body(self, body: bytes, fault: str | None) -> None:
+        use_gzip = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > GZIP_MIN_BYTES
+        payload = _gzip_cached(body) if use_gzip else body
+        if fault in ("cut", "cut-close"):
+            cut_at = _mid_line_offset(body)
+            payload = _gzip_cached(body)[: len(_gzip_cached(body)) // 2] if use_gzip else body[:cut_at]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        if use_gzip:
+            self.send_header("Content-Encoding", "gzip")
+        if fault == "cut-close":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        elif fault == "cut":
+            self.send_header("Content-Length", str(len(_gzip_cached(body)) if use_gzip else len(body)))
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        view = memoryview(payload)
+        try:
+            for offset in range(0, len(view), 1 << 20):
+                self.wfile.write(view[offset : offset + (1 << 20)])
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+_gzip_memo: dict[int, tuple[bytes, bytes]] = {}
+
+
+def _gzip_cached(body: bytes) -> bytes:
+    memo = _gzip_memo.get(id(body))
+    if memo is None or memo[0] is not body:
+        memo = (body, gzip.compress(body, compresslevel=1))
+        _gzip_memo.clear()
+        _gzip_memo[id(body)] = memo
+    return memo[1]
+
+
+def _mid_line_offset(body: bytes) -> int:
+    """An offset inside a line in the second half of the body (never right after a newline)."""
+    if not body:
+        return 0
+    offset = len(body) // 2
+    while offset < len(body) - 1 and body[offset - 1 : offset] == b"\n":
+        offset += 1
+    return max(1, min(offset, len(body) - 1))
+
+
+def _validate_dates(params: dict[str, str], today: date) -> str | None:
+    try:
+        from_date = date.fromisoformat(params["from_date"])
+        to_date = date.fromisoformat(params["to_date"])
+    except KeyError as exc:
+        return f"{exc.args[0]} is a required parameter"
+    except ValueError:
+        return "from_date and to_date must be dates in yyyy-mm-dd format"
+    if to_date > today:
+        return f"to_date cannot be later than today ({today.isoformat()} in the project timezone)"
+    if from_date > to_date:
+        return "from_date cannot be later than to_date"
+    return None
+
+
+_CLAUSE = re.compile(r'^\s*properties\["([^"]+)"\]\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$')
+
+
+def _parse_where(where: str) -> list[tuple[str, str, float]]:
+    if not where.strip():
+        return []
+    clauses = []
+    for part in re.split(r"\s+and\s+", where.strip()):
+        match = _CLAUSE.match(part.strip("() "))
+        if not match:
+            raise ValueError(f"invalid where expression: {where!r}")
+        clauses.append((match.group(1), match.group(2), float(match.group(3))))
+    return clauses
+
+
+def _compare(event: SimEvent, clause: tuple[str, str, float]) -> bool:
+    key, operator, number = clause
+    value = event.processing_ms if key == "mp_processing_time_ms" else event.properties.get(key)
+    if key == "time":
+        value = event.time_ms // 1000
+    if not isinstance(value, (int, float)):
+        return False
+    return {
+        ">": value > number,
+        ">=": value >= number,
+        "<": value < number,
+        "<=": value <= number,
+        "==": value == number,
+        "!=": value != number,
+    }[operator]
+
+
+# -- realistic traffic ---------------------------------------------------------------------
+
+_BROWSERS = ["Chrome", "Safari", "Firefox", "Edge", "Mobile Safari", "Chrome iOS"]
+_OSES = ["Windows", "Mac OS X", "iOS", "Android", "Linux"]
+_CITIES = [("San Francisco", "California", "US"), ("Berlin", "Berlin", "DE"), ("Paris", "Ile-de-France", "FR")]
+_CITIES += [("Bengaluru", "Karnataka", "IN"), ("São Paulo", "São Paulo", "BR"), ("Tokyo", "Tokyo", "JP")]
+
+
+def make_event(
+    name: str,
+    at: datetime,
+    *,
+    processed_at: datetime | None = None,
+    distinct_id: str | None = None,
+    insert_id: str | None = "auto",
+    rng: random.Random | None = None,
+    **extra: Any,
+) -> SimEvent:
+    """A realistic event: the properties a Mixpanel JavaScript or mobile SDK sends, plus ``extra``."""
+    rng = rng or random.Random()
+    city, region, country = rng.choice(_CITIES)
+    properties: dict[str, Any] = {
+        "distinct_id": distinct_id or f"user-{rng.randrange(1, 50_000)}",
+        "$browser": rng.choice(_BROWSERS),
+        "$browser_version": rng.randrange(90, 130),
+        "$city": city,
+        "$region": region,
+        "mp_country_code": country,
+        "$os": rng.choice(_OSES),
+        "$current_url": f"https://shop.example.com/products/{rng.randrange(1, 5000)}?ref=feed",
+        "$device_id": f"{rng.getrandbits(64):016x}-{rng.getrandbits(32):08x}",
+        "$lib_version": "2.55.1",
+        "$screen_height": rng.choice([768, 900, 1080, 1440]),
+        "$screen_width": rng.choice([1366, 1440, 1920, 2560]),
+        "mp_lib": "web",
+        "$referring_domain": rng.choice(["www.google.com", "$direct", "t.co", "news.ycombinator.com"]),
+        "utm_source": rng.choice(["newsletter", "google", "partner", None]),
+        "session_id": f"s-{rng.getrandbits(48):012x}",
+        "app_version": f"5.{rng.randrange(0, 20)}.{rng.randrange(0, 9)}",
+        "experiment_bucket": rng.choice(["control", "variant_a", "variant_b"]),
+        "page_load_ms": rng.randrange(80, 4000),
+    }
+    if insert_id == "auto":
+        properties["$insert_id"] = uuid.UUID(int=rng.getrandbits(128)).hex
+    elif insert_id is not None:
+        properties["$insert_id"] = insert_id
+    properties.update(extra)
+    time_ms = int(at.timestamp() * 1000)
+    processing_ms = int((processed_at or at + timedelta(seconds=2)).timestamp() * 1000)
+    return SimEvent(name=name, time_ms=time_ms, processing_ms=processing_ms, properties=properties)
+
+
+def generate_traffic(
+    count: int,
+    *,
+    names: list[str],
+    start: datetime,
+    end: datetime,
+    seed: int = 7,
+) -> Iterator[SimEvent]:
+    """``count`` events spread uniformly over ``[start, end)``, names drawn from ``names``."""
+    rng = random.Random(seed)
+    span_ms = int((end - start).total_seconds() * 1000)
+    start_ms = int(start.timestamp() * 1000)
+    for _ in range(count):
+        at_ms = start_ms + rng.randrange(max(span_ms, 1))
+        at = datetime.fromtimestamp(at_ms / 1000, timezone.utc)
+        yield make_event(rng.choice(names), at, rng=rng, error_code=rng.choice(["E_NULL", "E_TIMEOUT", "E_500"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mixpanel_alerts.simulator",
+        description="Serve a simulated Mixpanel Raw Event Export API on 127.0.0.1 until interrupted.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    parser.add_argument("--events", type=int, default=10_000, help="number of events to generate")
+    parser.add_argument("--names", default="page_view,checkout_completed", help="comma-separated event names")
+    parser.add_argument("--days", type=int, default=1, help="spread events over this many days before now")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the generated traffic")
+    parser.add_argument("--project-id", default="12345")
+    parser.add_argument("--hour-limit", type=int, default=60, help="queries allowed per hour")
+    args = parser.parse_args(argv)
+    end = datetime.now(timezone.utc)
+    sim = ExportSimulator(project_id=args.project_id, port=args.port, per_hour_limit=args.hour_limit)
+    sim.add_events(
+        generate_traffic(
+            args.events, names=args.names.split(","), start=end - timedelta(days=args.days), end=end, seed=args.seed
+        )
+    )
+    sim.start()
+    print(sim.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

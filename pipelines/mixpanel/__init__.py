@@ -1,0 +1,218 @@
+"""A dlt source for Mixpanel's Raw Event Export API (``GET /api/2.0/export``).
+
+See README.md beside this file for why the cursor is on processing time and how events are
+deduplicated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime, timezone
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.typing import TSecretStrValue
+
+from .helpers import (
+    ExportClient,
+    ExportError,
+    ExportParser,
+    ExportWindow,
+    ParseStats,
+    ProgressCallback,
+    backfill_windows,
+    export_base_url,
+    incremental_window,
+    new_spool_dir,
+    rate_limiter_for,
+)
+from .settings import (
+    DEFAULT_LATE_ARRIVAL_DAYS,
+    DEFAULT_PROCESSING_MARGIN_MINUTES,
+    EVENT_COLUMNS,
+    EVENTS_TABLE,
+    MAX_QUERIES_PER_HOUR,
+    MAX_QUERIES_PER_SECOND,
+    REJECT_COLUMNS,
+    REJECTS_TABLE,
+)
+
+__all__ = ["CollectStats", "ExportError", "mixpanel_source"]
+
+ExistingKeys = Callable[[datetime, datetime], Iterator[pa.Table]]
+
+
+@dataclasses.dataclass
+class CollectStats:
+    """What one run did, for its summary line."""
+
+    requests: int = 0
+    attempts: int = 0
+    bytes_received: int = 0
+    windows: list[str] = dataclasses.field(default_factory=list)
+    parse: ParseStats = dataclasses.field(default_factory=ParseStats)
+
+    def add(self, other: ParseStats) -> None:
+        for field in dataclasses.fields(ParseStats):
+            if field.name == "max_processing_ms":
+                continue
+            setattr(self.parse, field.name, getattr(self.parse, field.name) + getattr(other, field.name))
+
+
+@dlt.source(name="mixpanel", max_table_nesting=0)
+def mixpanel_source(
+    event_names: Sequence[str] = dlt.config.value,
+    project_id: str | None = None,
+    service_account_username: str | None = None,
+    service_account_secret: TSecretStrValue | None = None,
+    api_secret: TSecretStrValue | None = None,
+    region: str = "us",
+    export_url: str | None = None,
+    project_timezone: str = "UTC",
+    late_arrival_days: int = DEFAULT_LATE_ARRIVAL_DAYS,
+    processing_margin_minutes: int = DEFAULT_PROCESSING_MARGIN_MINUTES,
+    start_date: date | None = None,
+    backfill_start: date | None = None,
+    backfill_end: date | None = None,
+    backfill_days_per_request: int = 1,
+    table_name: str = EVENTS_TABLE,
+    max_queries_per_second: int = MAX_QUERIES_PER_SECOND,
+    max_queries_per_hour: int = MAX_QUERIES_PER_HOUR,
+    request_max_attempts: int = 5,
+    request_backoff_factor: float = 1.0,
+    existing_event_ids: Any = None,
+    stats: Any = None,
+    progress: Any = None,
+) -> Any:
+    """Raw events of ``event_names`` from the export API, incremental on processing time.
+
+    Args:
+        event_names: the events to request, case-sensitive; nothing else is ever requested.
+        project_id: Mixpanel project id, sent as ``project_id`` (required with a service account).
+        service_account_username, service_account_secret: service-account auth (preferred).
+        api_secret: legacy project secret (basic-auth username, empty password).
+        region: ``us``, ``eu`` or ``in``; ``export_url`` overrides it.
+        project_timezone: timezone of ``from_date``/``to_date`` and of legacy "local epoch" times.
+        late_arrival_days: how late, by processing time, an event may arrive and still be collected.
+        processing_margin_minutes: how far before the cursor each run re-asks (overlap is deduplicated).
+        start_date: the first day to collect when there is no state yet (default: yesterday).
+        backfill_start, backfill_end: export these days instead, in slices, without touching the cursor.
+        existing_event_ids: ``(start, end) -> Iterator[pa.Table]`` of event ids already stored with
+            an event time in that range; they are skipped.
+        stats: a ``CollectStats`` to fill in; progress: ``(stage, numbers)`` callback.
+    """
+    if service_account_username and service_account_secret:
+        auth = (service_account_username, service_account_secret)
+    elif api_secret:
+        auth = (api_secret, "")
+    else:
+        raise ExportError(
+            "no Mixpanel credentials: set MIXPANEL_SERVICE_ACCOUNT_USERNAME and "
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET (or the legacy MIXPANEL_API_SECRET)"
+        )
+    if auth[1] and not project_id:
+        raise ExportError("MIXPANEL_PROJECT_ID is required with service-account credentials")
+    base_url = export_base_url(region, export_url)
+    run_stats: CollectStats = stats if stats is not None else CollectStats()
+    names = sorted(set(event_names))
+
+    @dlt.resource(
+        name=table_name,
+        write_disposition="append",
+        primary_key="event_id",
+        columns=EVENT_COLUMNS,  # type: ignore[arg-type]
+    )
+    def events() -> Iterator[Any]:
+        if not names:
+            return
+        client = ExportClient(
+            base_url=base_url,
+            project_id=project_id,
+            auth=auth,
+            limiter=rate_limiter_for(base_url, project_id or "", max_queries_per_second, max_queries_per_hour),
+            max_attempts=request_max_attempts,
+            backoff_factor=request_backoff_factor,
+            progress=progress,
+        )
+        if backfill_start is not None:
+            windows = backfill_windows(backfill_start, backfill_end or backfill_start, backfill_days_per_request)
+            for window in windows:
+                yield from _export_window(client, window, names)
+            return
+
+        state = dlt.current.resource_state()
+        requested_at = datetime.now(timezone.utc)
+        window = incremental_window(
+            now=requested_at,
+            project_timezone=project_timezone,
+            start_date=start_date,
+            late_arrival_days=late_arrival_days,
+            cursor_ms=state.get("processing_cursor_ms"),
+            margin_minutes=processing_margin_minutes,
+        )
+        max_processing_ms = yield from _export_window(client, window, names)
+        # Everything Mixpanel had processed when we asked is now stored: advance the cursor to the
+        # later of that moment and the newest processing time seen (robust to clock skew).
+        state["processing_cursor_ms"] = max(
+            state.get("processing_cursor_ms") or 0,
+            max_processing_ms or 0,
+            int(requested_at.timestamp() * 1000),
+        )
+        state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
+
+    def _export_window(client: ExportClient, window: ExportWindow, names: list[str]) -> Iterator[Any]:
+        spool_dir = new_spool_dir()
+        try:
+            download = client.download(window.params(names), spool_dir)
+            run_stats.requests += 1
+            run_stats.attempts = client.attempts
+            run_stats.bytes_received += download.bytes_received
+            run_stats.windows.append(f"{window.from_date}..{window.to_date}")
+            parser = ExportParser(
+                download.path,
+                event_names=names,
+                project_timezone=project_timezone,
+                inserted_at=datetime.now(timezone.utc),
+            )
+            try:
+                parser.parse()
+                if progress:
+                    progress("parse", {"lines": parser.stats.lines, "rejected": parser.stats.rejected})
+                time_range = parser.time_range()
+                if time_range is not None and existing_event_ids is not None:
+                    for batch in existing_event_ids(*time_range):
+                        parser.add_existing_keys(batch)
+                loaded = 0
+                for batch in parser.new_events():
+                    loaded += batch.num_rows
+                    if progress:
+                        progress("load", {"events": loaded})
+                    yield batch
+                if parser.rejects:
+                    for reject in parser.rejects:
+                        reject["from_date"] = window.from_date
+                        reject["to_date"] = window.to_date
+                    yield dlt.mark.with_hints(
+                        parser.rejects,
+                        dlt.mark.make_hints(
+                            table_name=REJECTS_TABLE,
+                            write_disposition={"disposition": "merge", "strategy": "upsert"},
+                            primary_key="reject_id",
+                            columns=REJECT_COLUMNS,  # type: ignore[arg-type]
+                        ),
+                        create_table_variant=True,
+                    )
+                run_stats.add(parser.stats)
+                return parser.stats.max_processing_ms
+            finally:
+                parser.close()
+        finally:
+            shutil.rmtree(spool_dir, ignore_errors=True)
+
+    return events
+
+
+ProgressCallbackType = ProgressCallback

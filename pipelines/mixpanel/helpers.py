@@ -1,0 +1,561 @@
+"""The export client: the request window, rate limits, streaming download and parsing.
+
+The export endpoint answers with JSON lines, not JSON, so dlt's RESTClient does not fit; its
+retrying ``requests`` client does. Every attempt (retries included) goes through a rate limiter
+mounted as the session's transport adapter, and the body is streamed to a spool file inside a
+response hook, so a body cut mid-line or ending in ``export terminated early`` raises inside
+``Session.send`` and is retried by the same retry policy as a 429 or a 5xx. Nothing of a failed
+response is kept: parsing starts only once a response has arrived whole.
+
+Parsing is DuckDB's ``read_json`` over the spool file: it splits on ``\\n`` bytes only (so U+2028,
+U+2029, U+0085 and ``\\x1c`` inside strings stay data), keeps ``properties`` as raw JSON text, and
+hands Arrow record batches to dlt. Memory stays bounded: the body lives on disk, DuckDB runs with
+a memory limit and spills, and batches are streamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import orjson
+import pyarrow as pa
+from dlt.sources.helpers.requests import Client
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ConnectionError, ContentDecodingError, Timeout
+
+from .settings import (
+    EXPORT_HOSTS,
+    EXPORT_PATH,
+    MAX_QUERIES_PER_HOUR,
+    MAX_QUERIES_PER_SECOND,
+    MAX_REJECT_LINE_CHARS,
+    TERMINATED_EARLY_MARKER,
+)
+
+logger = logging.getLogger("mixpanel_alerts.export")
+
+ProgressCallback = Callable[[str, dict[str, float]], None]
+ExistingKeys = Callable[[datetime, datetime], Iterator[pa.Table]]
+
+SPOOL_CHUNK_BYTES = 1 << 20
+ARROW_BATCH_ROWS = 100_000
+
+
+class ExportError(Exception):
+    """A failure the user must fix (credentials, project, region, dates); not retried."""
+
+
+class ExportIncomplete(ConnectionError):
+    """The body ended early (cut mid-line or ``export terminated early``); retried."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportWindow:
+    """What one export request asks for."""
+
+    from_date: date
+    to_date: date
+    processed_after_ms: int | None = None
+
+    def params(self, event_names: Sequence[str]) -> dict[str, str]:
+        params = {
+            "from_date": self.from_date.isoformat(),
+            "to_date": self.to_date.isoformat(),
+            "event": json.dumps(list(event_names)),
+            "time_in_ms": "true",
+        }
+        if self.processed_after_ms is not None:
+            params["where"] = f'properties["mp_processing_time_ms"] > {self.processed_after_ms}'
+        return params
+
+
+def export_base_url(region: str, export_url: str | None) -> str:
+    if export_url:
+        return export_url.rstrip("/")
+    try:
+        return EXPORT_HOSTS[region]
+    except KeyError:
+        raise ExportError(
+            f"MIXPANEL_REGION={region!r} is not a Mixpanel region; use one of {', '.join(EXPORT_HOSTS)}"
+        ) from None
+
+
+def incremental_window(
+    *,
+    now: datetime,
+    project_timezone: str,
+    start_date: date | None,
+    late_arrival_days: int,
+    cursor_ms: int | None,
+    margin_minutes: int,
+) -> ExportWindow:
+    """The days that can still receive new events, filtered on processing time.
+
+    A cursor on event time loses late events (offline clients deliver up to five days late), so
+    the cursor is Mixpanel's processing time: every event processed after ``cursor - margin`` has
+    an event time no earlier than ``cursor - margin - late_arrival_days``, which bounds
+    ``from_date``. ``to_date`` is today in the project's timezone, never later.
+    """
+    tz = ZoneInfo(project_timezone)
+    today = now.astimezone(tz).date()
+    first_day = start_date or today - timedelta(days=1)
+    if cursor_ms is None:
+        return ExportWindow(min(first_day, today), today, None)
+    processed_after_ms = cursor_ms - margin_minutes * 60_000
+    earliest = datetime.fromtimestamp(processed_after_ms / 1000, timezone.utc) - timedelta(days=late_arrival_days)
+    from_date = max(first_day, earliest.astimezone(tz).date())
+    return ExportWindow(min(from_date, today), today, processed_after_ms)
+
+
+def backfill_windows(start: date, end: date, days_per_request: int) -> list[ExportWindow]:
+    windows = []
+    day = start
+    while day <= end:
+        last = min(end, day + timedelta(days=days_per_request - 1))
+        windows.append(ExportWindow(day, last, None))
+        day = last + timedelta(days=1)
+    return windows
+
+
+class RateLimiter:
+    """At most ``per_second`` and ``per_hour`` acquisitions in any sliding second and hour."""
+
+    def __init__(self, per_second: int = MAX_QUERIES_PER_SECOND, per_hour: int = MAX_QUERIES_PER_HOUR) -> None:
+        self.per_second = per_second
+        self.per_hour = per_hour
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Block until a query is allowed; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._times and now - self._times[0] >= 3600:
+                    self._times.popleft()
+                recent = [at for at in self._times if now - at < 1.0]
+                delay = 0.0
+                if len(self._times) >= self.per_hour:
+                    delay = 3600 - (now - self._times[0])
+                elif len(recent) >= self.per_second:
+                    delay = 1.0 - (now - recent[0])
+                if delay <= 0:
+                    self._times.append(now)
+                    return waited
+            if delay > 5:
+                logger.warning("Mixpanel allows %s export queries per hour: waiting %.0f s", self.per_hour, delay)
+            time.sleep(delay)
+            waited += delay
+
+
+_limiters: dict[tuple[str, str], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def rate_limiter_for(base_url: str, project_id: str, per_second: int, per_hour: int) -> RateLimiter:
+    """One limiter per export host and project in this process, shared by every client."""
+    with _limiters_lock:
+        key = (base_url, project_id)
+        limiter = _limiters.get(key)
+        if limiter is None or (limiter.per_second, limiter.per_hour) != (per_second, per_hour):
+            limiter = _limiters[key] = RateLimiter(per_second, per_hour)
+        return limiter
+
+
+class RateLimitedAdapter(HTTPAdapter):
+    """Transport adapter that takes a rate-limit slot before every attempt, retries included."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        super().__init__()
+        self.limiter = limiter
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        self.limiter.acquire()
+        return super().send(request, *args, **kwargs)
+
+
+@dataclasses.dataclass
+class Download:
+    path: Path
+    bytes_received: int
+    attempts: int
+
+
+class ExportClient:
+    """Downloads one export request whole to a spool file, with dlt's retry policy."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        project_id: str | None,
+        auth: tuple[str, str],
+        limiter: RateLimiter,
+        max_attempts: int = 5,
+        backoff_factor: float = 1.0,
+        max_retry_delay: float = 300.0,
+        request_timeout: float = 300.0,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.url = base_url + EXPORT_PATH
+        self.project_id = project_id
+        self.progress = progress
+        self.attempts = 0
+        client = Client(
+            request_timeout=request_timeout,
+            raise_for_status=False,
+            exceptions=(ConnectionError, Timeout, ChunkedEncodingError, ContentDecodingError),
+            request_max_attempts=max_attempts,
+            request_backoff_factor=backoff_factor,
+            request_max_retry_delay=max_retry_delay,
+        )
+        self.session = client.session
+        adapter = RateLimitedAdapter(limiter)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.auth = auth
+        self.session.headers["Accept-Encoding"] = "gzip"
+        self.session.headers["Accept"] = "text/plain"
+
+    def download(self, params: dict[str, str], spool_dir: Path) -> Download:
+        if self.project_id:
+            params = {**params, "project_id": self.project_id}
+        spool_path = spool_dir / "export.jsonl"
+        received = {"bytes": 0}
+
+        def spool(response: Response, *args: Any, **kwargs: Any) -> Response:
+            self.attempts += 1
+            if response.status_code != 200:
+                response.content  # noqa: B018 - error bodies are small; read them to free the connection
+                return response
+            received["bytes"] = _spool_body(response, spool_path, self.progress)
+            return response
+
+        response = self.session.get(self.url, params=params, stream=True, hooks={"response": spool})
+        if response.status_code != 200:
+            raise ExportError(explain_http_error(response, params))
+        return Download(spool_path, received["bytes"], self.attempts)
+
+
+def _spool_body(response: Response, spool_path: Path, progress: ProgressCallback | None) -> int:
+    """Write the (decompressed) body to ``spool_path``; raise ExportIncomplete if it ended early."""
+    started = time.monotonic()
+    last_report = started
+    total = 0
+    try:
+        with open(spool_path, "wb") as spool:
+            for chunk in response.iter_content(chunk_size=SPOOL_CHUNK_BYTES):
+                spool.write(chunk)
+                total += len(chunk)
+                now = time.monotonic()
+                if progress and now - last_report >= 1.0:
+                    progress("download", {"bytes": total, "seconds": now - started})
+                    last_report = now
+        final_line = _final_line(spool_path)
+        if final_line.strip() == TERMINATED_EARLY_MARKER:
+            raise ExportIncomplete("Mixpanel ended the export with 'export terminated early'")
+        if final_line and not _is_complete_json(final_line):
+            raise ExportIncomplete("the export body ended in the middle of a line")
+    except BaseException:
+        spool_path.unlink(missing_ok=True)
+        raise
+    finally:
+        response.close()
+    if progress:
+        progress("download", {"bytes": total, "seconds": time.monotonic() - started, "done": 1})
+    return total
+
+
+def _final_line(path: Path) -> bytes:
+    """The last non-empty line of a file, read from its end."""
+    size = path.stat().st_size
+    if size == 0:
+        return b""
+    block = 1 << 16
+    with open(path, "rb") as handle:
+        tail = b""
+        position = size
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            tail = handle.read(step) + tail
+            stripped = tail.rstrip(b"\n")
+            if b"\n" in stripped or position == 0:
+                return stripped.rsplit(b"\n", 1)[-1]
+            block *= 2
+    return b""
+
+
+def _is_complete_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def explain_http_error(response: Response, params: dict[str, str]) -> str:
+    """A message that says what is likely wrong; never includes credentials."""
+    try:
+        detail = str(response.json().get("error", ""))
+    except ValueError:
+        detail = response.text[:300]
+    status = response.status_code
+    window = f"from_date={params.get('from_date')} to_date={params.get('to_date')}"
+    if status == 401:
+        hint = (
+            "the credentials were refused: check MIXPANEL_SERVICE_ACCOUNT_USERNAME and "
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET (or MIXPANEL_API_SECRET), and MIXPANEL_REGION: "
+            "a project with EU or India data residency answers only on its own host"
+        )
+    elif status == 403:
+        hint = (
+            f"no access to MIXPANEL_PROJECT_ID={params.get('project_id', '(unset)')}: check the project id "
+            "and that the service account is a member of that project"
+        )
+    elif status == 402:
+        hint = "Mixpanel says the project's plan does not allow raw event export"
+    elif status == 400 and "to_date" in detail:
+        hint = (
+            f"{window}: to_date is later than today in the project's timezone; "
+            "set MIXPANEL_PROJECT_TIMEZONE to the project's timezone"
+        )
+    elif status == 400 and "project_id" in detail:
+        hint = "set MIXPANEL_PROJECT_ID: service-account requests must name the project"
+    elif status == 400:
+        hint = f"Mixpanel refused the request ({window})"
+    else:
+        hint = "the export request failed after retries"
+    return f"Mixpanel export answered {status}: {hint}. Mixpanel said: {detail or '(no message)'}"
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ParseStats:
+    lines: int = 0
+    valid: int = 0
+    rejected: int = 0
+    ignored: int = 0  # events of names that were not requested
+    duplicates_in_export: int = 0
+    already_stored: int = 0
+    new_events: int = 0
+    max_processing_ms: int | None = None
+
+
+_EXPORT_EVENTS_SQL = """
+create table export_events as
+with source as (
+    select
+        event as event_name,
+        properties,
+        json_extract_string(
+            properties, ['$.time', '$.distinct_id', '$."$insert_id"', '$.mp_processing_time_ms']
+        ) as picked
+    from read_json(
+        $path, format = 'newline_delimited', maximum_object_size = 33554432,
+        columns = {event: 'VARCHAR', properties: 'JSON'}
+    )
+),
+typed as (
+    select
+        event_name,
+        properties,
+        try_cast(picked[1] as double) as event_time,
+        picked[2] as distinct_id,
+        picked[3] as insert_id,
+        try_cast(picked[4] as bigint) as processing_ms
+    from source
+),
+checked as (
+    select
+        *,
+        case
+            when event_name is null or event_name = '' then 'no event name'
+            when properties is null or json_type(properties) <> 'OBJECT' then 'no properties object'
+            when event_time is null or event_time <= 0 then 'no usable time'
+        end as reject_reason,
+        event_name in (select name from requested) as requested,
+        -- `time` is in ms when asked with time_in_ms (any value past 1e11 cannot be seconds)
+        round(event_time * case when event_time >= 1e11 then 1 else 1000 end)::bigint as time_ms
+    from typed
+)
+select
+    *,
+    case
+        when reject_reason is not null then null
+        when insert_id is not null
+            then md5(concat_ws(chr(31), event_name, coalesce(distinct_id, ''), time_ms::varchar, insert_id))
+        else md5(concat_ws(chr(31), event_name, properties::varchar))
+    end as event_id
+from checked
+"""
+
+_NEW_EVENTS_SQL = """
+select
+    event_id,
+    event_name,
+    timezone($tz, make_timestamp(time_ms * 1000)) as event_timestamp,
+    distinct_id,
+    insert_id,
+    properties::varchar as properties,
+    make_timestamptz(processing_ms * 1000) as mp_processing_time,
+    $inserted_at::timestamptz as inserted_at
+from export_events
+where rowid in (select first_rowid from new_keys)
+"""
+
+
+class ExportParser:
+    """Turns one spooled export into event batches and rejects, in a scratch DuckDB."""
+
+    def __init__(
+        self,
+        spool_path: Path,
+        *,
+        event_names: Sequence[str],
+        project_timezone: str,
+        inserted_at: datetime,
+        memory_limit: str = "512MB",
+    ) -> None:
+        self.spool_path = spool_path
+        self.project_timezone = project_timezone
+        self.inserted_at = inserted_at
+        self.stats = ParseStats()
+        self.rejects: list[dict[str, Any]] = []
+        scratch = spool_path.parent
+        self.con = duckdb.connect(str(scratch / "scratch.duckdb"))
+        self.con.execute(
+            f"set memory_limit = '{memory_limit}'; set threads = {min(os.cpu_count() or 1, 4)}; "
+            f"set temp_directory = '{scratch / 'spill'}'; set preserve_insertion_order = false; "
+            "set TimeZone = 'UTC'"
+        )
+        self.con.execute("create table requested (name varchar)")
+        self.con.executemany("insert into requested values (?)", [[name] for name in event_names]).fetchall()
+        self.con.execute("create table existing (event_id varchar)")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def parse(self) -> None:
+        """Read the spool into ``export_events``; lines DuckDB cannot read become rejects."""
+        try:
+            self.con.execute(_EXPORT_EVENTS_SQL, {"path": str(self.spool_path)})
+        except duckdb.Error:
+            readable = self._separate_unreadable_lines()
+            self.con.execute(_EXPORT_EVENTS_SQL, {"path": str(readable)})
+        row = self.con.execute(
+            """
+            select
+                count(*),
+                count(*) filter (where reject_reason is null and requested),
+                count(*) filter (where reject_reason is null and not requested),
+                max(processing_ms) filter (where reject_reason is null),
+                min(time_ms) filter (where reject_reason is null and requested),
+                max(time_ms) filter (where reject_reason is null and requested)
+            from export_events
+            """
+        ).fetchall()[0]
+        lines, self.stats.valid, self.stats.ignored, self.stats.max_processing_ms, *self._time_ms = row
+        self.stats.lines += lines
+        rejected = self.con.execute(
+            """select json_object('event', event_name, 'properties', properties)::varchar, reject_reason
+            from export_events where reject_reason is not null"""
+        ).fetchall()
+        for line, reason in rejected:
+            self._reject(line, reason, None)
+        self.stats.rejected = len(self.rejects)
+
+    def _separate_unreadable_lines(self) -> Path:
+        """Split on ``\\n`` bytes only; keep JSON objects, reject the rest with their line number."""
+        readable = self.spool_path.with_name("export.readable.jsonl")
+        with open(self.spool_path, "rb") as source, open(readable, "wb") as target:
+            for number, raw in enumerate(source, start=1):
+                line = raw.rstrip(b"\n")
+                if not line.strip():
+                    continue
+                try:
+                    value = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    value = None
+                    reason = "not valid JSON"
+                else:
+                    reason = "not a JSON object"
+                if not isinstance(value, dict):
+                    self._reject(line.decode("utf-8", "replace"), reason, number)
+                    self.stats.lines += 1
+                    continue
+                target.write(line + b"\n")
+        return readable
+
+    def _reject(self, line: str, reason: str, line_number: int | None) -> None:
+        self.rejects.append(
+            {
+                "reject_id": hashlib.md5(line.encode("utf-8", "replace")).hexdigest(),
+                "line": line[:MAX_REJECT_LINE_CHARS],
+                "line_number": line_number,
+                "reason": reason,
+                "rejected_at": self.inserted_at,
+            }
+        )
+
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """Earliest and latest event time among valid events (bounds the existing-key lookup)."""
+        low_ms, high_ms = self._time_ms
+        if low_ms is None:
+            return None
+        # legacy local-epoch times are at most 14 hours away from UTC
+        pad = timedelta(hours=15) if self.project_timezone != "UTC" else timedelta(seconds=1)
+        return (
+            datetime.fromtimestamp(low_ms / 1000, timezone.utc) - pad,
+            datetime.fromtimestamp(high_ms / 1000, timezone.utc) + pad,
+        )
+
+    def add_existing_keys(self, batch: pa.Table) -> None:
+        self.con.register("existing_batch", batch.select(["event_id"]))
+        self.con.execute("insert into existing select event_id from existing_batch").fetchall()
+        self.con.unregister("existing_batch")
+
+    def new_events(self) -> Iterator[pa.RecordBatch]:
+        """Valid, requested events not seen before: duplicates inside the export and events
+        already in the warehouse are skipped, and counted."""
+        self.con.execute(
+            """
+            create table new_keys as
+            select event_id, min(rowid) as first_rowid
+            from export_events
+            where event_id is not null and requested
+            group by event_id
+            """
+        )
+        self.con.execute("delete from new_keys where event_id in (select event_id from existing)").fetchall()
+        distinct_keys = self.con.execute(
+            "select count(distinct event_id) from export_events where event_id is not null and requested"
+        ).fetchall()[0][0]
+        self.stats.new_events = self.con.execute("select count(*) from new_keys").fetchall()[0][0]
+        self.stats.duplicates_in_export = self.stats.valid - distinct_keys
+        self.stats.already_stored = distinct_keys - self.stats.new_events
+        relation = self.con.sql(_NEW_EVENTS_SQL, params={"tz": self.project_timezone, "inserted_at": self.inserted_at})
+        yield from relation.to_arrow_reader(ARROW_BATCH_ROWS)
+
+
+def new_spool_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mixpanel-export-"))

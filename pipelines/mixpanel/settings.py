@@ -1,0 +1,52 @@
+"""Constants of Mixpanel's Raw Event Export API."""
+
+from __future__ import annotations
+
+EXPORT_HOSTS = {
+    "us": "https://data.mixpanel.com",
+    "eu": "https://data-eu.mixpanel.com",
+    "in": "https://data-in.mixpanel.com",
+}
+EXPORT_PATH = "/api/2.0/export"
+
+# Mixpanel's documented limits for the export endpoint, per project; retries count too.
+MAX_QUERIES_PER_SECOND = 3
+MAX_QUERIES_PER_HOUR = 60
+
+# Offline mobile clients may deliver events up to five days late.
+DEFAULT_LATE_ARRIVAL_DAYS = 5
+# Events processed shortly before the previous run may become visible in the export only after it;
+# each run re-asks for this many minutes of processing time before its cursor (merge keeps it exact).
+DEFAULT_PROCESSING_MARGIN_MINUTES = 30
+
+# Mixpanel retires project-secret authentication for the export API on this day.
+LEGACY_SECRET_RETIREMENT = "2027-03-03"
+
+TERMINATED_EARLY_MARKER = b"export terminated early"
+
+EVENTS_TABLE = "mixpanel_events"
+REJECTS_TABLE = "mixpanel_rejects"
+
+# The raw table's columns. `properties` holds every property, unflattened, as JSON.
+EVENT_COLUMNS = {
+    "event_id": {"data_type": "text", "nullable": False, "primary_key": True, "unique": True},
+    "event_name": {"data_type": "text", "nullable": False},
+    "event_timestamp": {"data_type": "timestamp", "nullable": False, "timezone": True},
+    "distinct_id": {"data_type": "text"},
+    "insert_id": {"data_type": "text"},
+    "properties": {"data_type": "json"},
+    "mp_processing_time": {"data_type": "timestamp", "timezone": True},
+    "inserted_at": {"data_type": "timestamp", "nullable": False, "timezone": True},
+}
+
+REJECT_COLUMNS = {
+    "reject_id": {"data_type": "text", "nullable": False, "primary_key": True},
+    "line": {"data_type": "text"},
+    "line_number": {"data_type": "bigint"},
+    "reason": {"data_type": "text", "nullable": False},
+    "from_date": {"data_type": "date"},
+    "to_date": {"data_type": "date"},
+    "rejected_at": {"data_type": "timestamp", "nullable": False, "timezone": True},
+}
+# A rejected line is kept up to this many characters.
+MAX_REJECT_LINE_CHARS = 65_536

@@ -1,0 +1,145 @@
+"""The pipeline entry: destination choice and one collect (or backfill) run.
+
+dlt keeps the cursor in the destination (``_dlt_pipeline_state``), committed with each load, and
+every run starts from a fresh local working folder that it restores from there. So a cron job, a
+cloud job with a fresh working directory and a laptop behave the same, and local state never
+lands in the source tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from mixpanel_alerts.events_config import EventsConfig
+from mixpanel_alerts.settings import Settings
+
+from .mixpanel import CollectStats, mixpanel_source
+from .mixpanel.helpers import ProgressCallback
+
+PIPELINE_NAME = "mixpanel_alerts"
+
+
+@dataclasses.dataclass
+class CollectSummary:
+    stats: CollectStats
+    seconds: float
+
+    @property
+    def duplicates_skipped(self) -> int:
+        return self.stats.parse.duplicates_in_export + self.stats.parse.already_stored
+
+    def line(self) -> str:
+        parse = self.stats.parse
+        rate = parse.new_events / self.seconds if self.seconds else 0.0
+        return (
+            f"collected {parse.new_events:,} new events ({parse.lines:,} lines, "
+            f"{self.stats.bytes_received / 1e6:,.1f} MB) in {self.seconds:.1f} s ({rate:,.0f} events/s): "
+            f"loaded {parse.new_events:,}, duplicates skipped {self.duplicates_skipped:,}, "
+            f"rejected {parse.rejected:,}, not requested {parse.ignored:,}; "
+            f"{self.stats.requests} export request(s), {self.stats.attempts} attempt(s), "
+            f"window {', '.join(self.stats.windows) or 'none'}"
+        )
+
+
+def destination(settings: Settings) -> Any:
+    if settings.warehouse == "bigquery":
+        return dlt.destinations.bigquery(location=settings.location, project_id=settings.gcp_project_id)
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    # preserve_insertion_order=false lets DuckDB load large batches without ordering work
+    credentials = DuckDbCredentials(str(settings.duckdb_path), global_config={"preserve_insertion_order": False})
+    return dlt.destinations.duckdb(credentials)
+
+
+@contextlib.contextmanager
+def pipeline_for(settings: Settings) -> Iterator[dlt.Pipeline]:
+    """A pipeline in a fresh working folder; its state is restored from the destination."""
+    working_dir = Path(tempfile.mkdtemp(prefix="mixpanel-alerts-pipeline-"))
+    try:
+        yield dlt.pipeline(
+            pipeline_name=PIPELINE_NAME,
+            pipelines_dir=str(working_dir),
+            destination=destination(settings),
+            dataset_name=settings.dataset,
+            progress="log" if False else None,
+        )
+    finally:
+        shutil.rmtree(working_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def single_writer(settings: Settings) -> Iterator[None]:
+    """One collect at a time per DuckDB file: overlapping runs could store an event twice."""
+    if settings.warehouse != "duckdb":
+        yield
+        return
+    lock_path = settings.duckdb_path.with_name(settings.duckdb_path.name + ".collect.lock")
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def collect(
+    settings: Settings,
+    events_config: EventsConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    backfill: tuple[date, date] | None = None,
+    source_options: dict[str, Any] | None = None,
+) -> CollectSummary:
+    """Export the enabled events and load the new ones into the raw table."""
+    started = datetime.now()
+    stats = CollectStats()
+    with single_writer(settings), pipeline_for(settings) as pipeline:
+
+        def existing_event_ids(start: datetime, end: datetime) -> Iterator[pa.Table]:
+            """Event ids already stored with an event time in [start, end]; the filter prunes
+            BigQuery partitions, so this reads only the days being exported."""
+            try:
+                with pipeline.sql_client() as client:
+                    table = client.make_qualified_table_name(settings.table)
+                    query = f"select event_id from {table} where event_timestamp >= %s and event_timestamp <= %s"
+                    with client.execute_query(query, start, end) as cursor:
+                        for batch in cursor.iter_arrow(chunk_size=500_000):
+                            yield batch
+            except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+                return  # first load: the table does not exist yet
+
+        source = mixpanel_source(
+            event_names=events_config.enabled_names,
+            project_id=settings.project_id,
+            service_account_username=settings.service_account_username,
+            service_account_secret=settings.service_account_secret,
+            api_secret=settings.api_secret,
+            region=settings.region,
+            export_url=settings.export_url,
+            project_timezone=settings.project_timezone,
+            late_arrival_days=settings.late_arrival_days,
+            start_date=settings.start_date,
+            backfill_start=backfill[0] if backfill else None,
+            backfill_end=backfill[1] if backfill else None,
+            table_name=settings.table,
+            existing_event_ids=existing_event_ids,
+            stats=stats,
+            progress=progress,
+            **(source_options or {}),
+        )
+        pipeline.run(source)
+    return CollectSummary(stats=stats, seconds=(datetime.now() - started).total_seconds())
