@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -12,9 +12,7 @@ from .events_config import EventsConfig
 from .settings import ConfigError, Settings, require_mixpanel_credentials
 
 
-def run_checks(
-    settings: Settings, events_config: EventsConfig, console: Console, redact: Callable[[str], str]
-) -> int:
+def run_checks(settings: Settings, events_config: EventsConfig, console: Console, redact: Callable[[str], str]) -> int:
     """Run every check; return the exit code (0 all good, 2 configuration, 1 unreachable)."""
     results = [
         ("mixpanel", check_mixpanel(settings, events_config)),
@@ -32,8 +30,14 @@ def run_checks(
 
 
 def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str, str]:
-    from pipelines.mixpanel.helpers import ExportClient, ExportError, ExportWindow, export_base_url, new_spool_dir
-    from pipelines.mixpanel.helpers import rate_limiter_for
+    from pipelines.mixpanel.helpers import (
+        ExportClient,
+        ExportError,
+        ExportWindow,
+        export_base_url,
+        new_spool_dir,
+        rate_limiter_for,
+    )
 
     try:
         require_mixpanel_credentials(settings)
@@ -48,7 +52,7 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
         auth = (settings.api_secret, "")
     else:
         return "config", "MIXPANEL_API_SECRET_NAME needs Secret Manager access, which this check does not read yet"
-    today = datetime.now(timezone.utc).astimezone(ZoneInfo(settings.project_timezone)).date()
+    today = datetime.now(UTC).astimezone(ZoneInfo(settings.project_timezone)).date()
     names = events_config.enabled_names[:1]
     client = ExportClient(
         base_url=base_url,
@@ -66,7 +70,7 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
     except ExportError as exc:
         status = "config" if " 40" in str(exc) else "failed"
         return status, str(exc)
-    except Exception as exc:  # noqa: BLE001 - report any network failure as one line
+    except Exception as exc:
         return "failed", f"could not reach {base_url}: {type(exc).__name__}: {exc}"
     finally:
         import shutil
@@ -92,7 +96,7 @@ def check_warehouse(settings: Settings) -> tuple[str, str]:
                 "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                 [settings.dataset, settings.table],
             ).fetchone()
-    except (OSError, Exception) as exc:  # noqa: BLE001
+    except (OSError, Exception) as exc:
         return "failed", f"DUCKDB_PATH={path}: cannot open the database: {exc}"
     exists = "exists" if tables and tables[0] else "will be created by the first collect"
     return "ok", f"DuckDB {path}: raw table {settings.dataset}.{settings.table} {exists}"

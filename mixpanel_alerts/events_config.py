@@ -74,7 +74,7 @@ def read_gcs_text(gcs_path: str) -> str:
     if not match:
         raise ConfigError(f"EVENTS_CONFIG_GCS_PATH={gcs_path!r} must look like gs://bucket/path/events_config.json")
     from google.api_core import exceptions as gexc
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     try:
         blob = storage.Client().bucket(match.group(1)).blob(match.group(2))

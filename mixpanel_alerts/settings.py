@@ -118,7 +118,9 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     if warehouse == "bigquery" and not text("GCP_PROJECT_ID"):
         raise ConfigError("GCP_PROJECT_ID is required when WAREHOUSE=bigquery")
     if (export_url := text("MIXPANEL_EXPORT_URL")) and not export_url.startswith(("http://", "https://")):
-        raise ConfigError(f"MIXPANEL_EXPORT_URL={export_url!r} must be an http(s) URL such as https://data.mixpanel.com")
+        raise ConfigError(
+            f"MIXPANEL_EXPORT_URL={export_url!r} must be an http(s) URL such as https://data.mixpanel.com"
+        )
     username, secret = text("MIXPANEL_SERVICE_ACCOUNT_USERNAME"), text("MIXPANEL_SERVICE_ACCOUNT_SECRET")
     if bool(username) != bool(secret):
         missing = "MIXPANEL_SERVICE_ACCOUNT_SECRET" if username else "MIXPANEL_SERVICE_ACCOUNT_USERNAME"

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -84,7 +84,7 @@ class SimEvent:
     def render(self, time_in_ms: bool, tz: ZoneInfo | None) -> bytes:
         event_ms = self.time_ms
         if tz is not None:  # legacy projects export "local epoch": wall-clock time as if UTC
-            utc = datetime.fromtimestamp(event_ms / 1000, timezone.utc)
+            utc = datetime.fromtimestamp(event_ms / 1000, UTC)
             offset = utc.astimezone(tz).utcoffset() or timedelta(0)
             event_ms += int(offset.total_seconds() * 1000)
         properties = {
@@ -133,7 +133,7 @@ class ExportSimulator:
         self.per_second_limit = per_second_limit
         self.per_hour_limit = per_hour_limit
         self.retry_after_seconds = retry_after_seconds
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.now = now or (lambda: datetime.now(UTC))
         self.events: list[SimEvent] = []
         self.faults: deque[str] = deque()
         self.requests: list[RequestRecord] = []
@@ -149,7 +149,7 @@ class ExportSimulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> ExportSimulator:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -232,7 +232,9 @@ class ExportSimulator:
         time_in_ms = params.get("time_in_ms", "").lower() == "true"
         limit = int(params["limit"]) if "limit" in params else None
         now_ms = int(self.now().timestamp() * 1000)
-        key = (from_date, to_date, names, tuple(where), time_in_ms, limit, now_ms // 60_000)
+        # while some events are not processed yet, what is visible changes with the clock
+        pending = any(event.processing_ms > now_ms for event in self.events)
+        key = (from_date, to_date, names, tuple(where), time_in_ms, limit, now_ms if pending else None)
         with self._lock:
             cached = self._body_cache.get(key)
             if cached is not None:
@@ -267,10 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         sim = self.server.simulator
         split = urlsplit(self.path)
         params = {key: values[-1] for key, values in parse_qs(split.query).items()}
@@ -318,9 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _apply_status_fault(self, fault: str, record: RequestRecord) -> bool:
         if fault == "reset":
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             self.close_connection = True
             record.status = 0
             return True
@@ -517,7 +517,7 @@ def generate_traffic(
     start_ms = int(start.timestamp() * 1000)
     for _ in range(count):
         at_ms = start_ms + rng.randrange(max(span_ms, 1))
-        at = datetime.fromtimestamp(at_ms / 1000, timezone.utc)
+        at = datetime.fromtimestamp(at_ms / 1000, UTC)
         yield make_event(rng.choice(names), at, rng=rng, error_code=rng.choice(["E_NULL", "E_TIMEOUT", "E_500"]))
 
 
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--project-id", default="12345")
     parser.add_argument("--hour-limit", type=int, default=60, help="queries allowed per hour")
     args = parser.parse_args(argv)
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     sim = ExportSimulator(project_id=args.project_id, port=args.port, per_hour_limit=args.hour_limit)
     sim.add_events(
         generate_traffic(

@@ -75,7 +75,6 @@ def pipeline_for(settings: Settings) -> Iterator[dlt.Pipeline]:
             pipelines_dir=str(working_dir),
             destination=destination(settings),
             dataset_name=settings.dataset,
-            progress="log" if False else None,
         )
     finally:
         shutil.rmtree(working_dir, ignore_errors=True)
@@ -88,6 +87,7 @@ def single_writer(settings: Settings) -> Iterator[None]:
         yield
         return
     lock_path = settings.duckdb_path.with_name(settings.duckdb_path.name + ".collect.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -117,8 +117,7 @@ def collect(
                     table = client.make_qualified_table_name(settings.table)
                     query = f"select event_id from {table} where event_timestamp >= %s and event_timestamp <= %s"
                     with client.execute_query(query, start, end) as cursor:
-                        for batch in cursor.iter_arrow(chunk_size=500_000):
-                            yield batch
+                        yield from cursor.iter_arrow(chunk_size=500_000)
             except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
                 return  # first load: the table does not exist yet
 

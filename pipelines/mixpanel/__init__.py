@@ -6,23 +6,20 @@ deduplicated.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, timezone
+from collections.abc import Generator, Iterator, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dlt
-import pyarrow as pa
 from dlt.common.typing import TSecretStrValue
 
 from .helpers import (
+    CollectStats,
     ExportClient,
     ExportError,
     ExportParser,
     ExportWindow,
-    ParseStats,
-    ProgressCallback,
     backfill_windows,
     export_base_url,
     incremental_window,
@@ -41,25 +38,6 @@ from .settings import (
 )
 
 __all__ = ["CollectStats", "ExportError", "mixpanel_source"]
-
-ExistingKeys = Callable[[datetime, datetime], Iterator[pa.Table]]
-
-
-@dataclasses.dataclass
-class CollectStats:
-    """What one run did, for its summary line."""
-
-    requests: int = 0
-    attempts: int = 0
-    bytes_received: int = 0
-    windows: list[str] = dataclasses.field(default_factory=list)
-    parse: ParseStats = dataclasses.field(default_factory=ParseStats)
-
-    def add(self, other: ParseStats) -> None:
-        for field in dataclasses.fields(ParseStats):
-            if field.name == "max_processing_ms":
-                continue
-            setattr(self.parse, field.name, getattr(self.parse, field.name) + getattr(other, field.name))
 
 
 @dlt.source(name="mixpanel", max_table_nesting=0)
@@ -119,12 +97,21 @@ def mixpanel_source(
     run_stats: CollectStats = stats if stats is not None else CollectStats()
     names = sorted(set(event_names))
 
-    @dlt.resource(
-        name=table_name,
+    # Events and rejects are both table variants of this resource, each with its own columns.
+    event_hints = dlt.mark.make_hints(
+        table_name=table_name,
         write_disposition="append",
         primary_key="event_id",
         columns=EVENT_COLUMNS,  # type: ignore[arg-type]
     )
+    reject_hints = dlt.mark.make_hints(
+        table_name=REJECTS_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "upsert"},
+        primary_key="reject_id",
+        columns=REJECT_COLUMNS,  # type: ignore[arg-type]
+    )
+
+    @dlt.resource(name=table_name, write_disposition="append")
     def events() -> Iterator[Any]:
         if not names:
             return
@@ -144,7 +131,7 @@ def mixpanel_source(
             return
 
         state = dlt.current.resource_state()
-        requested_at = datetime.now(timezone.utc)
+        requested_at = datetime.now(UTC)
         window = incremental_window(
             now=requested_at,
             project_timezone=project_timezone,
@@ -163,19 +150,21 @@ def mixpanel_source(
         )
         state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
 
-    def _export_window(client: ExportClient, window: ExportWindow, names: list[str]) -> Iterator[Any]:
+    def _export_window(
+        client: ExportClient, window: ExportWindow, names: list[str]
+    ) -> Generator[Any, None, int | None]:
         spool_dir = new_spool_dir()
         try:
             download = client.download(window.params(names), spool_dir)
             run_stats.requests += 1
-            run_stats.attempts = client.attempts
+            run_stats.attempts = client.adapter.attempts
             run_stats.bytes_received += download.bytes_received
             run_stats.windows.append(f"{window.from_date}..{window.to_date}")
             parser = ExportParser(
                 download.path,
                 event_names=names,
                 project_timezone=project_timezone,
-                inserted_at=datetime.now(timezone.utc),
+                inserted_at=datetime.now(UTC),
             )
             try:
                 parser.parse()
@@ -190,21 +179,12 @@ def mixpanel_source(
                     loaded += batch.num_rows
                     if progress:
                         progress("load", {"events": loaded})
-                    yield batch
+                    yield dlt.mark.with_hints(batch, event_hints, create_table_variant=True)
                 if parser.rejects:
                     for reject in parser.rejects:
                         reject["from_date"] = window.from_date
                         reject["to_date"] = window.to_date
-                    yield dlt.mark.with_hints(
-                        parser.rejects,
-                        dlt.mark.make_hints(
-                            table_name=REJECTS_TABLE,
-                            write_disposition={"disposition": "merge", "strategy": "upsert"},
-                            primary_key="reject_id",
-                            columns=REJECT_COLUMNS,  # type: ignore[arg-type]
-                        ),
-                        create_table_variant=True,
-                    )
+                    yield dlt.mark.with_hints(parser.rejects, reject_hints, create_table_variant=True)
                 run_stats.add(parser.stats)
                 return parser.stats.max_processing_ms
             finally:
@@ -213,6 +193,3 @@ def mixpanel_source(
             shutil.rmtree(spool_dir, ignore_errors=True)
 
     return events
-
-
-ProgressCallbackType = ProgressCallback

@@ -1,0 +1,147 @@
+"""``just bench``: how fast ``mixpanel-alerts collect`` loads a large export, against DuckDB's own
+``read_json`` of the same file, measured in one run on the same machine (compare the ratio, not
+the seconds: machines here are shared and noisy).
+
+1. A simulator subprocess serves N events (realistic properties) over loopback with gzip.
+2. The export body is downloaded once exactly as the collector will ask for it and saved as the
+   gzipped file the wire carries; this also warms the simulator's cache.
+3. ``mixpanel-alerts collect`` runs into a fresh DuckDB file (wall time, peak RSS of the process).
+4. DuckDB's ``read_json`` loads the same file into a fresh DuckDB file (wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import requests
+
+from .simulator import EXPORT_PATH
+
+NAMES = ["impression_error_null_pointer_detected", "checkout_completed", "page_view"]
+SERVICE_ACCOUNT = ("sim-user.mp-service-account", "sim-secret")
+PROJECT_ID = "12345"
+
+
+def _events_config() -> str:
+    rules = [
+        {"name": name, "enabled": True, "alert_threshold": 100, "alert_channel": "#bench", "time_window_minutes": 1}
+        for name in NAMES
+    ]
+    return json.dumps({"events": rules})
+
+
+def start_simulator(events: int, days: int) -> tuple[subprocess.Popen[str], str]:
+    command = [
+        sys.executable, "-m", "mixpanel_alerts.simulator", "--events", str(events), "--days", str(days),
+        "--names", ",".join(NAMES), "--project-id", PROJECT_ID, "--hour-limit", "1000",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url.startswith("http"):
+        process.kill()
+        raise SystemExit("the simulator did not start")
+    return process, url
+
+
+def run_measured(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB (of the process and its children), combined output."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.communicate()[0]
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return seconds, peak_mb, output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mixpanel_alerts.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to serve (default 1,000,000)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temp folder)")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mixpanel-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    days = 1
+    print(f"bench: generating {args.events:,} events in the simulator ...", flush=True)
+    simulator, url = start_simulator(args.events, days)
+    try:
+        today = datetime.now(UTC).date()
+        start = today - timedelta(days=days + 1)
+        params = {
+            "from_date": start.isoformat(),
+            "to_date": today.isoformat(),
+            "event": json.dumps(sorted(NAMES)),
+            "time_in_ms": "true",
+            "project_id": PROJECT_ID,
+        }
+        export_file = workdir / "export.jsonl.gz"
+        with requests.get(
+            url + EXPORT_PATH,
+            params=params,
+            auth=SERVICE_ACCOUNT,
+            stream=True,
+            headers={"Accept-Encoding": "gzip"},
+            timeout=600,
+        ) as response:
+            response.raise_for_status()
+            with open(export_file, "wb") as handle:
+                for chunk in response.raw.stream(1 << 20, decode_content=False):
+                    handle.write(chunk)
+        print(f"bench: export body {export_file.stat().st_size / 1e6:,.1f} MB gzipped", flush=True)
+
+        database = workdir / "collect.duckdb"
+        database.unlink(missing_ok=True)
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(("MIXPANEL_", "EVENTS_"))},
+            "MIXPANEL_EXPORT_URL": url,
+            "MIXPANEL_PROJECT_ID": PROJECT_ID,
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": SERVICE_ACCOUNT[0],
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": SERVICE_ACCOUNT[1],
+            "MIXPANEL_START_DATE": start.isoformat(),
+            "EVENTS_CONFIG": _events_config(),
+            "DUCKDB_PATH": str(database),
+            "WAREHOUSE": "duckdb",
+        }
+        collect_s, collect_rss, output = run_measured(["mixpanel-alerts", "collect"], env, workdir)
+        summary = output.strip().splitlines()[-1]
+        with duckdb.connect(str(database), read_only=True) as con:
+            loaded = con.execute("select count(*) from mixpanel_data.mixpanel_events").fetchall()[0][0]
+
+        baseline_db = workdir / "read_json.duckdb"
+        baseline_db.unlink(missing_ok=True)
+        started = time.perf_counter()
+        with duckdb.connect(str(baseline_db)) as con:
+            con.execute(f"create table events as select * from read_json('{export_file}')")
+            baseline_rows = con.execute("select count(*) from events").fetchall()[0][0]
+        read_json_s = time.perf_counter() - started
+    finally:
+        simulator.terminate()
+        simulator.wait()
+
+    print(f"collect summary: {summary}")
+    print(f"events served:           {args.events:,} (collected {loaded:,}, read_json {baseline_rows:,})")
+    print(f"collect:                 {collect_s:6.2f} s  ({loaded / collect_s:,.0f} events/s)")
+    print(f"duckdb read_json:        {read_json_s:6.2f} s  ({baseline_rows / read_json_s:,.0f} events/s)")
+    print(f"ratio collect/read_json: {collect_s / read_json_s:6.2f}x  (target <= 2.5x)")
+    print(f"collect peak RSS:        {collect_rss:6.0f} MB (target <= 1536 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Shared fixtures: a simulated Mixpanel export host, a clean CLI environment, DuckDB reads.
+
+The world is faked only at its boundaries: the export API is ``mixpanel_alerts.simulator`` (a real
+HTTP server on 127.0.0.1), the warehouse is a real DuckDB file in ``tmp_path``, and the product is
+driven through its console script in a subprocess with an environment built from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from mixpanel_alerts.simulator import ExportSimulator, SimEvent, generate_traffic
+
+PROJECT_ID = "12345"
+SA_USERNAME = "alerts-bot.mp-service-account"
+SA_SECRET = "sa-secret-Q7m2Kx9"
+API_SECRET = "legacy-secret-Zp4Lw8"
+# Output of the CLI must never contain the values of these variables.
+SECRET_VARIABLES = ("MIXPANEL_SERVICE_ACCOUNT_SECRET", "MIXPANEL_API_SECRET", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN")
+
+ENABLED_NAMES = ("checkout_completed", "page_view")
+DISABLED_NAME = "debug_ping"
+
+DB_FILE = "mixpanel.duckdb"
+EVENTS_TABLE = "mixpanel_data.mixpanel_events"
+REJECTS_TABLE = "mixpanel_data.mixpanel_rejects"
+CLI = str(Path(sys.executable).with_name("mixpanel-alerts"))
+SUMMARY = re.compile(
+    r"loaded (?P<loaded>[\d,]+), duplicates skipped (?P<skipped>[\d,]+), rejected (?P<rejected>[\d,]+)"
+)
+
+
+def rule(name: str, *, enabled: bool = True, **overrides: Any) -> dict[str, Any]:
+    """One entry of the events configuration, valid unless overridden."""
+    return {
+        "name": name,
+        "enabled": enabled,
+        "alert_threshold": 5,
+        "alert_channel": "#alerts-errors",
+        "time_window_minutes": 1,
+        **overrides,
+    }
+
+
+DEFAULT_EVENTS_CONFIG = {"events": [*(rule(name) for name in ENABLED_NAMES), rule(DISABLED_NAME, enabled=False)]}
+
+
+def write_events_config(directory: Path, document: Any, name: str = "events_config.json") -> Path:
+    path = directory / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document, indent=2), encoding="utf-8")
+    return path
+
+
+def recent_traffic(count: int, names: Sequence[str] = ENABLED_NAMES, seed: int = 7) -> list[SimEvent]:
+    """``count`` events over the last 20 hours (inside the first run's window yesterday..today)."""
+    now = datetime.now(UTC)
+    return list(
+        generate_traffic(
+            count, names=list(names), start=now - timedelta(hours=20), end=now - timedelta(minutes=5), seed=seed
+        )
+    )
+
+
+def summary_numbers(output: str) -> dict[str, int]:
+    match = SUMMARY.search(output)
+    assert match, f"no summary line in output:\n{output}"
+    return {key: int(value.replace(",", "")) for key, value in match.groupdict().items()}
+
+
+@pytest.fixture(scope="session")
+def stopping_servers() -> Iterator[list[threading.Thread]]:
+    """Fake servers stop in the background (shutdown waits up to half a second); all are joined at the end."""
+    stopping: list[threading.Thread] = []
+    yield stopping
+    for thread in stopping:
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def start_sim(stopping_servers: list[threading.Thread]) -> Iterator[Callable[..., ExportSimulator]]:
+    """Start simulators (any subclass, any options); all are stopped after the test."""
+    started: list[ExportSimulator] = []
+
+    def start(cls: type[ExportSimulator] = ExportSimulator, **options: Any) -> ExportSimulator:
+        options = {
+            "project_id": PROJECT_ID,
+            "service_account": (SA_USERNAME, SA_SECRET),
+            "api_secret": API_SECRET,
+            "retry_after_seconds": 0,
+            **options,
+        }
+        simulator = cls(**options).start()
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        thread = threading.Thread(target=simulator.stop, daemon=True)
+        thread.start()
+        stopping_servers.append(thread)
+
+
+class SlackRecorder:
+    """A stand-in for Slack's incoming webhooks and Web API that records every request it gets."""
+
+    def __init__(self) -> None:
+        recorder = self
+        self.received: list[tuple[str, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.received.append((self.path, body))
+                payload = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slack(stopping_servers: list[threading.Thread]) -> Iterator[SlackRecorder]:
+    recorder = SlackRecorder()
+    yield recorder
+    thread = threading.Thread(target=recorder.stop, daemon=True)
+    thread.start()
+    stopping_servers.append(thread)
+
+
+@pytest.fixture
+def sim(start_sim: Callable[..., ExportSimulator]) -> ExportSimulator:
+    return start_sim()
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """A clean environment for the CLI against ``sim``; ``NAME=None`` removes a variable.
+
+    Nothing of the developer's environment leaks in: no MIXPANEL_*, HOME is ``tmp_path`` (no
+    ``~/.dlt``), paths are relative to the working directory ``tmp_path``.
+    """
+
+    def make(sim: ExportSimulator | None = None, **overrides: str | None) -> dict[str, str]:
+        if not (tmp_path / "events_config.json").exists():
+            write_events_config(tmp_path, DEFAULT_EVENTS_CONFIG)
+        env = {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}",
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "MIXPANEL_PROJECT_ID": PROJECT_ID,
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": SA_USERNAME,
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": SA_SECRET,
+            "DUCKDB_PATH": DB_FILE,
+            "EVENTS_CONFIG_PATH": "events_config.json",
+            "SOURCES__MIXPANEL__REQUEST_BACKOFF_FACTOR": "0.01",
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+        }
+        if sim is not None:
+            env["MIXPANEL_EXPORT_URL"] = sim.url
+        for name, value in overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    return make
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``mixpanel-alerts ARGS`` in ``tmp_path``; fails the test if a secret shows in its output."""
+
+    def run(args: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [CLI, *args], env=env, cwd=cwd or tmp_path, capture_output=True, text=True, timeout=180, check=False
+        )
+        output = result.stdout + result.stderr
+        for name in SECRET_VARIABLES:
+            secret = env.get(name)
+            assert not secret or secret not in output, f"{name}'s value appears in the output of {args}"
+        return result
+
+    return run
+
+
+def query(db_path: Path, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` against the DuckDB file, opened read-only."""
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def table_exists(db_path: Path, qualified: str) -> bool:
+    if not db_path.exists():
+        return False
+    schema, table = qualified.split(".")
+    rows = query(
+        db_path,
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    )
+    return rows[0][0] == 1
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / DB_FILE
+
+
+def output_of(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
