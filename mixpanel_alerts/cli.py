@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 import time
+import warnings
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, NoReturn
@@ -112,7 +112,7 @@ def run_collect(settings: Settings, events_config: EventsConfig, backfill: tuple
     console.print(f"{what}: {len(names)} enabled event(s) into {_target(settings)}")
     try:
         summary = collect(settings, events_config, progress=ProgressPrinter(), backfill=backfill)
-    except Exception as exc:  # noqa: BLE001 - the edge: one readable line, no traceback
+    except Exception as exc:
         cause = _unwrap(exc)
         if isinstance(cause, ConfigError):
             fail(str(cause), 2, redact)
@@ -160,6 +160,35 @@ def backfill(
     run_collect(settings, _events_config(settings), backfill=(start, end))
 
 
+def run_detect(settings: Settings, events_config: EventsConfig, full_refresh: bool = False) -> None:
+    from .detection import DetectionError, build_detection, open_incidents_summary
+
+    redact = Redactor(settings.secrets())
+    console.print(f"detect: dbt build of the detection models on {_target(settings)}")
+    try:
+        result = build_detection(settings, events_config, full_refresh=full_refresh)
+        summary = open_incidents_summary(settings)
+    except DetectionError as exc:
+        fail(str(exc), 1, redact)
+    console.print(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
+
+
+@app.command()
+def detect(
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="rebuild every minute of history, not only the lookback")
+    ] = False,
+) -> None:
+    """dbt build of the detection models (rules seed, per-minute counts, windows, anomalies,
+    incidents) on the warehouse chosen by WAREHOUSE.
+
+    Incremental runs recount the last MIXPANEL_LATE_ARRIVAL_DAYS + 1 days of minutes, so late
+    events recount their minute while each run's work stays proportional to recent data.
+    """
+    settings = _settings()
+    run_detect(settings, _events_config(settings), full_refresh)
+
+
 @app.command()
 def check() -> None:
     """Validate the configuration and reach each configured service; say what is wrong.
@@ -172,8 +201,10 @@ def check() -> None:
 
     settings = _settings()
     events_config = _events_config(settings)
-    console.print(f"events configuration: {events_config.source}: {len(events_config.enabled)} enabled, "
-                  f"{len(events_config.events) - len(events_config.enabled)} disabled")
+    console.print(
+        f"events configuration: {events_config.source}: {len(events_config.enabled)} enabled, "
+        f"{len(events_config.events) - len(events_config.enabled)} disabled"
+    )
     if settings.uses_legacy_secret:
         console.print(
             f"[yellow]warning:[/] MIXPANEL_API_SECRET is a legacy project secret; Mixpanel retires it for the "

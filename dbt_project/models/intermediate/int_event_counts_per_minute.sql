@@ -1,0 +1,87 @@
+{{
+    config(
+        unique_key=['event_name', 'minute_at'],
+        on_schema_change='append_new_columns',
+    )
+}}
+
+{%- set last_minute = minute_of(detection_now()) -%}
+{%- if is_incremental() -%}
+    {#- recount the lookback, so that a late event recounts its minute; a constant bound lets
+        BigQuery prune partitions of the raw table -#}
+    {%- set first_minute = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+{%- else -%}
+    {%- set first_minute -%}
+        coalesce(
+            (
+                select {{ minute_of('min(event_at)') }}
+                from {{ ref('stg_mixpanel__events') }}
+                where event_name in (select event_name from {{ ref('alert_rules') }} where enabled)
+            ),
+            {{ last_minute }}
+        )
+    {%- endset -%}
+{%- endif %}
+
+with
+
+rules as (
+
+    select event_name from {{ ref('alert_rules') }}
+    where enabled
+
+),
+
+events as (
+
+    select * from {{ ref('stg_mixpanel__events') }}
+
+),
+
+minutes as (
+
+    {{ minute_spine(first_minute, last_minute) }}
+
+),
+
+recent_events as (
+
+    select
+        events.event_name,
+        {{ minute_of('events.event_at') }} as minute_at
+    from events
+    inner join rules on events.event_name = rules.event_name
+    where
+        events.event_at >= {{ first_minute }}
+        and events.event_at < {{ dbt.dateadd('minute', 1, last_minute) }}
+
+),
+
+counted as (
+
+    select
+        event_name,
+        minute_at,
+        count(*) as event_count
+    from recent_events
+    group by event_name, minute_at
+
+),
+
+final as (
+
+    -- every minute of every enabled event, quiet minutes included with 0
+    select
+        rules.event_name,
+        cast(minutes.minute_at as {{ dbt.type_timestamp() }}) as minute_at,
+        coalesce(counted.event_count, 0) as event_count
+    from rules
+    cross join minutes
+    left join counted
+        on
+            rules.event_name = counted.event_name
+            and cast(minutes.minute_at as {{ dbt.type_timestamp() }}) = counted.minute_at
+
+)
+
+select * from final

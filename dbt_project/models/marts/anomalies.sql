@@ -1,0 +1,40 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['event_name', 'window_end_minute'],
+        on_schema_change='append_new_columns',
+    )
+}}
+
+{%- set recount_from = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+
+with
+
+windows as (
+
+    select * from {{ ref('int_event_window_counts') }}
+    where
+        is_anomalous
+        {% if is_incremental() %}
+            and minute_at >= {{ recount_from }}
+        {% endif %}
+
+),
+
+final as (
+
+    select
+        event_name,
+        window_start,
+        minute_at as window_end_minute,
+        time_window_minutes,
+        window_count as event_count,
+        alert_threshold,
+        alert_channel,
+        cooldown_minutes,
+        window_count - alert_threshold as excess
+    from windows
+
+)
+
+select * from final

@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('mixpanel', 'events') }}
+
+),
+
+renamed as (
+
+    select
+        event_id,
+        event_name,
+        cast(event_timestamp as {{ dbt.type_timestamp() }}) as event_at,
+        distinct_id,
+        insert_id,
+        properties,
+        cast(mp_processing_time as {{ dbt.type_timestamp() }}) as processed_at,
+        cast(inserted_at as {{ dbt.type_timestamp() }}) as inserted_at
+
+    from source
+
+)
+
+select * from renamed

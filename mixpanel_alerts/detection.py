@@ -1,0 +1,220 @@
+"""Run the dbt detection models in-process, on the warehouse chosen by ``WAREHOUSE``.
+
+The dbt project ships with the package. Each run works in a copy of it under the user's cache
+folder (never the source tree), writes the alert rules seed from the validated events
+configuration (the one source of truth), writes a profile from the contract's variables, and
+calls dbt's programmatic runner. The copy is refreshed only when the shipped project changes, so
+dbt's partial parsing keeps working between runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .events_config import EventsConfig
+from .settings import Settings
+
+PROFILE_NAME = "mixpanel_alerts"
+PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests")
+# Scans of all history (uniqueness of the raw table): for `dbt test` by analysts, not every run.
+DETECT_EXCLUDE = ("source:*", "tag:full_history", "test_type:unit")
+
+
+class DetectionError(Exception):
+    """dbt could not build the detection models; the message lists what failed."""
+
+
+@dataclasses.dataclass
+class DetectionResult:
+    seconds: float
+    nodes: int
+    workdir: Path
+
+
+def shipped_project_dir() -> Path:
+    """The dbt project: inside the installed package, or beside it in a source checkout."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "dbt_project", package_dir.parent / "dbt_project"):
+        if (candidate / "dbt_project.yml").is_file():
+            return candidate
+    raise DetectionError(f"the dbt project is missing from the installation (looked beside {package_dir})")
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for name in PROJECT_FILES:
+        path = root / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            if file.name == "alert_rules.csv":
+                continue
+            digest.update(str(file.relative_to(root)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def warehouse_key(settings: Settings) -> str:
+    if settings.warehouse == "bigquery":
+        identity = f"bigquery:{settings.gcp_project_id}:{settings.dataset}"
+    else:
+        identity = f"duckdb:{settings.duckdb_path.resolve()}:{settings.dataset}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def prepare_workdir(settings: Settings, events_config: EventsConfig, base: Path | None = None) -> Path:
+    """A working copy of the dbt project with this run's rules seed and profile."""
+    source = shipped_project_dir()
+    base = base or Path(platformdirs.user_cache_dir("mixpanel-alerts")) / "dbt"
+    workdir = base / warehouse_key(settings)
+    digest = _tree_digest(source)
+    stamp = workdir / ".project-digest"
+    if not stamp.is_file() or stamp.read_text() != digest:
+        for name in PROJECT_FILES:
+            target = workdir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            if (source / name).is_dir():
+                shutil.copytree(source / name, target)
+            elif (source / name).is_file():
+                workdir.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / name, target)
+        stamp.write_text(digest)
+    write_rules_seed(events_config, workdir / "seeds" / "alert_rules.csv")
+    (workdir / "profiles.yml").write_text(json.dumps(profile(settings), indent=2))
+    return workdir
+
+
+def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
+    """The seed CSV from the configuration; rewritten only when it changes (partial parsing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = [
+        "event_name",
+        "enabled",
+        "alert_threshold",
+        "alert_channel",
+        "time_window_minutes",
+        "cooldown_minutes",
+        "description",
+    ]
+    rows = [
+        [
+            rule.name,
+            "true" if rule.enabled else "false",
+            rule.alert_threshold,
+            rule.alert_channel,
+            rule.time_window_minutes,
+            rule.cooldown_minutes,
+            rule.description,
+        ]
+        for rule in events_config.events
+    ]
+    staged = path.with_suffix(".csv.new")
+    with open(staged, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(fields)
+        writer.writerows(rows)
+    if path.is_file() and path.read_bytes() == staged.read_bytes():
+        staged.unlink()
+    else:
+        staged.replace(path)
+
+
+def profile(settings: Settings) -> dict[str, Any]:
+    """A dbt profile from the contract's variables (YAML is a superset of JSON)."""
+    if settings.warehouse == "bigquery":
+        output: dict[str, Any] = {
+            "type": "bigquery",
+            "method": "oauth",
+            "project": settings.gcp_project_id,
+            "dataset": settings.dataset,
+            "location": settings.location,
+            "threads": 4,
+            "job_retries": 3,
+            "priority": "interactive",
+        }
+    else:
+        output = {
+            "type": "duckdb",
+            "path": str(settings.duckdb_path.resolve()),
+            "schema": settings.dataset,
+            "threads": 1,
+            "settings": {"TimeZone": "UTC"},
+        }
+    return {PROFILE_NAME: {"target": settings.warehouse, "outputs": {settings.warehouse: output}}}
+
+
+def detection_vars(settings: Settings, detection_now: datetime | None = None) -> dict[str, Any]:
+    return {
+        "raw_schema": settings.dataset,
+        "raw_table": settings.table,
+        "lookback_minutes": (settings.late_arrival_days + 1) * 24 * 60,
+        "detection_now": detection_now.strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
+    }
+
+
+def run_dbt(args: list[str], workdir: Path) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    common = [
+        "--project-dir", str(workdir),
+        "--profiles-dir", str(workdir),
+        "--target-path", str(workdir / "target"),
+        "--log-path", str(workdir / "logs"),
+    ]  # fmt: skip
+    result = dbtRunner().invoke([*args, *common])
+    if result.exception is not None:
+        raise DetectionError(f"dbt {args[0]} failed: {result.exception}")
+    if not result.success:
+        failures = []
+        for node in getattr(result.result, "results", []) or []:
+            if str(node.status) not in ("success", "pass", "skipped"):
+                failures.append(f"{node.node.name}: {node.status}: {node.message}")
+        raise DetectionError(f"dbt {args[0]} failed: " + ("; ".join(failures) or "see the dbt log above"))
+    return result
+
+
+def build_detection(
+    settings: Settings,
+    events_config: EventsConfig,
+    *,
+    full_refresh: bool = False,
+    detection_now: datetime | None = None,
+    workdir_base: Path | None = None,
+) -> DetectionResult:
+    """``dbt build`` of the rules seed, the detection models and their tests."""
+    started = datetime.now()
+    workdir = prepare_workdir(settings, events_config, workdir_base)
+    args = ["build", "--vars", json.dumps(detection_vars(settings, detection_now)), "--quiet"]
+    for selector in DETECT_EXCLUDE:
+        args += ["--exclude", selector]
+    if full_refresh:
+        args.append("--full-refresh")
+    result = run_dbt(args, workdir)
+    nodes = len(getattr(result.result, "results", []) or [])
+    return DetectionResult(seconds=(datetime.now() - started).total_seconds(), nodes=nodes, workdir=workdir)
+
+
+def open_incidents_summary(settings: Settings) -> str:
+    """One line: how many anomalies and incidents the marts hold, and how many are open."""
+    from pipelines.mixpanel_pipeline import pipeline_for
+
+    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+        anomalies = client.make_qualified_table_name("anomalies")
+        incidents = client.make_qualified_table_name("incidents")
+        with client.execute_query(
+            f"select (select count(*) from {anomalies}), count(*), "
+            f"coalesce(sum(case when status = 'open' then 1 else 0 end), 0) from {incidents}"
+        ) as cursor:
+            anomaly_count, incident_count, open_count = cursor.fetchall()[0]
+    return f"{anomaly_count} anomalous windows, {incident_count} incidents ({open_count} open)"
