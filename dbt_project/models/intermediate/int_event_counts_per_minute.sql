@@ -6,19 +6,24 @@
 }}
 
 {%- set last_minute = minute_of(detection_now()) -%}
+{#- recount the lookback, so that a late event recounts its minute; a constant bound lets
+    BigQuery prune partitions of the raw table -#}
+{%- set lookback_start = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
 {%- if is_incremental() -%}
-    {#- recount the lookback, so that a late event recounts its minute; a constant bound lets
-        BigQuery prune partitions of the raw table -#}
-    {%- set first_minute = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+    {%- set first_minute = lookback_start -%}
 {%- else -%}
+    {#- all history, and at least the lookback, so a later incremental run adds no earlier minute -#}
     {%- set first_minute -%}
-        coalesce(
-            (
-                select {{ minute_of('min(event_at)') }}
-                from {{ ref('stg_mixpanel__events') }}
-                where event_name in (select event_name from {{ ref('alert_rules') }} where enabled)
+        least(
+            coalesce(
+                (
+                    select {{ minute_of('min(event_at)') }}
+                    from {{ ref('stg_mixpanel__events') }}
+                    where event_name in (select event_name from {{ ref('alert_rules') }} where enabled)
+                ),
+                {{ lookback_start }}
             ),
-            {{ last_minute }}
+            {{ lookback_start }}
         )
     {%- endset -%}
 {%- endif %}

@@ -3,6 +3,7 @@
         materialized='incremental',
         unique_key=['event_name', 'window_end_minute'],
         on_schema_change='append_new_columns',
+        pre_hook="{{ forget_recounted_anomalies() }}",
     )
 }}
 

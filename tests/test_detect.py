@@ -1,0 +1,209 @@
+"""`collect` + `detect` against the simulator: which windows are anomalies, how incidents group,
+late events, reruns, and the rules table following the configuration."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
+from tests.conftest import output_of, query, rule, write_events_config
+
+ERRORS = "impression_error_null_pointer_detected"
+CHECKOUT = "checkout_completed"
+DEBUG = "debug_ping"
+
+
+def events_config(errors_threshold: int = 5) -> dict[str, object]:
+    return {
+        "events": [
+            rule(ERRORS, alert_threshold=errors_threshold, time_window_minutes=1, cooldown_minutes=5),
+            rule(CHECKOUT, alert_threshold=10, time_window_minutes=3, alert_channel="#alerts-checkout"),
+            rule(DEBUG, enabled=False),
+        ]
+    }
+
+
+@pytest.fixture
+def base_minute() -> datetime:
+    """A whole minute 40 minutes ago (naive UTC, as the marts hold it): every incident on it is over."""
+    return datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=40)
+
+
+def burst(name: str, minute: datetime, count: int, *, processed_at: datetime | None = None) -> list[SimEvent]:
+    start = minute.replace(tzinfo=UTC)
+    return [
+        make_event(name, start + timedelta(seconds=1 + index * 50 / max(count, 1)), processed_at=processed_at)
+        for index in range(count)
+    ]
+
+
+def scenario(base: datetime) -> list[SimEvent]:
+    minute = lambda offset: base + timedelta(minutes=offset)  # noqa: E731
+    return [
+        # errors, threshold 5, W = 1: 6 alerts, 5 does not; a 3-minute gap joins, a 12-minute gap splits
+        *burst(ERRORS, minute(0), 6),
+        *burst(ERRORS, minute(1), 5),
+        *burst(ERRORS, minute(3), 7),
+        *burst(ERRORS, minute(15), 6),
+        # checkout, threshold 10, W = 3: 4 + 4 + 3 = 11 alerts once
+        *burst(CHECKOUT, minute(0), 4),
+        *burst(CHECKOUT, minute(1), 4),
+        *burst(CHECKOUT, minute(2), 3),
+        # disabled: never collected, never counted
+        *burst(DEBUG, minute(0), 100),
+    ]
+
+
+@pytest.fixture
+def pipeline(
+    sim: ExportSimulator,
+    make_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., object],
+    tmp_path: Path,
+    base_minute: datetime,
+) -> Callable[[], None]:
+    """Runs collect then detect, asserting both succeed."""
+    write_events_config(tmp_path, events_config())
+    sim.add_events(scenario(base_minute))
+    env = make_env(sim)
+
+    def run() -> None:
+        for command in ("collect", "detect"):
+            result = run_cli([command], env)
+            assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+
+    return run
+
+
+def anomalies(db_path: Path) -> list[tuple[str, datetime, int, int]]:
+    return query(
+        db_path,
+        "select event_name, window_end_minute, event_count, excess from mixpanel_data.anomalies order by 1, 2",
+    )
+
+
+def test_thresholds_windows_and_disabled_events(pipeline: Callable[[], None], db_path: Path, base_minute: datetime) -> None:
+    pipeline()
+    minute = lambda offset: base_minute + timedelta(minutes=offset)  # noqa: E731
+    assert anomalies(db_path) == [
+        (CHECKOUT, minute(2), 11, 1),
+        (ERRORS, minute(0), 6, 1),
+        (ERRORS, minute(3), 7, 2),
+        (ERRORS, minute(15), 6, 1),
+    ]
+    counts = dict(
+        query(
+            db_path,
+            "select minute_at, event_count from mixpanel_data.int_event_counts_per_minute where event_name = ?",
+            [ERRORS],
+        )
+    )
+    assert counts[minute(1)] == 5
+    assert counts[minute(2)] == 0, "quiet minutes exist with count 0"
+    names = {row[0] for row in query(db_path, "select distinct event_name from mixpanel_data.int_event_counts_per_minute")}
+    assert names == {ERRORS, CHECKOUT}
+
+
+def test_incidents_group_minutes_closer_than_the_cooldown(
+    pipeline: Callable[[], None], db_path: Path, base_minute: datetime
+) -> None:
+    pipeline()
+    minute = lambda offset: base_minute + timedelta(minutes=offset)  # noqa: E731
+    rows = query(
+        db_path,
+        """select event_name, first_anomalous_minute, last_anomalous_minute, anomalous_minutes, peak_count,
+                  total_events, status, alert_channel
+           from mixpanel_data.incidents order by event_name, first_anomalous_minute""",
+    )
+    assert rows == [
+        (CHECKOUT, minute(2), minute(2), 1, 11, 11, "over", "#alerts-checkout"),
+        (ERRORS, minute(0), minute(3), 2, 7, 6 + 5 + 0 + 7, "over", "#alerts-errors"),
+        (ERRORS, minute(15), minute(15), 1, 6, 6, "over", "#alerts-errors"),
+    ]
+
+
+def test_rerun_changes_nothing(pipeline: Callable[[], None], db_path: Path) -> None:
+    pipeline()
+    tables = ("int_event_counts_per_minute", "int_event_window_counts", "anomalies", "incidents")
+    before = {table: query(db_path, f"select * from mixpanel_data.{table} order by all") for table in tables}
+    pipeline()
+    after = {table: query(db_path, f"select * from mixpanel_data.{table} order by all") for table in tables}
+    for table in ("anomalies", "incidents"):
+        assert after[table] == before[table]
+    # the counts may gain the minutes that passed between the runs, never change the old ones
+    for table in ("int_event_counts_per_minute", "int_event_window_counts"):
+        assert set(before[table]) <= set(after[table])
+
+
+def test_late_event_recounts_its_minute_and_keeps_the_incident_id(
+    pipeline: Callable[[], None], sim: ExportSimulator, db_path: Path, base_minute: datetime
+) -> None:
+    pipeline()
+    (first_id,) = query(
+        db_path, "select incident_id from mixpanel_data.incidents where first_anomalous_minute = ?", [base_minute]
+    )[0]
+    late_minute = base_minute + timedelta(minutes=1)
+    sim.add_events(burst(ERRORS, late_minute, 1, processed_at=datetime.now(UTC)))
+    pipeline()
+    assert (ERRORS, late_minute, 6, 1) in anomalies(db_path)
+    rows = query(
+        db_path,
+        "select incident_id, anomalous_minutes, total_events from mixpanel_data.incidents where event_name = ? "
+        "and first_anomalous_minute = ?",
+        [ERRORS, base_minute],
+    )
+    assert rows == [(first_id, 3, 6 + 6 + 0 + 7)]
+
+
+def test_rules_table_follows_the_configuration(
+    pipeline: Callable[[], None],
+    db_path: Path,
+    tmp_path: Path,
+    base_minute: datetime,
+) -> None:
+    pipeline()
+    rules = query(
+        db_path,
+        "select event_name, enabled, alert_threshold, time_window_minutes, cooldown_minutes "
+        "from mixpanel_data.alert_rules order by 1",
+    )
+    assert rules == [(CHECKOUT, True, 10, 3, 5), (DEBUG, False, 5, 1, 5), (ERRORS, True, 5, 1, 5)]
+
+    write_events_config(tmp_path, events_config(errors_threshold=6))
+    pipeline()
+    assert query(db_path, "select alert_threshold from mixpanel_data.alert_rules where event_name = ?", [ERRORS]) == [
+        (6,)
+    ]
+    # raised threshold: the windows of 6 are no longer anomalies, the 7 still is
+    assert [row[1] for row in anomalies(db_path) if row[0] == ERRORS] == [base_minute + timedelta(minutes=3)]
+
+
+def test_dbt_unit_tests_pass(pipeline: Callable[[], None], tmp_path: Path, db_path: Path) -> None:
+    """The maths' unit tests in the yml files (5 vs 6, W = 3, zero fill, late recount, incidents)."""
+    from mixpanel_alerts.detection import detection_vars, run_dbt, warehouse_key
+    from mixpanel_alerts.settings import load_settings
+
+    pipeline()
+    settings = load_settings({"DUCKDB_PATH": str(db_path)}, cwd=tmp_path)
+    workdir = tmp_path / ".cache" / "mixpanel-alerts" / "dbt" / warehouse_key(settings)
+    assert (workdir / "dbt_project.yml").is_file()
+    result = run_dbt(
+        ["test", "--select", "test_type:unit", "--vars", json.dumps(detection_vars(settings))], workdir
+    )
+    names = {node.node.name for node in result.result.results}
+    assert {"threshold_five_is_quiet_and_six_alerts", "window_of_three_sums_three_minutes"} <= names
+    assert all(str(node.status) == "pass" for node in result.result.results)
+
+
+def test_detect_without_raw_table_fails_clearly(
+    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path
+) -> None:
+    write_events_config(tmp_path, events_config())
+    result = run_cli(["detect"], make_env())
+    assert result.returncode == 1  # type: ignore[attr-defined]
+    assert "dbt build failed" in output_of(result)  # type: ignore[arg-type]
