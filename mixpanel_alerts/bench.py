@@ -7,6 +7,11 @@ the seconds: machines here are shared and noisy).
    gzipped file the wire carries; this also warms the simulator's cache.
 3. ``mixpanel-alerts collect`` runs into a fresh DuckDB file (wall time, peak RSS of the process).
 4. DuckDB's ``read_json`` loads the same file into a fresh DuckDB file (wall time).
+5. ``mixpanel-alerts detect``: a first build, then an incremental run over the 1M events; then
+   older history is added to the raw table (synthetic rows written by SQL, outside the
+   late-arrival lookback, up to ``--history-events`` in all), the models are rebuilt with
+   ``--full-refresh``, and an incremental run is timed again. The two incremental times should be
+   close: a detection run's work follows recent data, not history.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="events to serve (default 1,000,000)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temp folder)")
+    parser.add_argument(
+        "--history-events", type=int, default=10_000_000, help="events of history for the second detect timing"
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mixpanel-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -135,12 +143,51 @@ def main(argv: list[str] | None = None) -> None:
         simulator.terminate()
         simulator.wait()
 
+    detect_first_s, _, _ = run_measured(["mixpanel-alerts", "detect"], env, workdir)
+    detect_small_s, _, _ = run_measured(["mixpanel-alerts", "detect"], env, workdir)
+    older = max(args.history_events - loaded, 0)
+    add_history(database, older)
+    refresh_s, _, _ = run_measured(["mixpanel-alerts", "detect", "--full-refresh"], env, workdir)
+    detect_large_s, _, _ = run_measured(["mixpanel-alerts", "detect"], env, workdir)
+
     print(f"collect summary: {summary}")
     print(f"events served:           {args.events:,} (collected {loaded:,}, read_json {baseline_rows:,})")
     print(f"collect:                 {collect_s:6.2f} s  ({loaded / collect_s:,.0f} events/s)")
     print(f"duckdb read_json:        {read_json_s:6.2f} s  ({baseline_rows / read_json_s:,.0f} events/s)")
     print(f"ratio collect/read_json: {collect_s / read_json_s:6.2f}x  (target <= 2.5x)")
     print(f"collect peak RSS:        {collect_rss:6.0f} MB (target <= 1536 MB)")
+    print(f"detect, first build:     {detect_first_s:6.2f} s  ({loaded:,} events)")
+    print(f"detect, incremental:     {detect_small_s:6.2f} s  with {loaded:,} events of history")
+    print(f"detect --full-refresh:   {refresh_s:6.2f} s  with {loaded + older:,} events of history")
+    print(
+        f"detect, incremental:     {detect_large_s:6.2f} s  with {loaded + older:,} events of history "
+        f"({detect_large_s / detect_small_s:.2f}x the first)"
+    )
+
+
+def add_history(database: Path, count: int) -> None:
+    """``count`` synthetic older events (7 to 90 days ago, before the late-arrival lookback)."""
+    if count <= 0:
+        return
+    names = ", ".join(f"'{name}'" for name in NAMES)
+    with duckdb.connect(str(database)) as con:
+        con.execute(
+            f"""
+            insert into mixpanel_data.mixpanel_events
+                (event_id, event_name, event_timestamp, distinct_id, insert_id, properties,
+                 mp_processing_time, inserted_at)
+            select
+                md5('history-' || i::varchar),
+                ([{names}])[1 + i % 3],
+                now() - interval 7 day - to_milliseconds(i * (83 * 86400000::bigint // {count})),
+                'user-' || (i % 50000)::varchar,
+                md5('insert-' || i::varchar),
+                '{{"bench": "history"}}'::json,
+                now() - interval 7 day,
+                now()
+            from range({count}) as t(i)
+            """
+        )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
     )
 }}
 
-{#- the longest window reaches this far before the recounted minutes -#}
 {%- set recount_from = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+{#- a window reaches at most one day back (time_window_minutes <= 1440) -#}
+{%- set counts_from = dbt.dateadd('minute', -1440, recount_from) -%}
 
 with
 
@@ -20,23 +21,24 @@ rules as (
 counts as (
 
     select * from {{ ref('int_event_counts_per_minute') }}
+    {% if is_incremental() %}
+        where minute_at >= {{ counts_from }}
+    {% endif %}
 
 ),
 
-window_ends as (
+running as (
 
+    -- running totals over the contiguous (zero-filled) minutes: a window's count is the
+    -- difference of two running totals W minutes apart, found by an equality join
     select
-        counts.event_name,
-        counts.minute_at,
-        rules.time_window_minutes,
-        rules.alert_threshold,
-        rules.alert_channel,
-        rules.cooldown_minutes
+        event_name,
+        minute_at,
+        sum(event_count) over (
+            partition by event_name order by minute_at rows between unbounded preceding and current row
+        ) as running_count,
+        row_number() over (partition by event_name order by minute_at) as running_minutes
     from counts
-    inner join rules on counts.event_name = rules.event_name
-    {% if is_incremental() %}
-        where counts.minute_at >= {{ recount_from }}
-    {% endif %}
 
 ),
 
@@ -44,28 +46,24 @@ windowed as (
 
     -- the window of minute m is the W whole minutes ending with m
     select
-        window_ends.event_name,
-        window_ends.minute_at,
-        window_ends.time_window_minutes,
-        window_ends.alert_threshold,
-        window_ends.alert_channel,
-        window_ends.cooldown_minutes,
-        sum(counts.event_count) as window_count,
-        count(*) as minutes_in_window
-    from window_ends
-    inner join counts
+        window_end.event_name,
+        window_end.minute_at,
+        rules.time_window_minutes,
+        rules.alert_threshold,
+        rules.alert_channel,
+        rules.cooldown_minutes,
+        window_end.running_count - coalesce(before_window.running_count, 0) as window_count,
+        window_end.running_minutes - coalesce(before_window.running_minutes, 0) as minutes_in_window
+    from running as window_end
+    inner join rules on window_end.event_name = rules.event_name
+    left join running as before_window
         on
-            window_ends.event_name = counts.event_name
-            and window_ends.minute_at >= counts.minute_at
-            and {{ dbt.dateadd('minute', '-1 * window_ends.time_window_minutes', 'window_ends.minute_at') }}
-            < counts.minute_at
-    group by
-        window_ends.event_name,
-        window_ends.minute_at,
-        window_ends.time_window_minutes,
-        window_ends.alert_threshold,
-        window_ends.alert_channel,
-        window_ends.cooldown_minutes
+            window_end.event_name = before_window.event_name
+            and {{ dbt.dateadd('minute', '-1 * rules.time_window_minutes', 'window_end.minute_at') }}
+            = before_window.minute_at
+    {% if is_incremental() %}
+        where window_end.minute_at >= {{ recount_from }}
+    {% endif %}
 
 ),
 
