@@ -4,11 +4,19 @@ set dotenv-load := false
 default:
     @just --list
 
+# the whole pipeline against the built-in simulator, no credentials needed
+demo:
+    mixpanel-alerts demo
+
+# collect, then detect and alert: once, for cron or CI
+run:
+    mixpanel-alerts run
+
 # extract/load only: Mixpanel export into the raw table
 collect:
     mixpanel-alerts collect
 
-# dbt build of the detection models
+# dbt build of the detection models, then the alert step
 detect:
     mixpanel-alerts detect
 

@@ -21,6 +21,8 @@ MAX_FALLBACK_TEXT = 3000
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 # Properties that say most about an event, shown first in samples; then the event's own (non-$) ones.
 TELLING_PROPERTIES = ("distinct_id", "$current_url", "$os", "$browser", "$city", "mp_country_code", "app_version")
+# custom properties whose names contain these go first
+TELLING_WORDS = ("error", "exception", "message", "code", "reason", "status", "fail")
 MAX_SAMPLE_PROPERTIES = 8
 MAX_PROPERTY_CHARS = 120
 
@@ -87,8 +89,12 @@ def _sample_lines(sample: dict[str, Any]) -> str:
             properties = json.loads(properties)
         except ValueError:
             properties = {}
-    keys = [key for key in TELLING_PROPERTIES if key in properties]
-    keys += [key for key in properties if not key.startswith(("$", "mp_")) and key not in keys and key != "time"]
+    # the event's own properties first (an error message says more than a browser), then the usual ones
+    own = [key for key in properties if not key.startswith(("$", "mp_")) and key not in TELLING_PROPERTIES]
+    own = [key for key in own if key not in ("time", "distinct_id")]
+    own.sort(key=lambda key: not any(word in key.lower() for word in TELLING_WORDS))
+    keys = own[:4]
+    keys += [key for key in TELLING_PROPERTIES if key in properties]
     shown = []
     for key in keys[:MAX_SAMPLE_PROPERTIES]:
         value = properties[key]

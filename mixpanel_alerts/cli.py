@@ -160,7 +160,11 @@ def backfill(
     run_collect(settings, _events_config(settings), backfill=(start, end))
 
 
-def run_detect(settings: Settings, events_config: EventsConfig, full_refresh: bool = False) -> None:
+def run_detect(
+    settings: Settings, events_config: EventsConfig, *, full_refresh: bool = False, dry_run: bool = False
+) -> None:
+    from alerts.step import choose_sender, run_alerts
+
     from .detection import DetectionError, build_detection, open_incidents_summary
 
     redact = Redactor(settings.secrets())
@@ -171,6 +175,22 @@ def run_detect(settings: Settings, events_config: EventsConfig, full_refresh: bo
     except DetectionError as exc:
         fail(str(exc), 1, redact)
     console.print(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
+    sender = choose_sender(settings, console)
+    if dry_run:
+        console.print("alerts (dry run): rendering what would be sent; nothing is sent or recorded")
+    try:
+        alerts = run_alerts(settings, console=console, dry_run=dry_run, sender=sender)
+    except Exception as exc:
+        fail(f"alert step failed: {type(_unwrap(exc)).__name__}: {_unwrap(exc)}", 1, redact)
+    if dry_run:
+        console.print(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
+        return
+    console.print(redact(alerts.line(sender.description)))
+    if alerts.pending or alerts.failed:
+        fail(f"{alerts.pending + alerts.failed} alert(s) not delivered; they stay pending for the next run", 1, redact)
+
+
+DRY_RUN = typer.Option("--dry-run", help="render the alerts that would be sent; send and record nothing")
 
 
 @app.command()
@@ -178,15 +198,39 @@ def detect(
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="rebuild every minute of history, not only the lookback")
     ] = False,
+    dry_run: Annotated[bool, DRY_RUN] = False,
 ) -> None:
     """dbt build of the detection models (rules seed, per-minute counts, windows, anomalies,
-    incidents) on the warehouse chosen by WAREHOUSE.
+    incidents) on the warehouse chosen by WAREHOUSE, then the alert step: one Slack message per
+    new incident (the terminal when Slack is not configured), never twice.
 
     Incremental runs recount the last MIXPANEL_LATE_ARRIVAL_DAYS + 1 days of minutes, so late
     events recount their minute while each run's work stays proportional to recent data.
     """
     settings = _settings()
-    run_detect(settings, _events_config(settings), full_refresh)
+    run_detect(settings, _events_config(settings), full_refresh=full_refresh, dry_run=dry_run)
+
+
+@app.command()
+def run(dry_run: Annotated[bool, DRY_RUN] = False) -> None:
+    """collect, then detect: the whole pipeline once, for cron or CI."""
+    settings = _settings()
+    events_config = _events_config(settings)
+    run_collect(settings, events_config)
+    run_detect(settings, events_config, dry_run=dry_run)
+
+
+@app.command()
+def demo() -> None:
+    """The whole pipeline against the built-in Mixpanel simulator, no credentials needed.
+
+    Serves two hours of realistic traffic with an injected error spike, collects it into
+    data/demo.duckdb, detects, and shows the alert in the terminal (and in Slack if
+    SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN is set).
+    """
+    from .demo import run_demo
+
+    run_demo(console, run_collect, run_detect)
 
 
 @app.command()

@@ -87,7 +87,9 @@ def anomalies(db_path: Path) -> list[tuple[str, datetime, int, int]]:
     )
 
 
-def test_thresholds_windows_and_disabled_events(pipeline: Callable[[], None], db_path: Path, base_minute: datetime) -> None:
+def test_thresholds_windows_and_disabled_events(
+    pipeline: Callable[[], None], db_path: Path, base_minute: datetime
+) -> None:
     pipeline()
     minute = lambda offset: base_minute + timedelta(minutes=offset)  # noqa: E731
     assert anomalies(db_path) == [
@@ -105,7 +107,9 @@ def test_thresholds_windows_and_disabled_events(pipeline: Callable[[], None], db
     )
     assert counts[minute(1)] == 5
     assert counts[minute(2)] == 0, "quiet minutes exist with count 0"
-    names = {row[0] for row in query(db_path, "select distinct event_name from mixpanel_data.int_event_counts_per_minute")}
+    names = {
+        row[0] for row in query(db_path, "select distinct event_name from mixpanel_data.int_event_counts_per_minute")
+    }
     assert names == {ERRORS, CHECKOUT}
 
 
@@ -192,9 +196,7 @@ def test_dbt_unit_tests_pass(pipeline: Callable[[], None], tmp_path: Path, db_pa
     settings = load_settings({"DUCKDB_PATH": str(db_path)}, cwd=tmp_path)
     workdir = tmp_path / ".cache" / "mixpanel-alerts" / "dbt" / warehouse_key(settings)
     assert (workdir / "dbt_project.yml").is_file()
-    result = run_dbt(
-        ["test", "--select", "test_type:unit", "--vars", json.dumps(detection_vars(settings))], workdir
-    )
+    result = run_dbt(["test", "--select", "test_type:unit", "--vars", json.dumps(detection_vars(settings))], workdir)
     names = {node.node.name for node in result.result.results}
     assert {"threshold_five_is_quiet_and_six_alerts", "window_of_three_sums_three_minutes"} <= names
     assert all(str(node.status) == "pass" for node in result.result.results)

@@ -1,0 +1,82 @@
+"""The notifications ledger: what was sent for which incident, kept in the warehouse.
+
+A cron job or a cloud function keeps no state between runs, so the ledger lives beside the data.
+A notification is marked ``sent`` only after Slack accepted it; until then it is ``pending`` (or
+``failed`` after an error Slack will repeat, such as ``channel_not_found``) and a later run sends it
+again. Incidents older than ``ALERT_LOOKBACK_MINUTES`` are recorded as ``skipped``, never sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+LEDGER_TABLE = "alert_notifications"
+STATUSES = ("pending", "sent", "failed", "skipped")
+
+# column -> (duckdb type, bigquery type)
+COLUMNS = {
+    "notification_id": ("varchar", "STRING"),
+    "incident_id": ("varchar", "STRING"),
+    "kind": ("varchar", "STRING"),
+    "event_name": ("varchar", "STRING"),
+    "channel": ("varchar", "STRING"),
+    "status": ("varchar", "STRING"),
+    "attempts": ("bigint", "INT64"),
+    "last_error": ("varchar", "STRING"),
+    "created_at": ("timestamp", "TIMESTAMP"),
+    "updated_at": ("timestamp", "TIMESTAMP"),
+    "sent_at": ("timestamp", "TIMESTAMP"),
+    "slack_channel": ("varchar", "STRING"),
+    "slack_ts": ("varchar", "STRING"),
+}
+
+
+@dataclasses.dataclass
+class Notification:
+    notification_id: str
+    incident_id: str
+    kind: str  # "firing" or "resolved"
+    event_name: str
+    channel: str
+    status: str
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    sent_at: datetime | None = None
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+
+
+class Ledger:
+    """Reads and writes ``alert_notifications`` through a dlt SQL client (DuckDB or BigQuery)."""
+
+    def __init__(self, client: Any, warehouse: str) -> None:
+        self.client = client
+        self.table = client.make_qualified_table_name(LEDGER_TABLE)
+        self.warehouse = warehouse
+
+    def ensure(self) -> None:
+        index = 1 if self.warehouse == "bigquery" else 0
+        columns = ", ".join(f"{name} {types[index]}" for name, types in COLUMNS.items())
+        self.client.execute_sql(f"create table if not exists {self.table} ({columns})")
+
+    def all(self) -> dict[str, Notification]:
+        names = ", ".join(COLUMNS)
+        rows = self.client.execute_sql(f"select {names} from {self.table}") or []
+        return {row[0]: Notification(*row) for row in rows}
+
+    def insert(self, notification: Notification) -> None:
+        values = dataclasses.astuple(notification)
+        placeholders = ", ".join(["%s"] * len(values))
+        self.client.execute_sql(f"insert into {self.table} ({', '.join(COLUMNS)}) values ({placeholders})", *values)
+
+    def update(self, notification: Notification) -> None:
+        fields = [name for name in COLUMNS if name != "notification_id"]
+        assignments = ", ".join(f"{name} = %s" for name in fields)
+        values = [getattr(notification, name) for name in fields]
+        self.client.execute_sql(
+            f"update {self.table} set {assignments} where notification_id = %s", *values, notification.notification_id
+        )
