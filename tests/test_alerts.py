@@ -1,0 +1,279 @@
+"""The alert step against a local server speaking Slack's webhook and Web API: one message per
+incident, retried through faults, never twice; rendering, escaping and Block Kit limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts.render import (
+    MAX_BLOCKS,
+    MAX_HEADER_TEXT,
+    MAX_SECTION_TEXT,
+    Incident,
+    Investigation,
+    escape,
+    firing_message,
+    resolved_message,
+    sparkline,
+)
+from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
+from tests.conftest import output_of, query, rule, write_events_config
+from tests.slack_fake import BOT_TOKEN, SlackFake
+
+ERRORS = "impression_error_null_pointer_detected"
+CHECKOUT = "checkout_completed"
+LEDGER = "mixpanel_data.alert_notifications"
+
+
+@pytest.fixture
+def slack_fake() -> Iterator[SlackFake]:
+    fake = SlackFake()
+    yield fake
+    fake.stop()
+
+
+def spike(name: str, minutes_ago: int, count: int, **properties: Any) -> list[SimEvent]:
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
+    return [make_event(name, minute + timedelta(seconds=1 + index), **properties) for index in range(count)]
+
+
+@pytest.fixture
+def setup(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> Callable[..., dict[str, str]]:
+    """Configure two rules on separate channels; returns an environment factory."""
+    write_events_config(
+        tmp_path,
+        {
+            "events": [
+                rule(ERRORS, alert_threshold=5, alert_channel="#alerts-errors"),
+                rule(CHECKOUT, alert_threshold=5, alert_channel="#alerts-checkout"),
+            ]
+        },
+    )
+
+    def environment(**overrides: str | None) -> dict[str, str]:
+        return make_env(sim, **overrides)
+
+    return environment
+
+
+def run_pipeline(run_cli: Callable[..., Any], env: dict[str, str], *extra: str) -> Any:
+    return run_cli(["run", *extra], env)
+
+
+def ledger(db_path: Path) -> list[tuple[Any, ...]]:
+    return query(db_path, f"select event_name, kind, status, attempts, channel from {LEDGER} order by 1, 2")
+
+
+def test_webhook_sends_one_message_per_incident_and_never_twice(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 12, error_message="<!channel> NPE & <https://evil.example|click>"))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    first = run_pipeline(run_cli, env)
+    assert first.returncode == 0, output_of(first)
+    assert len(slack_fake.messages) == 1
+    message = slack_fake.messages[0]
+    assert ERRORS in message["text"]
+    body = json.dumps(message["blocks"])
+    assert "<!channel>" not in body and "&lt;!channel&gt;" in body
+    assert "<https://evil.example" not in body
+    assert "#alerts-errors" in body, "the webhook message names the rule's channel"
+    assert ledger(db_path) == [(ERRORS, "firing", "sent", 1, "#alerts-errors")]
+
+    second = run_pipeline(run_cli, env)
+    assert second.returncode == 0, output_of(second)
+    assert len(slack_fake.messages) == 1, "a rerun sends nothing"
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [["429"], ["500"], ["503", "500"], ["drop"]],
+    ids=["429-retry-after", "500", "two-5xx", "connection-dropped"],
+)
+def test_webhook_faults_are_retried_and_delivered_once(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path, faults: list[str],
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    slack_fake.inject(*faults)
+    result = run_pipeline(run_cli, setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url))
+    assert result.returncode == 0, output_of(result)
+    assert len(slack_fake.messages) == 1
+    assert [outcome for _, outcome in slack_fake.requests] == [*faults, "ok"]
+    assert ledger(db_path)[0][2] == "sent"
+
+
+def test_slack_down_then_back_delivers_once(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    slack_fake.inject(*["500"] * 10)
+    down = run_pipeline(run_cli, env)
+    assert down.returncode == 1, output_of(down)
+    assert "pending" in output_of(down)
+    assert slack_fake.messages == []
+    assert ledger(db_path) == [(ERRORS, "firing", "pending", 1, "#alerts-errors")]
+
+    slack_fake.faults.clear()
+    back = run_pipeline(run_cli, env)
+    assert back.returncode == 0, output_of(back)
+    assert len(slack_fake.messages) == 1
+    assert ledger(db_path) == [(ERRORS, "firing", "sent", 2, "#alerts-errors")]
+    again = run_pipeline(run_cli, env)
+    assert again.returncode == 0
+    assert len(slack_fake.messages) == 1
+
+
+def test_bot_token_posts_to_each_rules_channel(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake,
+) -> None:  # fmt: skip
+    sim.add_events([*spike(ERRORS, 2, 8), *spike(CHECKOUT, 2, 7)])
+    env = setup(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    result = run_pipeline(run_cli, env)
+    assert result.returncode == 0, output_of(result)
+    channels = sorted(message["channel"] for message in slack_fake.messages)
+    assert channels == ["C0CHECKOUT", "C0ERRORS"]
+    assert all(message["via"] == "bot" for message in slack_fake.messages)
+
+
+@pytest.mark.parametrize(
+    ("env_change", "error"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxb-wrong-token-Zx81"}, "invalid_auth"),
+        ({}, "channel_not_found"),
+    ],
+    ids=["invalid-auth", "channel-not-found"],
+)
+def test_bot_errors_slack_repeats_are_failed_not_lost(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path, env_change: dict[str, str], error: str,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 8))
+    if error == "channel_not_found":
+        slack_fake.channels.pop("#alerts-errors")
+    env = setup(**{"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack_fake.api_url, **env_change})
+    result = run_pipeline(run_cli, env)
+    assert result.returncode == 1
+    assert error in output_of(result)
+    assert slack_fake.messages == []
+    rows = query(db_path, f"select status, last_error from {LEDGER}")
+    assert rows[0][0] == "failed" and error in rows[0][1]
+
+
+def test_resolved_notice_replies_in_the_alerts_thread(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 20, 10))  # over: more than the 5-minute cooldown ago
+    env = setup(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    result = run_pipeline(run_cli, env)
+    assert result.returncode == 0, output_of(result)
+    firing, resolved = slack_fake.messages
+    assert ERRORS in firing["text"] and "resolved" not in firing["text"]
+    assert "resolved" in resolved["text"]
+    assert resolved["thread_ts"] == firing["ts"]
+    assert [row[1:3] for row in ledger(db_path)] == [("firing", "sent"), ("resolved", "sent")]
+    run_pipeline(run_cli, env)
+    assert len(slack_fake.messages) == 2
+
+
+def test_dry_run_renders_and_sends_nothing(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    dry = run_cli(["run", "--dry-run"], env)
+    assert dry.returncode == 0, output_of(dry)
+    assert ERRORS in output_of(dry) and "1 message(s) would be sent" in output_of(dry)
+    assert slack_fake.requests == []
+    assert query(
+        db_path, "select count(*) from information_schema.tables where table_name = 'alert_notifications'"
+    ) == [(0,)]
+    real = run_cli(["detect"], env)
+    assert real.returncode == 0, output_of(real)
+    assert len(slack_fake.messages) == 1
+
+
+def test_incidents_older_than_the_lookback_are_recorded_not_sent(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events([*spike(ERRORS, 90, 9), *spike(CHECKOUT, 2, 9)])
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url, ALERT_LOOKBACK_MINUTES="60")
+    result = run_pipeline(run_cli, env)
+    assert result.returncode == 0, output_of(result)
+    assert [CHECKOUT in message["text"] for message in slack_fake.messages] == [True]
+    statuses = {row[0]: row[2] for row in ledger(db_path)}
+    assert statuses == {ERRORS: "skipped", CHECKOUT: "sent"}
+
+
+def test_without_slack_the_alert_is_shown_in_the_terminal(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    result = run_pipeline(run_cli, setup())
+    assert result.returncode == 0, output_of(result)
+    assert ERRORS in result.stderr and "sent to the terminal" in result.stderr
+
+
+def _incident(**overrides: Any) -> Incident:
+    minute = datetime(2024, 1, 1, 12, 0)
+    values: dict[str, Any] = {
+        "incident_id": "abc",
+        "event_name": ERRORS,
+        "started_at": minute,
+        "first_anomalous_minute": minute,
+        "last_anomalous_minute": minute + timedelta(minutes=2),
+        "ended_at": None,
+        "status": "open",
+        "peak_count": 12,
+        "total_events": 30,
+        "alert_threshold": 5,
+        "time_window_minutes": 1,
+        "alert_channel": "#alerts-errors",
+        **overrides,
+    }
+    return Incident(**values)
+
+
+def test_rendering_escapes_event_data() -> None:
+    incident = _incident(event_name="<!here> & <@U123>")
+    samples = [{"event_at": datetime(2024, 1, 1, 12, 0), "properties": {"error_message": "<!channel> boom"}}]
+    message = firing_message(incident, minute_counts=[1, 2, 12], samples=samples, investigation=Investigation("x"))
+    text = message.text + json.dumps([block for block in message.blocks if block["type"] != "header"])
+    assert "<!here>" not in text and "<!channel>" not in text and "<@U123>" not in text
+    assert "&lt;!channel&gt; boom" in text
+    assert escape("a & b <c>") == "a &amp; b &lt;c&gt;"
+
+
+def test_rendering_truncates_at_block_kit_limits() -> None:
+    incident = _incident(event_name="e" * 400)
+    samples = [{"event_at": "x", "properties": {f"prop_{index}": "v" * 5000 for index in range(50)}}] * 3
+    message = firing_message(
+        incident, minute_counts=list(range(60)), samples=samples, investigation=Investigation("select 1" * 1000)
+    )
+    assert len(message.blocks) <= MAX_BLOCKS
+    header = next(block for block in message.blocks if block["type"] == "header")
+    assert len(header["text"]["text"]) <= MAX_HEADER_TEXT
+    for block in message.blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= MAX_SECTION_TEXT
+
+
+def test_resolved_text_and_sparkline() -> None:
+    assert "resolved" in resolved_message(_incident(status="over", ended_at=datetime(2024, 1, 1, 12, 3))).text
+    assert sparkline([0, 0, 0]) == "▁▁▁"
+    assert sparkline([0, 5, 10]) == "▁▅█"
