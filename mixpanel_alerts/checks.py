@@ -17,6 +17,7 @@ def run_checks(settings: Settings, events_config: EventsConfig, console: Console
     results = [
         ("mixpanel", check_mixpanel(settings, events_config)),
         ("warehouse", check_warehouse(settings)),
+        ("slack", check_slack(settings)),
     ]
     code = 0
     for name, (status, message) in results:
@@ -100,3 +101,25 @@ def check_warehouse(settings: Settings) -> tuple[str, str]:
         return "failed", f"DUCKDB_PATH={path}: cannot open the database: {exc}"
     exists = "exists" if tables and tables[0] else "will be created by the first collect"
     return "ok", f"DuckDB {path}: raw table {settings.dataset}.{settings.table} {exists}"
+
+
+def check_slack(settings: Settings) -> tuple[str, str]:
+    if settings.slack_bot_token:
+        from slack_sdk import WebClient
+        from slack_sdk.errors import SlackApiError
+
+        base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+        try:
+            identity = WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=30).auth_test()
+        except SlackApiError as exc:
+            error = exc.response.get("error", "") if exc.response is not None else ""
+            return "config", f"SLACK_BOT_TOKEN was refused by Slack ({error}): create a bot token with chat:write"
+        except Exception as exc:
+            return "failed", f"could not reach SLACK_API_URL={settings.slack_api_url}: {type(exc).__name__}"
+        who = f"bot {identity.get('user')} in {identity.get('team')}"
+        return "ok", f"bot token accepted ({who}); posts to each rule's channel"
+    if settings.slack_webhook_url:
+        if not settings.slack_webhook_url.startswith(("https://", "http://")):
+            return "config", "SLACK_WEBHOOK_URL must be an https URL such as https://hooks.slack.com/services/..."
+        return "ok", "webhook configured (not tested: a webhook can only be checked by posting to it)"
+    return "ok", "not configured: alerts are shown in the terminal (set SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN)"
