@@ -112,14 +112,16 @@ def collect(
         def existing_event_ids(start: datetime, end: datetime) -> Iterator[pa.Table]:
             """Event ids already stored with an event time in [start, end]; the filter prunes
             BigQuery partitions, so this reads only the days being exported."""
-            try:
-                with pipeline.sql_client() as client:
-                    table = client.make_qualified_table_name(settings.table)
-                    query = f"select event_id from {table} where event_timestamp >= %s and event_timestamp <= %s"
+            with pipeline.sql_client() as client:
+                if not client.has_dataset():
+                    return  # first load: nothing stored yet
+                table = client.make_qualified_table_name(settings.table)
+                query = f"select event_id from {table} where event_timestamp >= %s and event_timestamp <= %s"
+                try:
                     with client.execute_query(query, start, end) as cursor:
                         yield from cursor.iter_arrow(chunk_size=500_000)
-            except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
-                return  # first load: the table does not exist yet
+                except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+                    return  # the dataset exists, the table not yet
 
         source = mixpanel_source(
             event_names=events_config.enabled_names,

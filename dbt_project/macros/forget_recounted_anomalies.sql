@@ -3,6 +3,6 @@
 {% macro forget_recounted_anomalies() %}
     {% if is_incremental() %}
         delete from {{ this }}
-        where window_end_minute >= {{ minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) }}
+        where window_end_minute >= {{ minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) }}
     {% endif %}
 {% endmacro %}

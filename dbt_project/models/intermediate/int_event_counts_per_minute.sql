@@ -8,7 +8,7 @@
 {%- set last_minute = minute_of(detection_now()) -%}
 {#- recount the lookback, so that a late event recounts its minute; a constant bound lets
     BigQuery prune partitions of the raw table -#}
-{%- set lookback_start = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+{%- set lookback_start = minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) -%}
 {%- if is_incremental() -%}
     {%- set first_minute = lookback_start -%}
 {%- else -%}
@@ -58,7 +58,7 @@ recent_events as (
     inner join rules on events.event_name = rules.event_name
     where
         events.event_at >= {{ first_minute }}
-        and events.event_at < {{ dbt.dateadd('minute', 1, last_minute) }}
+        and events.event_at < {{ add_minutes(last_minute, 1) }}
 
 ),
 

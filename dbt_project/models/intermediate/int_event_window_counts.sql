@@ -5,9 +5,9 @@
     )
 }}
 
-{%- set recount_from = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) -%}
 {#- a window reaches at most one day back (time_window_minutes <= 1440) -#}
-{%- set counts_from = dbt.dateadd('minute', -1440, recount_from) -%}
+{%- set counts_from = add_minutes(recount_from, -1440) -%}
 
 with
 
@@ -59,7 +59,7 @@ windowed as (
     left join running as before_window
         on
             window_end.event_name = before_window.event_name
-            and {{ dbt.dateadd('minute', '-1 * rules.time_window_minutes', 'window_end.minute_at') }}
+            and {{ add_minutes('window_end.minute_at', '-1 * rules.time_window_minutes') }}
             = before_window.minute_at
     {% if is_incremental() %}
         where window_end.minute_at >= {{ recount_from }}
@@ -71,7 +71,7 @@ final as (
 
     select
         event_name,
-        {{ dbt.dateadd('minute', '1 - time_window_minutes', 'minute_at') }} as window_start,
+        {{ add_minutes('minute_at', '1 - time_window_minutes') }} as window_start,
         minute_at,
         time_window_minutes,
         window_count,

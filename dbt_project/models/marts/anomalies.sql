@@ -7,7 +7,7 @@
     )
 }}
 
-{%- set recount_from = minute_of(dbt.dateadd('minute', -1 * var('lookback_minutes'), detection_now())) -%}
+{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) -%}
 
 with
 

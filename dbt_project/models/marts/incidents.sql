@@ -28,7 +28,7 @@ flagged as (
         *,
         case
             when previous_minute is null then 1
-            when {{ dbt.datediff('previous_minute', 'window_end_minute', 'minute') }} >= cooldown_minutes then 1
+            when {{ minutes_between('previous_minute', 'window_end_minute') }} >= cooldown_minutes then 1
             else 0
         end as starts_incident
     from sequenced
@@ -86,7 +86,7 @@ over_flags as (
 
     select
         *,
-        {{ dbt.datediff('last_anomalous_minute', detection_now(), 'minute') }} >= cooldown_minutes as is_over
+        {{ minutes_between('last_anomalous_minute', detection_now()) }} >= cooldown_minutes as is_over
     from grouped
 
 ),
@@ -101,7 +101,7 @@ final as (
         grouped.first_anomalous_minute,
         grouped.last_anomalous_minute,
         grouped.first_window_start as started_at,
-        case when grouped.is_over then {{ dbt.dateadd('minute', 1, 'grouped.last_anomalous_minute') }} end as ended_at,
+        case when grouped.is_over then {{ add_minutes('grouped.last_anomalous_minute', 1) }} end as ended_at,
         case when grouped.is_over then 'over' else 'open' end as status,
         grouped.anomalous_minutes,
         grouped.peak_count,
