@@ -31,6 +31,10 @@ lint:
 test: lint
     python -m pytest -q
 
+# start the BigQuery emulator for tests/test_bigquery.py: eval "$(just bq-emulator)"
+bq-emulator:
+    @scripts/bq_emulator.sh start
+
 # collect 1M events from the simulator vs DuckDB's own read_json of the same file
 bench events="1000000":
     python -m mixpanel_alerts.bench --events {{events}}

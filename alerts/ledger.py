@@ -70,13 +70,22 @@ class Ledger:
 
     def insert(self, notification: Notification) -> None:
         values = dataclasses.astuple(notification)
-        placeholders = ", ".join(["%s"] * len(values))
-        self.client.execute_sql(f"insert into {self.table} ({', '.join(COLUMNS)}) values ({placeholders})", *values)
+        placeholders = ", ".join(_placeholder(value) for value in values)
+        parameters = [value for value in values if value is not None]
+        self.client.execute_sql(f"insert into {self.table} ({', '.join(COLUMNS)}) values ({placeholders})", *parameters)
 
     def update(self, notification: Notification) -> None:
         fields = [name for name in COLUMNS if name != "notification_id"]
-        assignments = ", ".join(f"{name} = %s" for name in fields)
         values = [getattr(notification, name) for name in fields]
+        assignments = ", ".join(f"{name} = {_placeholder(value)}" for name, value in zip(fields, values, strict=True))
+        parameters = [value for value in values if value is not None]
         self.client.execute_sql(
-            f"update {self.table} set {assignments} where notification_id = %s", *values, notification.notification_id
+            f"update {self.table} set {assignments} where notification_id = %s",
+            *parameters,
+            notification.notification_id,
         )
+
+
+def _placeholder(value: object) -> str:
+    """BigQuery's DB-API cannot type a None parameter: nulls are written as literals."""
+    return "null" if value is None else "%s"
