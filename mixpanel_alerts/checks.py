@@ -86,7 +86,7 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
 
 def check_warehouse(settings: Settings) -> tuple[str, str]:
     if settings.warehouse == "bigquery":
-        return "config", "WAREHOUSE=bigquery checks need the BigQuery support, not installed in this version"
+        return check_bigquery(settings)
     import duckdb
 
     path = settings.duckdb_path
@@ -123,3 +123,33 @@ def check_slack(settings: Settings) -> tuple[str, str]:
             return "config", "SLACK_WEBHOOK_URL must be an https URL such as https://hooks.slack.com/services/..."
         return "ok", "webhook configured (not tested: a webhook can only be checked by posting to it)"
     return "ok", "not configured: alerts are shown in the terminal (set SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN)"
+
+
+def check_bigquery(settings: Settings) -> tuple[str, str]:
+    """Reach BigQuery with Application Default Credentials (or GOOGLE_APPLICATION_CREDENTIALS);
+    name the IAM role that is missing when access is denied."""
+    from google.api_core import exceptions as gexc
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import bigquery
+
+    where = f"{settings.gcp_project_id}.{settings.dataset}"
+    try:
+        client = bigquery.Client(project=settings.gcp_project_id, location=settings.location)
+    except DefaultCredentialsError:
+        return "config", (
+            "no Google credentials: run `gcloud auth application-default login`, or set "
+            "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+        )
+    try:
+        client.query("select 1").result()
+    except gexc.Forbidden:
+        return "config", f"cannot run queries in {settings.gcp_project_id}: grant roles/bigquery.jobUser"
+    except Exception as exc:
+        return "failed", f"could not reach BigQuery for {settings.gcp_project_id}: {type(exc).__name__}: {exc}"
+    try:
+        client.get_dataset(settings.dataset)
+    except gexc.NotFound:
+        return "ok", f"BigQuery {where}: dataset will be created by the first collect (needs roles/bigquery.dataEditor)"
+    except gexc.Forbidden:
+        return "config", f"no access to dataset {where}: grant roles/bigquery.dataEditor and roles/bigquery.dataViewer"
+    return "ok", f"BigQuery {where} reachable (location {settings.location})"

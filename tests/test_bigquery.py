@@ -132,3 +132,25 @@ def test_detect_and_alert_on_bigquery(
     assert "0 sent to the terminal" in second.stderr
     counts = list(bigquery.query(f"select count(*) from {dataset}.int_event_counts_per_minute where event_count > 0"))
     assert counts[0][0] == 1
+
+
+def test_check_reaches_bigquery(
+    keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    start_sim: Callable[..., Any],
+) -> None:  # fmt: skip
+    write_events_config(tmp_path, {"events": [rule(ERRORS)]})
+    env = make_env(
+        start_sim(),
+        WAREHOUSE="bigquery",
+        GCP_PROJECT_ID=PROJECT,
+        BIGQUERY_DATASET="not_created_yet",
+        GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
+        BIGQUERY_EMULATOR_HOST=EMULATOR,
+    )
+    result = run_cli(["check"], env)
+    assert result.returncode == 0, output_of(result)
+    assert "will be created by the first collect" in output_of(result)
+
+    no_credentials = run_cli(["check"], {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")})
+    assert no_credentials.returncode == 2, output_of(no_credentials)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in output_of(no_credentials)
