@@ -142,5 +142,6 @@ def collect(
             progress=progress,
             **(source_options or {}),
         )
-        pipeline.run(source)
+        # BigQuery cannot load a JSON column from parquet: it gets JSON lines
+        pipeline.run(source, loader_file_format="jsonl" if settings.warehouse == "bigquery" else None)
     return CollectSummary(stats=stats, seconds=(datetime.now() - started).total_seconds())

@@ -154,3 +154,40 @@ def test_check_reaches_bigquery(
     no_credentials = run_cli(["check"], {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")})
     assert no_credentials.returncode == 2, output_of(no_credentials)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in output_of(no_credentials)
+
+
+def test_collect_on_bigquery_resumes_from_the_warehouse(
+    bigquery: Any, keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+) -> None:  # fmt: skip
+    """A second collect from a fresh working directory and HOME finds its cursor in BigQuery."""
+    from mixpanel_alerts.simulator import make_event
+
+    sim = start_sim()
+    now = datetime.now(UTC)
+    sim.add_events([make_event(ERRORS, now - timedelta(minutes=minutes)) for minutes in range(5, 25)])
+    dataset = f"t_{uuid.uuid4().hex[:10]}"
+    write_events_config(tmp_path, {"events": [rule(ERRORS)]})
+    env = make_env(
+        sim,
+        WAREHOUSE="bigquery",
+        GCP_PROJECT_ID=PROJECT,
+        BIGQUERY_DATASET=dataset,
+        GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
+        BIGQUERY_EMULATOR_HOST=EMULATOR,
+        # the emulator cannot read gzipped load files; real BigQuery can
+        NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
+    )
+    first = run_cli(["collect"], env)
+    assert first.returncode == 0, output_of(first)
+    assert "loaded 20," in output_of(first)
+
+    elsewhere = tmp_path / "fresh-runtime"
+    elsewhere.mkdir()
+    write_events_config(elsewhere, {"events": [rule(ERRORS)]})
+    second = run_cli(["collect"], {**env, "HOME": str(elsewhere)}, cwd=elsewhere)
+    assert second.returncode == 0, output_of(second)
+    assert "loaded 0," in output_of(second)
+    assert "where" in sim.requests[-1].params, "the second run resumed from the cursor stored in BigQuery"
+    rows = list(bigquery.query(f"select count(*), count(distinct event_id) from {dataset}.mixpanel_events"))
+    assert tuple(rows[0]) == (20, 20)

@@ -27,11 +27,13 @@ TERMINATED_EARLY_MARKER = b"export terminated early"
 EVENTS_TABLE = "mixpanel_events"
 REJECTS_TABLE = "mixpanel_rejects"
 
-# The raw table's columns. `properties` holds every property, unflattened, as JSON.
+# The raw table's columns. `properties` holds every property, unflattened, as JSON. On BigQuery
+# the table is partitioned by day of `event_timestamp` and clustered by `event_name` (dlt's
+# partition and cluster hints; other destinations ignore them).
 EVENT_COLUMNS = {
     "event_id": {"data_type": "text", "nullable": False, "primary_key": True, "unique": True},
-    "event_name": {"data_type": "text", "nullable": False},
-    "event_timestamp": {"data_type": "timestamp", "nullable": False, "timezone": True},
+    "event_name": {"data_type": "text", "nullable": False, "cluster": True},
+    "event_timestamp": {"data_type": "timestamp", "nullable": False, "timezone": True, "partition": True},
     "distinct_id": {"data_type": "text"},
     "insert_id": {"data_type": "text"},
     "properties": {"data_type": "json"},
