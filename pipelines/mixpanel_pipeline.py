@@ -142,6 +142,9 @@ def collect(
             progress=progress,
             **(source_options or {}),
         )
-        # BigQuery cannot load a JSON column from parquet: it gets JSON lines
-        pipeline.run(source, loader_file_format="jsonl" if settings.warehouse == "bigquery" else None)
+        if settings.warehouse == "bigquery":
+            # BigQuery cannot load a JSON column from parquet: it gets JSON lines
+            pipeline.run(source, loader_file_format="jsonl")
+        else:
+            pipeline.run(source)
     return CollectSummary(stats=stats, seconds=(datetime.now() - started).total_seconds())
