@@ -170,3 +170,9 @@ def require_mixpanel_credentials(settings: Settings) -> None:
         )
     if settings.service_account_username and not settings.project_id:
         raise ConfigError("MIXPANEL_PROJECT_ID is required: service-account requests must name the project")
+    if not (settings.service_account_username or settings.api_secret):
+        raise ConfigError(
+            "MIXPANEL_API_SECRET_NAME (reading the secret from Google Secret Manager) is not supported in this "
+            "version yet: set MIXPANEL_SERVICE_ACCOUNT_USERNAME and MIXPANEL_SERVICE_ACCOUNT_SECRET, or "
+            "MIXPANEL_API_SECRET, from your secret store"
+        )

@@ -147,6 +147,15 @@ INVALID_SETTINGS = [
         {"MIXPANEL_SERVICE_ACCOUNT_SECRET": None}, "MIXPANEL_SERVICE_ACCOUNT_SECRET", id="service-account-no-secret"
     ),
     pytest.param({"MIXPANEL_PROJECT_ID": None}, "MIXPANEL_PROJECT_ID", id="no-project-id"),
+    pytest.param(
+        {
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": None,
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": None,
+            "MIXPANEL_API_SECRET_NAME": "mixpanel-api-secret",
+        },
+        "MIXPANEL_API_SECRET_NAME",
+        id="secret-manager-not-yet",
+    ),
 ]
 
 
