@@ -1,0 +1,122 @@
+"""EVENTS_CONFIG_GCS_PATH against a local HTTP server speaking the GCS JSON API's media download
+(google-cloud-storage honours STORAGE_EMULATOR_HOST)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from mixpanel_alerts.simulator import make_event
+from tests.conftest import output_of, query, rule, write_events_config
+
+EVENT = "checkout_completed"
+
+
+class GcsFake:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.forbidden: set[str] = set()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                prefix = "/download/storage/v1/b/"
+                bucket, _, name = path.removeprefix(prefix).partition("/o/")
+                name = unquote(name)
+                if bucket in fake.forbidden:
+                    self._send(403, json.dumps({"error": {"code": 403, "message": "forbidden"}}).encode())
+                elif (bucket, name) in fake.objects:
+                    self._send(200, fake.objects[(bucket, name)])
+                else:
+                    self._send(404, json.dumps({"error": {"code": 404, "message": "No such object"}}).encode())
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def gcs() -> Iterator[GcsFake]:
+    fake = GcsFake()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture
+def gcs_env(gcs: GcsFake, make_env: Callable[..., dict[str, str]]) -> Callable[..., dict[str, str]]:
+    def env(sim: Any = None, **overrides: str | None) -> dict[str, str]:
+        return make_env(
+            sim,
+            STORAGE_EMULATOR_HOST=gcs.url,
+            EVENTS_CONFIG_GCS_PATH="gs://config-bucket/alerts/events_config.json",
+            **overrides,
+        )
+
+    return env
+
+
+def test_events_config_from_gcs_is_used(
+    gcs: GcsFake, gcs_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    start_sim: Callable[..., Any], tmp_path: Any, db_path: Any,
+) -> None:  # fmt: skip
+    gcs.objects[("config-bucket", "alerts/events_config.json")] = json.dumps({"events": [rule(EVENT)]}).encode()
+    write_events_config(tmp_path, {"events": [rule("page_view")]})  # the file loses to GCS
+    sim = start_sim()
+    sim.add_events([make_event(EVENT, datetime.now(UTC) - timedelta(minutes=10))])
+    result = run_cli(["collect"], gcs_env(sim))
+    assert result.returncode == 0, output_of(result)
+    assert json.loads(sim.requests[-1].params["event"]) == [EVENT]
+    assert query(db_path, "select event_name from mixpanel_data.mixpanel_events") == [(EVENT,)]
+
+
+def test_events_config_variable_wins_over_gcs(
+    gcs_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], start_sim: Callable[..., Any]
+) -> None:
+    sim = start_sim()
+    env = gcs_env(sim, EVENTS_CONFIG=json.dumps({"events": [rule("signup")]}))
+    result = run_cli(["collect"], env)  # the GCS object does not exist: it must not be read
+    assert result.returncode == 0, output_of(result)
+    assert json.loads(sim.requests[-1].params["event"]) == ["signup"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda gcs: None, "no such object"),
+        (lambda gcs: gcs.forbidden.add("config-bucket"), "roles/storage.objectViewer"),
+        (lambda gcs: gcs.objects.__setitem__(("config-bucket", "alerts/events_config.json"), b"{oops"), "line 1"),
+    ],
+    ids=["missing", "no-permission", "malformed"],
+)
+def test_gcs_config_problems_exit_2_with_the_fix(
+    gcs: GcsFake, gcs_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    start_sim: Callable[..., Any], setup: Callable[[GcsFake], None], expected: str,
+) -> None:  # fmt: skip
+    setup(gcs)
+    sim = start_sim()
+    result = run_cli(["collect"], gcs_env(sim))
+    assert result.returncode == 2, output_of(result)
+    assert "EVENTS_CONFIG_GCS_PATH" in output_of(result) or "gs://config-bucket" in output_of(result)
+    assert expected in output_of(result)
+    assert sim.requests == []
