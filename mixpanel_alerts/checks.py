@@ -52,7 +52,10 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
     elif settings.api_secret:
         auth = (settings.api_secret, "")
     else:
-        return "config", "MIXPANEL_API_SECRET_NAME needs Secret Manager access, which this check does not read yet"
+        return (
+            "config",
+            "no Mixpanel secret: set MIXPANEL_SERVICE_ACCOUNT_SECRET, MIXPANEL_API_SECRET or MIXPANEL_API_SECRET_NAME",
+        )
     today = datetime.now(UTC).astimezone(ZoneInfo(settings.project_timezone)).date()
     names = events_config.enabled_names[:1]
     client = ExportClient(

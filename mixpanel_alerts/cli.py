@@ -48,8 +48,10 @@ def fail(message: str, code: int, redact: Callable[[str], str] = str) -> NoRetur
 
 
 def _settings() -> Settings:
+    from .secrets import resolve_secrets
+
     try:
-        return load_settings()
+        return resolve_secrets(load_settings())
     except ConfigError as exc:
         fail(str(exc), 2)
 

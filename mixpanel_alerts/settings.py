@@ -30,6 +30,8 @@ class Settings:
     service_account_secret: str | None = dataclasses.field(default=None, repr=False)
     api_secret: str | None = dataclasses.field(default=None, repr=False)
     api_secret_name: str | None = None
+    # where Secret Manager is reached; only for tests against a local server
+    secret_manager_endpoint: str | None = None
     region: str = "us"
     export_url: str | None = None
     project_timezone: str = "UTC"
@@ -122,7 +124,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             f"MIXPANEL_EXPORT_URL={export_url!r} must be an http(s) URL such as https://data.mixpanel.com"
         )
     username, secret = text("MIXPANEL_SERVICE_ACCOUNT_USERNAME"), text("MIXPANEL_SERVICE_ACCOUNT_SECRET")
-    if bool(username) != bool(secret):
+    if bool(username) != bool(secret) and not (username and text("MIXPANEL_API_SECRET_NAME")):
         missing = "MIXPANEL_SERVICE_ACCOUNT_SECRET" if username else "MIXPANEL_SERVICE_ACCOUNT_USERNAME"
         raise ConfigError(f"{missing} is not set: a service account needs both its username and its secret")
 
@@ -141,6 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         service_account_secret=secret,
         api_secret=text("MIXPANEL_API_SECRET"),
         api_secret_name=text("MIXPANEL_API_SECRET_NAME"),
+        secret_manager_endpoint=text("SECRET_MANAGER_ENDPOINT"),
         region=region,
         export_url=export_url,
         project_timezone=project_timezone,
@@ -170,9 +173,8 @@ def require_mixpanel_credentials(settings: Settings) -> None:
         )
     if settings.service_account_username and not settings.project_id:
         raise ConfigError("MIXPANEL_PROJECT_ID is required: service-account requests must name the project")
-    if not (settings.service_account_username or settings.api_secret):
+    if not (settings.service_account_secret or settings.api_secret):
         raise ConfigError(
-            "MIXPANEL_API_SECRET_NAME (reading the secret from Google Secret Manager) is not supported in this "
-            "version yet: set MIXPANEL_SERVICE_ACCOUNT_USERNAME and MIXPANEL_SERVICE_ACCOUNT_SECRET, or "
-            "MIXPANEL_API_SECRET, from your secret store"
+            "no Mixpanel secret: set MIXPANEL_SERVICE_ACCOUNT_SECRET (or MIXPANEL_API_SECRET), or "
+            "MIXPANEL_API_SECRET_NAME to read it from Google Secret Manager"
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -119,4 +120,108 @@ def test_gcs_config_problems_exit_2_with_the_fix(
     assert result.returncode == 2, output_of(result)
     assert "EVENTS_CONFIG_GCS_PATH" in output_of(result) or "gs://config-bucket" in output_of(result)
     assert expected in output_of(result)
+    assert sim.requests == []
+
+
+class SecretManagerFake:
+    """``GET /v1/projects/P/secrets/S/versions/V:access`` as Secret Manager's REST API answers it."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.denied: set[str] = set()
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                fake.requests.append(path)
+                resource = path.removeprefix("/v1/").removesuffix(":access")
+                secret = resource.split("/versions/")[0]
+                if secret in fake.denied:
+                    self._send(403, {"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}})
+                elif secret in fake.secrets:
+                    data = base64.b64encode(fake.secrets[secret].encode()).decode()
+                    self._send(200, {"name": resource, "payload": {"data": data}})
+                else:
+                    self._send(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def secret_manager() -> Iterator[SecretManagerFake]:
+    fake = SecretManagerFake()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["service-account", "legacy-secret"])
+def test_mixpanel_secret_from_secret_manager(
+    secret_manager: SecretManagerFake, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    start_sim: Callable[..., Any], mode: str,
+) -> None:  # fmt: skip
+    sim = start_sim()
+    sim.add_events([make_event(EVENT, datetime.now(UTC) - timedelta(minutes=10))])
+    assert sim.service_account is not None and sim.api_secret is not None
+    if mode == "service-account":
+        secret_manager.secrets["projects/gcp-proj/secrets/mixpanel-secret"] = sim.service_account[1]
+        overrides = {"MIXPANEL_SERVICE_ACCOUNT_SECRET": None}
+    else:
+        secret_manager.secrets["projects/gcp-proj/secrets/mixpanel-secret"] = sim.api_secret
+        overrides = {"MIXPANEL_SERVICE_ACCOUNT_USERNAME": None, "MIXPANEL_SERVICE_ACCOUNT_SECRET": None}
+    env = make_env(
+        sim,
+        MIXPANEL_API_SECRET_NAME="mixpanel-secret",
+        GCP_PROJECT_ID="gcp-proj",
+        SECRET_MANAGER_ENDPOINT=secret_manager.url,
+        **overrides,
+    )
+    result = run_cli(["collect"], env)
+    assert result.returncode == 0, output_of(result)
+    assert secret_manager.requests == ["/v1/projects/gcp-proj/secrets/mixpanel-secret/versions/latest:access"]
+    assert sim.requests[-1].auth == ("service_account" if mode == "service-account" else "secret")
+    assert secret_manager.secrets["projects/gcp-proj/secrets/mixpanel-secret"] not in output_of(result)
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda fake: None, "does not exist"),
+        (lambda fake: fake.denied.add("projects/gcp-proj/secrets/mixpanel-secret"), "secretAccessor"),
+    ],
+    ids=["missing-secret", "no-permission"],
+)
+def test_secret_manager_problems_exit_2_with_the_fix(
+    secret_manager: SecretManagerFake, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    start_sim: Callable[..., Any], setup: Callable[[SecretManagerFake], None], expected: str,
+) -> None:  # fmt: skip
+    setup(secret_manager)
+    sim = start_sim()
+    env = make_env(
+        sim,
+        MIXPANEL_API_SECRET_NAME="mixpanel-secret",
+        GCP_PROJECT_ID="gcp-proj",
+        SECRET_MANAGER_ENDPOINT=secret_manager.url,
+        MIXPANEL_SERVICE_ACCOUNT_SECRET=None,
+    )
+    result = run_cli(["collect"], env)
+    assert result.returncode == 2, output_of(result)
+    assert "MIXPANEL_API_SECRET_NAME" in output_of(result) and expected in output_of(result)
     assert sim.requests == []

@@ -154,7 +154,7 @@ INVALID_SETTINGS = [
             "MIXPANEL_API_SECRET_NAME": "mixpanel-api-secret",
         },
         "MIXPANEL_API_SECRET_NAME",
-        id="secret-manager-not-yet",
+        id="secret-name-without-gcp-project",
     ),
 ]
 
