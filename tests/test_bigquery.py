@@ -191,3 +191,53 @@ def test_collect_on_bigquery_resumes_from_the_warehouse(
     assert "where" in sim.requests[-1].params, "the second run resumed from the cursor stored in BigQuery"
     rows = list(bigquery.query(f"select count(*), count(distinct event_id) from {dataset}.mixpanel_events"))
     assert tuple(rows[0]) == (20, 20)
+
+
+def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
+    bigquery: Any, keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+) -> None:  # fmt: skip
+    """collect → detect → alert, a rerun that sends nothing, then a late event that recounts its
+    minute: the same flow as on DuckDB."""
+    from mixpanel_alerts.simulator import make_event
+    from tests.slack_fake import SlackFake
+
+    slack = SlackFake()
+    try:
+        sim = start_sim()
+        minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=4)
+        sim.add_events([make_event(ERRORS, minute + timedelta(seconds=second)) for second in range(1, 7)])
+        sim.add_events([make_event(ERRORS, minute + timedelta(minutes=2, seconds=second)) for second in range(1, 6)])
+        dataset = f"t_{uuid.uuid4().hex[:10]}"
+        write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5)]})
+        env = make_env(
+            sim,
+            WAREHOUSE="bigquery",
+            GCP_PROJECT_ID=PROJECT,
+            BIGQUERY_DATASET=dataset,
+            GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
+            BIGQUERY_EMULATOR_HOST=EMULATOR,
+            NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
+            SLACK_WEBHOOK_URL=slack.webhook_url,
+        )
+        first = run_cli(["run"], env)
+        assert first.returncode == 0, output_of(first)
+        assert len(slack.messages) == 1 and ERRORS in slack.messages[0]["text"]
+
+        again = run_cli(["run"], env)
+        assert again.returncode == 0, output_of(again)
+        assert len(slack.messages) == 1, "a rerun sends nothing"
+
+        # a late event: its minute (5 events, quiet) now holds 6 and becomes anomalous
+        late_minute = minute + timedelta(minutes=2)
+        sim.add_events([make_event(ERRORS, late_minute + timedelta(seconds=30), processed_at=datetime.now(UTC))])
+        late = run_cli(["run"], env)
+        assert late.returncode == 0, output_of(late)
+        rows = bigquery.query(f"select window_end_minute, event_count from {dataset}.anomalies order by 1")
+        assert [(row[0].replace(tzinfo=None), row[1]) for row in rows] == [
+            (minute.replace(tzinfo=None), 6),
+            (late_minute.replace(tzinfo=None), 6),
+        ]
+        assert len(slack.messages) == 1, "the late minute joins the open incident: no second message"
+    finally:
+        slack.stop()
