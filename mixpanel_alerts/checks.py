@@ -143,14 +143,16 @@ def check_bigquery(settings: Settings) -> tuple[str, str]:
             "no Google credentials: run `gcloud auth application-default login`, or set "
             "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
         )
+    # a check answers within about a minute, even when Google is unreachable
+    retry = bigquery.DEFAULT_RETRY.with_deadline(30)
     try:
-        client.query("select 1").result()
+        client.query("select 1", retry=retry, job_retry=None, timeout=30).result(timeout=30)
     except gexc.Forbidden:
         return "config", f"cannot run queries in {settings.gcp_project_id}: grant roles/bigquery.jobUser"
     except Exception as exc:
         return "failed", f"could not reach BigQuery for {settings.gcp_project_id}: {type(exc).__name__}: {exc}"
     try:
-        client.get_dataset(settings.dataset)
+        client.get_dataset(settings.dataset, retry=retry, timeout=30)
     except gexc.NotFound:
         return "ok", f"BigQuery {where}: dataset will be created by the first collect (needs roles/bigquery.dataEditor)"
     except gexc.Forbidden:

@@ -225,3 +225,112 @@ def test_secret_manager_problems_exit_2_with_the_fix(
     assert result.returncode == 2, output_of(result)
     assert "MIXPANEL_API_SECRET_NAME" in output_of(result) and expected in output_of(result)
     assert sim.requests == []
+
+
+class BigQueryDenied:
+    """A BigQuery REST endpoint that denies what a project's IAM would deny: job creation
+    (no roles/bigquery.jobUser) or the dataset (no roles/bigquery.dataEditor)."""
+
+    def __init__(self, deny: str) -> None:
+        self.deny = deny
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                path = urlsplit(self.path).path
+                if path == "/token":
+                    self._send(200, {"access_token": "t", "expires_in": 3600, "token_type": "Bearer"})
+                elif "/jobs" in path or "/queries" in path:
+                    if fake.deny == "jobs":
+                        self._send(403, _denied("bigquery.jobs.create"))
+                    else:
+                        project = path.split("/projects/")[1].split("/")[0]
+                        self._send(200, _done_job(project))
+                elif "/datasets/" in path:
+                    self._send(403, _denied("bigquery.datasets.get"))
+                else:
+                    self._send(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+
+            do_GET = do_POST = _answer  # noqa: N815
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def _service_account_key(token_uri: str) -> dict[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return {
+        "type": "service_account",
+        "project_id": "acme-data",
+        "private_key_id": "k",
+        "private_key": pem.decode(),
+        "client_email": "pipeline@acme-data.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+
+
+def _done_job(project: str) -> dict[str, Any]:
+    return {
+        "jobReference": {"projectId": project, "jobId": "j1", "location": "US"},
+        "status": {"state": "DONE"},
+        "jobComplete": True,
+        "totalRows": "1",
+        "schema": {"fields": [{"name": "f0_", "type": "INTEGER"}]},
+        "rows": [{"f": [{"v": "1"}]}],
+        "configuration": {"query": {"query": "select 1"}},
+    }
+
+
+def _denied(permission: str) -> dict[str, Any]:
+    message = f"Access Denied: User does not have {permission} permission"
+    return {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED",
+                      "errors": [{"reason": "accessDenied", "message": message}]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("deny", "role"),
+    [("jobs", "roles/bigquery.jobUser"), ("dataset", "roles/bigquery.dataEditor")],
+    ids=["no-job-user", "no-data-editor"],
+)
+def test_check_names_the_missing_bigquery_role(
+    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+    tmp_path: Any, deny: str, role: str,
+) -> None:  # fmt: skip
+    fake = BigQueryDenied(deny)
+    try:
+        credentials = tmp_path / "service-account.json"
+        credentials.write_text(json.dumps(_service_account_key(fake.url + "/token")))
+        env = make_env(
+            start_sim(),
+            WAREHOUSE="bigquery",
+            GCP_PROJECT_ID="acme-data",
+            BIGQUERY_EMULATOR_HOST=fake.url,
+            GOOGLE_APPLICATION_CREDENTIALS=str(credentials),
+        )
+        result = run_cli(["check"], env)
+        assert result.returncode == 2, output_of(result)
+        assert role in output_of(result)
+    finally:
+        fake.server.shutdown()
