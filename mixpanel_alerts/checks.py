@@ -137,7 +137,12 @@ def check_bigquery(settings: Settings) -> tuple[str, str]:
 
     where = f"{settings.gcp_project_id}.{settings.dataset}"
     try:
-        client = bigquery.Client(project=settings.gcp_project_id, location=settings.location)
+        credentials = None
+        if settings.gcp_service_account_info:
+            from google.oauth2 import service_account
+
+            credentials = service_account.Credentials.from_service_account_info(settings.gcp_service_account_info)
+        client = bigquery.Client(project=settings.gcp_project_id, location=settings.location, credentials=credentials)
     except DefaultCredentialsError:
         return "config", (
             "no Google credentials: run `gcloud auth application-default login`, or set "

@@ -135,7 +135,7 @@ def profile(settings: Settings) -> dict[str, Any]:
     if settings.warehouse == "bigquery":
         output: dict[str, Any] = {
             "type": "bigquery",
-            "method": "oauth",
+            "method": "oauth",  # Application Default Credentials
             "project": settings.gcp_project_id,
             "dataset": settings.dataset,
             "location": settings.location,
@@ -143,6 +143,10 @@ def profile(settings: Settings) -> dict[str, Any]:
             "job_retries": 3,
             "priority": "interactive",
         }
+        if settings.gcp_service_account_info:
+            # dbt reads the key from the environment when it renders the profile: it never lands on disk
+            keyfile_json = "{{ env_var('DESTINATION__BIGQUERY__CREDENTIALS') | as_native }}"
+            output.update(method="service-account-json", keyfile_json=keyfile_json)
     else:
         output = {
             "type": "duckdb",

@@ -7,6 +7,7 @@ process environment wins). Everything downstream receives typed arguments, never
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from datetime import date
@@ -32,6 +33,9 @@ class Settings:
     api_secret_name: str | None = None
     # where Secret Manager is reached; only for tests against a local server
     secret_manager_endpoint: str | None = None
+    # a service-account key given to dlt as JSON (DESTINATION__BIGQUERY__CREDENTIALS); dbt and the
+    # checks use it too, else Application Default Credentials
+    gcp_service_account_info: dict[str, str] | None = dataclasses.field(default=None, repr=False)
     region: str = "us"
     export_url: str | None = None
     project_timezone: str = "UTC"
@@ -59,7 +63,9 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Values that must never appear in output."""
+        key = (self.gcp_service_account_info or {}).get("private_key")
         values = [
+            key,
             self.service_account_secret,
             self.api_secret,
             self.slack_webhook_url,
@@ -144,6 +150,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         api_secret=text("MIXPANEL_API_SECRET"),
         api_secret_name=text("MIXPANEL_API_SECRET_NAME"),
         secret_manager_endpoint=text("SECRET_MANAGER_ENDPOINT"),
+        gcp_service_account_info=_service_account_info(text("DESTINATION__BIGQUERY__CREDENTIALS")),
         region=region,
         export_url=export_url,
         project_timezone=project_timezone,
@@ -163,6 +170,16 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         events_config_path=path("EVENTS_CONFIG_PATH", "config/events_config.json"),
         alert_lookback_minutes=positive_int("ALERT_LOOKBACK_MINUTES", 60),
     )
+
+
+def _service_account_info(raw: str | None) -> dict[str, str] | None:
+    if not raw or not raw.lstrip().startswith("{"):
+        return None
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        raise ConfigError("DESTINATION__BIGQUERY__CREDENTIALS is not valid JSON (a service-account key)") from None
+    return info if isinstance(info, dict) and info.get("type") == "service_account" else None
 
 
 def require_mixpanel_credentials(settings: Settings) -> None:

@@ -193,9 +193,10 @@ def test_collect_on_bigquery_resumes_from_the_warehouse(
     assert tuple(rows[0]) == (20, 20)
 
 
+@pytest.mark.parametrize("credentials", ["application-default", "dlt-variable"])
 def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
     bigquery: Any, keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]],
-    run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+    run_cli: Callable[..., Any], start_sim: Callable[..., Any], credentials: str,
 ) -> None:  # fmt: skip
     """collect → detect → alert, a rerun that sends nothing, then a late event that recounts its
     minute: the same flow as on DuckDB."""
@@ -220,6 +221,9 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
             NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
             SLACK_WEBHOOK_URL=slack.webhook_url,
         )
+        if credentials == "dlt-variable":  # the key as dlt's variable only: dbt and the alert step use it too
+            env.pop("GOOGLE_APPLICATION_CREDENTIALS")
+            env["DESTINATION__BIGQUERY__CREDENTIALS"] = keyfile.read_text()
         first = run_cli(["run"], env)
         assert first.returncode == 0, output_of(first)
         assert len(slack.messages) == 1 and ERRORS in slack.messages[0]["text"]
