@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -267,9 +266,4 @@ def main(argv: list[str] | None = None) -> Any:
     # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-    try:
-        return app(argv, standalone_mode=True)
-    except SystemExit as exc:
-        code = exc.code
-        # typer/click use 2 for usage errors already
-        sys.exit(code)
+    return app(argv)  # click exits with 2 on usage errors, as the contract asks

@@ -52,7 +52,6 @@ from .settings import (
 logger = logging.getLogger("mixpanel_alerts.export")
 
 ProgressCallback = Callable[[str, dict[str, float]], None]
-ExistingKeys = Callable[[datetime, datetime], Iterator[pa.Table]]
 
 SPOOL_CHUNK_BYTES = 1 << 20
 ARROW_BATCH_ROWS = 100_000
