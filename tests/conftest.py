@@ -15,7 +15,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import duckdb
 import pytest
 
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, generate_traffic
+from tests.slack_fake import SlackFake
 
 PROJECT_ID = "12345"
 SA_USERNAME = "alerts-bot.mp-service-account"
@@ -113,47 +113,12 @@ def start_sim(stopping_servers: list[threading.Thread]) -> Iterator[Callable[...
         stopping_servers.append(thread)
 
 
-class SlackRecorder:
-    """A stand-in for Slack's incoming webhooks and Web API that records every request it gets."""
-
-    def __init__(self) -> None:
-        recorder = self
-        self.received: list[tuple[str, bytes]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.received.append((self.path, body))
-                payload = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def slack(stopping_servers: list[threading.Thread]) -> Iterator[SlackRecorder]:
-    recorder = SlackRecorder()
-    yield recorder
-    thread = threading.Thread(target=recorder.stop, daemon=True)
-    thread.start()
-    stopping_servers.append(thread)
+def slack_fake() -> Iterator[SlackFake]:
+    """A local server speaking Slack's webhook and Web API (tests/slack_fake.py)."""
+    fake = SlackFake()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture

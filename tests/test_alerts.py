@@ -4,7 +4,7 @@ incident, retried through faults, never twice; rendering, escaping and Block Kit
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,6 @@ from tests.slack_fake import BOT_TOKEN, SlackFake
 ERRORS = "impression_error_null_pointer_detected"
 CHECKOUT = "checkout_completed"
 LEDGER = "mixpanel_data.alert_notifications"
-
-
-@pytest.fixture
-def slack_fake() -> Iterator[SlackFake]:
-    fake = SlackFake()
-    yield fake
-    fake.stop()
 
 
 def spike(name: str, minutes_ago: int, count: int, **properties: Any) -> list[SimEvent]:

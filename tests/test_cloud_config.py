@@ -20,34 +20,39 @@ from tests.conftest import output_of, query, rule, write_events_config
 EVENT = "checkout_completed"
 
 
+class JsonApiHandler(BaseHTTPRequestHandler):
+    """What the fake Google APIs below share: quiet, and JSON (or raw bytes) replies."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_json(self, status: int, payload: dict[str, Any] | bytes) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class GcsFake:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.forbidden: set[str] = set()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(JsonApiHandler):
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 prefix = "/download/storage/v1/b/"
                 bucket, _, name = path.removeprefix(prefix).partition("/o/")
                 name = unquote(name)
                 if bucket in fake.forbidden:
-                    self._send(403, json.dumps({"error": {"code": 403, "message": "forbidden"}}).encode())
+                    self.send_json(403, {"error": {"code": 403, "message": "forbidden"}})
                 elif (bucket, name) in fake.objects:
-                    self._send(200, fake.objects[(bucket, name)])
+                    self.send_json(200, fake.objects[(bucket, name)])
                 else:
-                    self._send(404, json.dumps({"error": {"code": 404, "message": "No such object"}}).encode())
-
-            def _send(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    self.send_json(404, {"error": {"code": 404, "message": "No such object"}})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -132,30 +137,19 @@ class SecretManagerFake:
         self.requests: list[str] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(JsonApiHandler):
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 fake.requests.append(path)
                 resource = path.removeprefix("/v1/").removesuffix(":access")
                 secret = resource.split("/versions/")[0]
                 if secret in fake.denied:
-                    self._send(403, {"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}})
+                    self.send_json(403, {"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}})
                 elif secret in fake.secrets:
                     data = base64.b64encode(fake.secrets[secret].encode()).decode()
-                    self._send(200, {"name": resource, "payload": {"data": data}})
+                    self.send_json(200, {"name": resource, "payload": {"data": data}})
                 else:
-                    self._send(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -235,36 +229,25 @@ class BigQueryDenied:
         self.deny = deny
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(JsonApiHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 path = urlsplit(self.path).path
                 if path == "/token":
-                    self._send(200, {"access_token": "t", "expires_in": 3600, "token_type": "Bearer"})
+                    self.send_json(200, {"access_token": "t", "expires_in": 3600, "token_type": "Bearer"})
                 elif "/jobs" in path or "/queries" in path:
                     if fake.deny == "jobs":
-                        self._send(403, _denied("bigquery.jobs.create"))
+                        self.send_json(403, _denied("bigquery.jobs.create"))
                     else:
                         project = path.split("/projects/")[1].split("/")[0]
-                        self._send(200, _done_job(project))
+                        self.send_json(200, _done_job(project))
                 elif "/datasets/" in path:
-                    self._send(403, _denied("bigquery.datasets.get"))
+                    self.send_json(403, _denied("bigquery.datasets.get"))
                 else:
-                    self._send(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+                    self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
 
             do_GET = do_POST = _answer  # noqa: N815
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -12,6 +12,7 @@ import pytest
 
 from mixpanel_alerts.simulator import make_event
 from tests.conftest import EVENTS_TABLE, output_of, query, recent_traffic, summary_numbers
+from tests.slack_fake import BOT_TOKEN
 
 PROCESSED_AFTER = re.compile(r'^properties\["mp_processing_time_ms"\] > (\d+)$')
 
@@ -168,7 +169,7 @@ def test_backfill_days_are_inclusive(sim, make_env, run_cli, db_path):
 
 
 def test_backfill_respects_the_rate_limit_never_alerts_and_leaves_the_cursor_alone(
-    start_sim, slack, make_env, run_cli, db_path
+    start_sim, slack_fake, make_env, run_cli, db_path
 ):
     sim = start_sim(per_second_limit=3, retry_after_seconds=1)
     today = datetime.now(UTC).date()
@@ -179,9 +180,9 @@ def test_backfill_respects_the_rate_limit_never_alerts_and_leaves_the_cursor_alo
     env = make_env(
         sim,
         MIXPANEL_START_DATE=first_day.isoformat(),
-        SLACK_WEBHOOK_URL=f"{slack.url}/services/T000/B000/backfill",
-        SLACK_API_URL=f"{slack.url}/api/",
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_WEBHOOK_URL=slack_fake.webhook_url,
+        SLACK_API_URL=slack_fake.api_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
     )
 
     backfill = run_cli(["backfill", "--start-date", first_day.isoformat(), "--end-date", last_day.isoformat()], env)
@@ -195,7 +196,7 @@ def test_backfill_respects_the_rate_limit_never_alerts_and_leaves_the_cursor_alo
     busiest_second = max(sum(1 for other in arrivals if at <= other < at + 1.0) for at in arrivals)
     assert busiest_second <= 3
     assert query(db_path, f"select count(*) from {EVENTS_TABLE}") == [(len(events),)]
-    assert slack.received == []
+    assert slack_fake.requests == []
 
     collect = run_cli(["collect"], env)
 
