@@ -109,7 +109,8 @@ def test_detect_and_alert_on_bigquery(
 ) -> None:  # fmt: skip
     minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
     raw_events(bigquery, dataset, minute, 9)
-    write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5)]})
+    # a long cooldown: the emulator is slow, and the incident must stay open across the runs below
+    write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
     env = make_env(
         WAREHOUSE="bigquery",
         GCP_PROJECT_ID=PROJECT,
@@ -210,7 +211,8 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
         sim.add_events([make_event(ERRORS, minute + timedelta(seconds=second)) for second in range(1, 7)])
         sim.add_events([make_event(ERRORS, minute + timedelta(minutes=2, seconds=second)) for second in range(1, 6)])
         dataset = f"t_{uuid.uuid4().hex[:10]}"
-        write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5)]})
+        # a long cooldown: the emulator is slow, and the incident must stay open across the runs below
+        write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
         env = make_env(
             sim,
             WAREHOUSE="bigquery",
