@@ -5,8 +5,10 @@ the seconds: machines here are shared and noisy).
 1. A simulator subprocess serves N events (realistic properties) over loopback with gzip.
 2. The export body is downloaded once exactly as the collector will ask for it and saved as the
    gzipped file the wire carries; this also warms the simulator's cache.
-3. ``mixpanel-alerts collect`` runs into a fresh DuckDB file (wall time, peak RSS of the process).
-4. DuckDB's ``read_json`` loads the same file into a fresh DuckDB file (wall time).
+3. ``mixpanel-alerts collect`` runs into a fresh DuckDB file (wall time, peak RSS of the process),
+   then DuckDB's ``read_json`` loads the same file into a fresh DuckDB file (wall time); the pair
+   runs ``--repeat`` times, each after ``os.sync()`` so no step pays for the previous one's
+   writes, and the medians are compared.
 5. ``mixpanel-alerts detect``: a first build, then an incremental run over the 1M events; then
    older history is added to the raw table (synthetic rows written by SQL, outside the
    late-arrival lookback, up to ``--history-events`` in all), the models are rebuilt with
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--history-events", type=int, default=10_000_000, help="events of history for the second detect timing"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="time collect and read_json this many times each (default 3)"
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mixpanel-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -127,18 +133,35 @@ def main(argv: list[str] | None = None) -> None:
             "DUCKDB_PATH": str(database),
             "WAREHOUSE": "duckdb",
         }
-        collect_s, collect_rss, output = run_measured(["mixpanel-alerts", "collect"], env, workdir)
-        summary = output.strip().splitlines()[-1]
-        with duckdb.connect(str(database), read_only=True) as con:
-            loaded = con.execute("select count(*) from mixpanel_data.mixpanel_events").fetchall()[0][0]
-
+        # Alternate the two, each on a fresh file after the disk has settled (os.sync), and compare
+        # medians: one step's pending writes must not slow the next, and the machine is shared.
+        collect_runs: list[float] = []
+        read_json_runs: list[float] = []
+        collect_rss = 0.0
         baseline_db = workdir / "read_json.duckdb"
-        baseline_db.unlink(missing_ok=True)
-        started = time.perf_counter()
-        with duckdb.connect(str(baseline_db)) as con:
-            con.execute(f"create table events as select * from read_json('{export_file}')")
-            baseline_rows = con.execute("select count(*) from events").fetchall()[0][0]
-        read_json_s = time.perf_counter() - started
+        for attempt in range(1, args.repeat + 1):
+            database.unlink(missing_ok=True)
+            os.sync()
+            seconds, peak_mb, output = run_measured(["mixpanel-alerts", "collect"], env, workdir)
+            collect_runs.append(seconds)
+            collect_rss = max(collect_rss, peak_mb)
+            summary = output.strip().splitlines()[-1]
+            with duckdb.connect(str(database), read_only=True) as con:
+                loaded = con.execute("select count(*) from mixpanel_data.mixpanel_events").fetchall()[0][0]
+
+            baseline_db.unlink(missing_ok=True)
+            os.sync()
+            started = time.perf_counter()
+            with duckdb.connect(str(baseline_db)) as con:
+                con.execute(f"create table events as select * from read_json('{export_file}')")
+                baseline_rows = con.execute("select count(*) from events").fetchall()[0][0]
+            read_json_runs.append(time.perf_counter() - started)
+            print(
+                f"bench: run {attempt}: collect {collect_runs[-1]:.2f} s, read_json {read_json_runs[-1]:.2f} s",
+                flush=True,
+            )
+        collect_s = statistics.median(collect_runs)
+        read_json_s = statistics.median(read_json_runs)
     finally:
         simulator.terminate()
         simulator.wait()
@@ -152,8 +175,9 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"collect summary: {summary}")
     print(f"events served:           {args.events:,} (collected {loaded:,}, read_json {baseline_rows:,})")
-    print(f"collect:                 {collect_s:6.2f} s  ({loaded / collect_s:,.0f} events/s)")
-    print(f"duckdb read_json:        {read_json_s:6.2f} s  ({baseline_rows / read_json_s:,.0f} events/s)")
+    print(f"collect:                 {collect_s:6.2f} s  ({loaded / collect_s:,.0f} events/s, median of {args.repeat})")
+    read_json_rate = baseline_rows / read_json_s
+    print(f"duckdb read_json:        {read_json_s:6.2f} s  ({read_json_rate:,.0f} events/s, median of {args.repeat})")
     print(f"ratio collect/read_json: {collect_s / read_json_s:6.2f}x  (target <= 2.5x)")
     print(f"collect peak RSS:        {collect_rss:6.0f} MB (target <= 1536 MB)")
     print(f"detect, first build:     {detect_first_s:6.2f} s  ({loaded:,} events)")

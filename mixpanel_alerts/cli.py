@@ -85,6 +85,8 @@ class ProgressPrinter:
         elif stage == "load":
             rate = numbers["events"] / elapsed if elapsed else 0.0
             console.print(f"  loading {int(numbers['events']):,} events ({rate:,.0f} events/s)")
+        elif stage == "insert":
+            console.print(f"  inserting {int(numbers['events']):,} new events (DuckDB reads the export directly)")
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -135,6 +135,7 @@ class ExportSimulator:
         self.retry_after_seconds = retry_after_seconds
         self.now = now or (lambda: datetime.now(UTC))
         self.events: list[SimEvent] = []
+        self._latest_processing_ms = 0  # kept by add_events: a request needs it, a scan is slow
         self.faults: deque[str] = deque()
         self.requests: list[RequestRecord] = []
         self._query_times: deque[float] = deque()
@@ -170,8 +171,10 @@ class ExportSimulator:
 
     def add_events(self, events: Iterable[SimEvent]) -> None:
         with self._lock:
-            self.events.extend(events)
+            added = list(events)
+            self.events.extend(added)
             self.events.sort(key=lambda event: event.time_ms)
+            self._latest_processing_ms = max([self._latest_processing_ms, *(event.processing_ms for event in added)])
             self._body_cache.clear()
 
     def inject(self, *faults: str) -> None:
@@ -233,7 +236,7 @@ class ExportSimulator:
         limit = int(params["limit"]) if "limit" in params else None
         now_ms = int(self.now().timestamp() * 1000)
         # while some events are not processed yet, what is visible changes with the clock
-        pending = any(event.processing_ms > now_ms for event in self.events)
+        pending = self._latest_processing_ms > now_ms
         key = (from_date, to_date, names, tuple(where), time_in_ms, limit, now_ms if pending else None)
         with self._lock:
             cached = self._body_cache.get(key)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Generator, Iterator, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.destination.client import SqlModel
 from dlt.common.typing import TSecretStrValue
 
 from .helpers import (
@@ -62,6 +64,8 @@ def mixpanel_source(
     request_max_attempts: int = 5,
     request_backoff_factor: float = 1.0,
     existing_event_ids: Any = None,
+    duckdb_table: str | None = None,
+    spool_root: Path | None = None,
     stats: Any = None,
     progress: Any = None,
 ) -> Any:
@@ -80,6 +84,12 @@ def mixpanel_source(
         backfill_start, backfill_end: export these days instead, in slices, without touching the cursor.
         existing_event_ids: ``(start, end) -> Iterator[pa.Table]`` of event ids already stored with
             an event time in that range; they are skipped.
+        duckdb_table: with a DuckDB destination, the raw table's qualified name there. The new
+            events then load as a SQL model that DuckDB runs straight from the spooled export at
+            load time (no Arrow or parquet round trip), skipping ids already in that table. The
+            spool must outlive the load, so it goes under ``spool_root``, which the caller removes.
+        spool_root: where export bodies are spooled (default: a temporary folder per request,
+            removed once its events are extracted).
         stats: a ``CollectStats`` to fill in; progress: ``(stage, numbers)`` callback.
     """
     if service_account_username and service_account_secret:
@@ -93,23 +103,11 @@ def mixpanel_source(
         )
     if auth[1] and not project_id:
         raise ExportError("MIXPANEL_PROJECT_ID is required with service-account credentials")
+    if duckdb_table and spool_root is None:
+        raise ValueError("duckdb_table needs a spool_root that outlives the load")
     base_url = export_base_url(region, export_url)
     run_stats: CollectStats = stats if stats is not None else CollectStats()
     names = sorted(set(event_names))
-
-    # Events and rejects are both table variants of this resource, each with its own columns.
-    event_hints = dlt.mark.make_hints(
-        table_name=table_name,
-        write_disposition="append",
-        primary_key="event_id",
-        columns=EVENT_COLUMNS,  # type: ignore[arg-type]
-    )
-    reject_hints = dlt.mark.make_hints(
-        table_name=REJECTS_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "upsert"},
-        primary_key="reject_id",
-        columns=REJECT_COLUMNS,  # type: ignore[arg-type]
-    )
 
     @dlt.resource(name=table_name, write_disposition="append")
     def events() -> Iterator[Any]:
@@ -153,7 +151,7 @@ def mixpanel_source(
     def _export_window(
         client: ExportClient, window: ExportWindow, names: list[str]
     ) -> Generator[Any, None, int | None]:
-        spool_dir = new_spool_dir()
+        spool_dir = new_spool_dir(spool_root)
         try:
             download = client.download(window.params(names), spool_dir)
             run_stats.requests += 1
@@ -174,22 +172,45 @@ def mixpanel_source(
                 if time_range is not None and existing_event_ids is not None:
                     for batch in existing_event_ids(*time_range):
                         parser.add_existing_keys(batch)
-                loaded = 0
-                for batch in parser.new_events():
-                    loaded += batch.num_rows
+                new_events = parser.count_new_events()
+                if new_events and duckdb_table:
+                    model_path = spool_dir / "new_events.model"
+                    model_path.write_text(str(SqlModel(parser.new_events_model(duckdb_table), "duckdb")))
                     if progress:
-                        progress("load", {"events": loaded})
-                    yield dlt.mark.with_hints(batch, event_hints, create_table_variant=True)
+                        progress("insert", {"events": new_events})
+                    yield dlt.mark.with_file_import(str(model_path), "model", new_events)
+                elif new_events:
+                    loaded = 0
+                    for batch in parser.new_events():
+                        loaded += batch.num_rows
+                        if progress:
+                            progress("load", {"events": loaded})
+                        yield batch
                 if parser.rejects:
                     for reject in parser.rejects:
                         reject["from_date"] = window.from_date
                         reject["to_date"] = window.to_date
-                    yield dlt.mark.with_hints(parser.rejects, reject_hints, create_table_variant=True)
+                    yield dlt.mark.with_table_name(parser.rejects, REJECTS_TABLE)
                 run_stats.add(parser.stats)
                 return parser.stats.max_processing_ms
             finally:
                 parser.close()
         finally:
-            shutil.rmtree(spool_dir, ignore_errors=True)
+            if not duckdb_table:  # else the load reads it: the caller removes spool_root afterwards
+                shutil.rmtree(spool_dir, ignore_errors=True)
 
+    # The resource's own table holds the events; the rejects are a table variant with their own
+    # hints. A new variant starts from a copy of the resource's hints, so it is declared first.
+    events.apply_hints(
+        table_name=REJECTS_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "upsert"},
+        primary_key="reject_id",
+        columns=REJECT_COLUMNS,  # type: ignore[arg-type]
+        create_table_variant=True,
+    )
+    events.apply_hints(
+        table_name=table_name,
+        primary_key="event_id",
+        columns=EVENT_COLUMNS,  # type: ignore[arg-type]
+    )
     return events

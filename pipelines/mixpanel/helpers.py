@@ -8,9 +8,10 @@ response hook, so a body cut mid-line or ending in ``export terminated early`` r
 response is kept: parsing starts only once a response has arrived whole.
 
 Parsing is DuckDB's ``read_json`` over the spool file: it splits on ``\\n`` bytes only (so U+2028,
-U+2029, U+0085 and ``\\x1c`` inside strings stay data), keeps ``properties`` as raw JSON text, and
-hands Arrow record batches to dlt. Memory stays bounded: the body lives on disk, DuckDB runs with
-a memory limit and spills, and batches are streamed.
+U+2029, U+0085 and ``\\x1c`` inside strings stay data) and keeps ``properties`` as raw JSON text.
+The new events reach dlt either as one SQL ``select`` that a DuckDB destination runs straight
+from the spool, or as streamed Arrow record batches. Memory stays bounded: the body lives on disk,
+DuckDB runs with a memory limit and spills, and batches are streamed.
 """
 
 from __future__ import annotations
@@ -388,27 +389,47 @@ class ParseStats:
     max_processing_ms: int | None = None
 
 
+# The properties an event's key and checks need, in the order ``picked`` lists them.
+_KEY_PROPERTIES = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
+
+
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _export_rows_sql(path: Path, event_names: Sequence[str]) -> str:
-    """Every line of the spool, typed, checked and keyed. A view: each query re-reads the file,
-    which is cheaper than materializing the wide ``properties`` column."""
+def _timestamptz_literal(moment: datetime) -> str:
+    return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
+
+
+def _export_rows_query(path: Path, event_names: Sequence[str], *, narrow: bool = False) -> str:
+    """Every line of the spool, typed, checked and keyed: one ``select``. The scratch database
+    reads it as a view (each query re-reads the file, which is cheaper than materializing the wide
+    ``properties`` column), and the DuckDB destination runs it inside the load's ``insert``.
+
+    ``narrow`` reads only the four properties the key needs, as JSON values, instead of the whole
+    ``properties`` text: about half the work. Its keys equal the full read's for lines that are
+    usable events with an ``$insert_id``; the rest (an event keyed by its whole properties, a
+    rejected line kept as text) needs the full read, and so does a line DuckDB cannot type this
+    way (``properties`` not an object, a repeated key), which fails the narrow read."""
     quoted = str(path).replace("'", "''")
     names = ", ".join(_sql_literal(name) for name in event_names) or "null"
+    if narrow:
+        fields = ", ".join(f'"{field}" JSON' for field in _KEY_PROPERTIES)
+        properties_type = _sql_literal(f"STRUCT({fields})")
+        picked = "[" + ", ".join(f"properties.\"{field}\" ->> '$'" for field in _KEY_PROPERTIES) + "]"
+    else:
+        properties_type = "'JSON'"
+        paths = ", ".join(_sql_literal(f'$."{field}"') for field in _KEY_PROPERTIES)
+        picked = f"json_extract_string(properties, [{paths}])"
     return f"""
-create or replace view export_rows as
 with source as (
     select
         event as event_name,
         properties,
-        json_extract_string(
-            properties, ['$.time', '$.distinct_id', '$."$insert_id"', '$.mp_processing_time_ms']
-        ) as picked
+        {picked} as picked
     from read_json(
         '{quoted}', format = 'newline_delimited', maximum_object_size = 33554432,
-        columns = {{event: 'VARCHAR', properties: 'JSON'}}
+        columns = {{event: 'VARCHAR', properties: {properties_type}}}
     )
 ),
 typed as (
@@ -454,6 +475,7 @@ select
     requested,
     time_ms,
     processing_ms,
+    insert_id is not null as keyed_by_insert_id,
     case
         when reject_reason is not null then json_object('event', event_name, 'properties', properties)::varchar
     end as rejected_line
@@ -467,11 +489,11 @@ select
     {event_timestamp} as event_timestamp,
     distinct_id,
     insert_id,
-    properties::varchar as properties,
+    {properties} as properties,
     make_timestamptz(processing_ms * 1000) as mp_processing_time,
-    $inserted_at::timestamptz as inserted_at
+    {inserted_at} as inserted_at
 from export_rows
-where reject_reason is null and requested and event_id not in (select event_id from existing)
+where reject_reason is null and requested and event_id not in ({existing_ids})
 """
 # Only when the export repeats an event: keep one copy (a window needs all rows at once, so the
 # common case, an export without repeats, streams without it).
@@ -518,6 +540,7 @@ class ExportParser:
         self.stats = ParseStats()
         self.rejects: list[dict[str, Any]] = []
         self._time_ms: list[int | None] = [None, None]
+        self.readable_path = spool_path  # the file the events are read from (without unreadable lines)
         self.con = duckdb.connect(":memory:")
         self.con.execute(
             f"set memory_limit = '{memory_limit}'; set threads = {min(os.cpu_count() or 1, 4)}; "
@@ -532,11 +555,18 @@ class ExportParser:
     def parse(self) -> None:
         """First pass: keys and checks of every line; lines DuckDB cannot read become rejects."""
         try:
-            self.con.execute(_export_rows_sql(self.spool_path, self.event_names))
-            self.con.execute(_EXPORT_KEYS_SQL)
+            self._read(self.spool_path, narrow=True)
+            needs_full_read = self.con.execute(
+                "select count(*) from export_keys "
+                "where reject_reason is not null or (requested and not keyed_by_insert_id)"
+            ).fetchall()[0][0]
         except duckdb.Error:
-            self.con.execute(_export_rows_sql(self._separate_unreadable_lines(), self.event_names))
-            self.con.execute(_EXPORT_KEYS_SQL)
+            needs_full_read = True
+        if needs_full_read:
+            try:
+                self._read(self.spool_path)
+            except duckdb.Error:
+                self._read(self._separate_unreadable_lines())
         row = self.con.execute(
             """
             select
@@ -557,6 +587,12 @@ class ExportParser:
         for line, reason in rejected:
             self._reject(line, reason, None)
         self.stats.rejected = len(self.rejects)
+
+    def _read(self, path: Path, *, narrow: bool = False) -> None:
+        rows = _export_rows_query(path, self.event_names, narrow=narrow)
+        self.con.execute(f"create or replace view export_rows as {rows}")
+        self.con.execute(_EXPORT_KEYS_SQL)
+        self.readable_path = path
 
     def _separate_unreadable_lines(self) -> Path:
         """Split on ``\\n`` bytes only; keep JSON objects, reject the rest with their line number."""
@@ -608,9 +644,9 @@ class ExportParser:
         self.con.execute("insert into existing select event_id from existing_batch").fetchall()
         self.con.unregister("existing_batch")
 
-    def new_events(self) -> Iterator[pa.RecordBatch]:
-        """Second pass: valid, requested events not seen before. Duplicates inside the export and
-        events already in the warehouse are skipped, and counted."""
+    def count_new_events(self) -> int:
+        """How many valid, requested events are new: duplicates inside the export and events
+        already in the warehouse (``add_existing_keys``) are counted as such."""
         distinct_keys, new_keys = self.con.execute(
             """
             select
@@ -623,18 +659,49 @@ class ExportParser:
         self.stats.new_events = new_keys
         self.stats.duplicates_in_export = self.stats.valid - distinct_keys
         self.stats.already_stored = distinct_keys - new_keys
-        if new_keys == 0:
-            return
+        return int(new_keys)
+
+    def new_events(self) -> Iterator[pa.RecordBatch]:
+        """Second pass: the new events (see ``count_new_events``) as Arrow batches."""
+        query = self._new_events_query(
+            properties="properties::varchar",
+            inserted_at="$inserted_at::timestamptz",
+            existing_ids="select event_id from existing",
+        )
+        relation = self.con.sql(query, params={"inserted_at": self.inserted_at})
+        yield from relation.to_arrow_reader(ARROW_BATCH_ROWS)
+
+    def new_events_model(self, table: str) -> str:
+        """The new events as one ``select`` for a DuckDB destination to run straight from the
+        spool: the same rows ``new_events`` streams, without an Arrow or parquet round trip.
+        Events already in ``table`` (the qualified raw table) are skipped where it runs, at load
+        time. Call after ``count_new_events``."""
+        low, high = self.time_range() or (self.inserted_at, self.inserted_at)
+        existing_ids = (
+            f"select event_id from {table} "
+            f"where event_timestamp >= {_timestamptz_literal(low)} and event_timestamp <= {_timestamptz_literal(high)}"
+        )
+        rows = _export_rows_query(self.readable_path, self.event_names)
+        new_events = self._new_events_query(
+            properties="properties", inserted_at=_timestamptz_literal(self.inserted_at), existing_ids=existing_ids
+        )
+        return f"with export_rows as ({rows})\n{new_events}"
+
+    def _new_events_query(self, *, properties: str, inserted_at: str, existing_ids: str) -> str:
         if self.project_timezone == "UTC":
             event_timestamp = "make_timestamptz(time_ms * 1000)"
         else:  # legacy "local epoch": the wall-clock time in the project's timezone, written as if UTC
             event_timestamp = f"timezone({_sql_literal(self.project_timezone)}, make_timestamp(time_ms * 1000))"
-        query = _NEW_EVENTS_SQL.format(event_timestamp=event_timestamp)
+        query = _NEW_EVENTS_SQL.format(
+            event_timestamp=event_timestamp,
+            properties=properties,
+            inserted_at=inserted_at,
+            existing_ids=existing_ids,
+        )
         if self.stats.duplicates_in_export:
             query += _FIRST_COPY
-        relation = self.con.sql(query, params={"inserted_at": self.inserted_at})
-        yield from relation.to_arrow_reader(ARROW_BATCH_ROWS)
+        return query
 
 
-def new_spool_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="mixpanel-export-"))
+def new_spool_dir(parent: Path | None = None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="mixpanel-export-", dir=parent))

@@ -1,0 +1,81 @@
+"""The export parser's two reads of a spooled body agree: the narrow read (four properties) that
+counts new events, and the full read that the DuckDB destination inserts from."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.mixpanel.helpers import ExportParser
+
+NAMES = ["page_view", "checkout_completed"]
+
+# Values whose text a careless read would change: a float written with a trailing zero, an
+# exponent, an integer past 64 bits, escapes, an object as distinct_id, a line separator.
+LINES = [
+    b'{"event":"page_view","properties":{"time":1.7e12,"distinct_id":1.50,"$insert_id":"x\\u00e9y",'
+    b'"mp_processing_time_ms":1700000000100}}',
+    b'{"event":"page_view","properties":{"time":1700000000,"distinct_id":{"b":[1, 2]},'
+    b'"$insert_id":12345678901234567890123,"mp_processing_time_ms":1700000000200}}',
+    b'{"event":"checkout_completed","properties":{"time":1700000000123,"distinct_id":"a\\"b\\\\c",'
+    b'"$insert_id":"\xe2\x80\xa8sep","mp_processing_time_ms":1700000000300}}',
+    b'{"event":"checkout_completed","properties":{"time":"1700000001","distinct_id":"  spaced  ",'
+    b'"$insert_id":"i-4","mp_processing_time_ms":"1700000000400","plan":"pro"}}',
+]
+
+
+def parser_for(tmp_path: Path, lines: list[bytes]) -> ExportParser:
+    spool = tmp_path / "export.jsonl"
+    spool.write_bytes(b"\n".join(lines) + b"\n")
+    return ExportParser(spool, event_names=NAMES, project_timezone="UTC", inserted_at=datetime.now(UTC))
+
+
+def keys(parser: ExportParser) -> list[tuple[str, int]]:
+    return parser.con.execute("select event_id, time_ms from export_keys order by time_ms, event_id").fetchall()
+
+
+def test_narrow_and_full_reads_key_events_alike(tmp_path: Path) -> None:
+    parser = parser_for(tmp_path, LINES)
+    parser._read(parser.spool_path, narrow=True)
+    narrow = keys(parser)
+    parser._read(parser.spool_path)
+    assert keys(parser) == narrow
+    assert len({event_id for event_id, _ in narrow}) == len(LINES)
+
+
+def test_the_inserted_rows_carry_the_counted_keys(tmp_path: Path) -> None:
+    """The ids the parser counts as new are the ids the destination's insert writes."""
+    parser = parser_for(tmp_path, LINES)
+    parser.parse()
+    assert parser.count_new_events() == len(LINES)
+    counted = {row[0] for row in parser.con.execute("select event_id from export_keys").fetchall()}
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as warehouse:
+        warehouse.execute(
+            "create table events (event_id varchar, event_name varchar, event_timestamp timestamptz, "
+            "distinct_id varchar, insert_id varchar, properties json, mp_processing_time timestamptz, "
+            "inserted_at timestamptz)"
+        )
+        warehouse.execute(f"insert into events {parser.new_events_model('events')}")
+        inserted = {row[0] for row in warehouse.execute("select event_id from events").fetchall()}
+        warehouse.execute(f"insert into events {parser.new_events_model('events')}")
+        assert warehouse.execute("select count(*) from events").fetchall()[0][0] == len(LINES), "a rerun adds nothing"
+    assert inserted == counted
+
+
+def test_lines_the_narrow_read_cannot_type_fall_back_to_the_full_read(tmp_path: Path) -> None:
+    """A repeated key or a non-object ``properties`` fails the narrow read; an event without
+    ``$insert_id`` is keyed by its whole properties. Each is still keyed or rejected."""
+    lines = [
+        *LINES,
+        b'{"event":"page_view","properties":{"time":1700000002,"time":1700000003,"$insert_id":"dup-key"}}',
+        b'{"event":"page_view","properties":5}',
+        b'{"event":"page_view","properties":{"time":1700000004,"distinct_id":"no-insert-id"}}',
+    ]
+    parser = parser_for(tmp_path, lines)
+    parser.parse()
+    assert parser.stats.lines == len(lines)
+    assert parser.stats.valid == len(LINES) + 2
+    assert [reject["reason"] for reject in parser.rejects] == ["no usable properties.time"]
+    assert parser.count_new_events() == len(LINES) + 2
