@@ -66,6 +66,8 @@ def destination(settings: Settings) -> Any:
         # zstd for the rows this connection writes: the JSON `properties` column takes about half
         # the space and half the time of DuckDB's default choice (which analyses every row group)
         "force_compression": "zstd",
+        # the insert streams from the spool; past this DuckDB spills to disk (the peak RSS halves)
+        "memory_limit": "1GB",
     }
     return dlt.destinations.duckdb(DuckDbCredentials(str(settings.duckdb_path), global_config=global_config))
 
