@@ -85,6 +85,26 @@ def bigquery(keyfile: Path) -> Any:
 
 
 @pytest.fixture
+def bigquery_env(make_env: Callable[..., dict[str, str]], keyfile: Path) -> Callable[..., dict[str, str]]:
+    """The environment of a run against the emulator's project, with the service-account key."""
+
+    def env(dataset: str, sim: Any = None, **overrides: str) -> dict[str, str]:
+        return make_env(
+            sim,
+            WAREHOUSE="bigquery",
+            GCP_PROJECT_ID=PROJECT,
+            BIGQUERY_DATASET=dataset,
+            GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
+            BIGQUERY_EMULATOR_HOST=EMULATOR,
+            # the emulator cannot read gzipped load files; real BigQuery can
+            NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
+            **overrides,
+        )
+
+    return env
+
+
+@pytest.fixture
 def dataset(bigquery: Any) -> str:
     name = f"t_{uuid.uuid4().hex[:10]}"
     bigquery.query(f"create schema {name}").result()
@@ -104,20 +124,14 @@ def raw_events(bigquery: Any, dataset: str, minute: datetime, count: int) -> Non
 
 
 def test_detect_and_alert_on_bigquery(
-    bigquery: Any, dataset: str, keyfile: Path, tmp_path: Path,
-    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    bigquery: Any, dataset: str, tmp_path: Path,
+    bigquery_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
 ) -> None:  # fmt: skip
     minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
     raw_events(bigquery, dataset, minute, 9)
     # a long cooldown: the emulator is slow, and the incident must stay open across the runs below
     write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
-    env = make_env(
-        WAREHOUSE="bigquery",
-        GCP_PROJECT_ID=PROJECT,
-        BIGQUERY_DATASET=dataset,
-        GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
-        BIGQUERY_EMULATOR_HOST=EMULATOR,
-    )
+    env = bigquery_env(dataset)
     first = run_cli(["detect"], env)
     assert first.returncode == 0, output_of(first)
     assert "1 sent to the terminal" in first.stderr
@@ -136,18 +150,11 @@ def test_detect_and_alert_on_bigquery(
 
 
 def test_check_reaches_bigquery(
-    keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    tmp_path: Path, bigquery_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
     start_sim: Callable[..., Any],
 ) -> None:  # fmt: skip
     write_events_config(tmp_path, {"events": [rule(ERRORS)]})
-    env = make_env(
-        start_sim(),
-        WAREHOUSE="bigquery",
-        GCP_PROJECT_ID=PROJECT,
-        BIGQUERY_DATASET="not_created_yet",
-        GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
-        BIGQUERY_EMULATOR_HOST=EMULATOR,
-    )
+    env = bigquery_env("not_created_yet", start_sim())
     result = run_cli(["check"], env)
     assert result.returncode == 0, output_of(result)
     assert "will be created by the first collect" in output_of(result)
@@ -158,7 +165,7 @@ def test_check_reaches_bigquery(
 
 
 def test_collect_on_bigquery_resumes_from_the_warehouse(
-    bigquery: Any, keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]],
+    bigquery: Any, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
     run_cli: Callable[..., Any], start_sim: Callable[..., Any],
 ) -> None:  # fmt: skip
     """A second collect from a fresh working directory and HOME finds its cursor in BigQuery."""
@@ -169,16 +176,7 @@ def test_collect_on_bigquery_resumes_from_the_warehouse(
     sim.add_events([make_event(ERRORS, now - timedelta(minutes=minutes)) for minutes in range(5, 25)])
     dataset = f"t_{uuid.uuid4().hex[:10]}"
     write_events_config(tmp_path, {"events": [rule(ERRORS)]})
-    env = make_env(
-        sim,
-        WAREHOUSE="bigquery",
-        GCP_PROJECT_ID=PROJECT,
-        BIGQUERY_DATASET=dataset,
-        GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
-        BIGQUERY_EMULATOR_HOST=EMULATOR,
-        # the emulator cannot read gzipped load files; real BigQuery can
-        NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
-    )
+    env = bigquery_env(dataset, sim)
     first = run_cli(["collect"], env)
     assert first.returncode == 0, output_of(first)
     assert "loaded 20," in output_of(first)
@@ -196,7 +194,7 @@ def test_collect_on_bigquery_resumes_from_the_warehouse(
 
 @pytest.mark.parametrize("credentials", ["application-default", "dlt-variable"])
 def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
-    bigquery: Any, keyfile: Path, tmp_path: Path, make_env: Callable[..., dict[str, str]],
+    bigquery: Any, keyfile: Path, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
     run_cli: Callable[..., Any], start_sim: Callable[..., Any], credentials: str,
 ) -> None:  # fmt: skip
     """collect → detect → alert, a rerun that sends nothing, then a late event that recounts its
@@ -213,16 +211,7 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
         dataset = f"t_{uuid.uuid4().hex[:10]}"
         # a long cooldown: the emulator is slow, and the incident must stay open across the runs below
         write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
-        env = make_env(
-            sim,
-            WAREHOUSE="bigquery",
-            GCP_PROJECT_ID=PROJECT,
-            BIGQUERY_DATASET=dataset,
-            GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
-            BIGQUERY_EMULATOR_HOST=EMULATOR,
-            NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
-            SLACK_WEBHOOK_URL=slack.webhook_url,
-        )
+        env = bigquery_env(dataset, sim, SLACK_WEBHOOK_URL=slack.webhook_url)
         if credentials == "dlt-variable":  # the key as dlt's variable only: dbt and the alert step use it too
             env.pop("GOOGLE_APPLICATION_CREDENTIALS")
             env["DESTINATION__BIGQUERY__CREDENTIALS"] = keyfile.read_text()

@@ -35,7 +35,22 @@ class JsonApiHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class GcsFake:
+class LocalApi:
+    """A fake Google API on 127.0.0.1, served from a thread until ``stop``."""
+
+    def serve(self, handler: type[JsonApiHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+class GcsFake(LocalApi):
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.forbidden: set[str] = set()
@@ -54,19 +69,14 @@ class GcsFake:
                 else:
                     self.send_json(404, {"error": {"code": 404, "message": "No such object"}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.serve(Handler)
 
 
 @pytest.fixture
 def gcs() -> Iterator[GcsFake]:
     fake = GcsFake()
     yield fake
-    fake.server.shutdown()
+    fake.stop()
 
 
 @pytest.fixture
@@ -128,7 +138,7 @@ def test_gcs_config_problems_exit_2_with_the_fix(
     assert sim.requests == []
 
 
-class SecretManagerFake:
+class SecretManagerFake(LocalApi):
     """``GET /v1/projects/P/secrets/S/versions/V:access`` as Secret Manager's REST API answers it."""
 
     def __init__(self) -> None:
@@ -151,19 +161,14 @@ class SecretManagerFake:
                 else:
                     self.send_json(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.serve(Handler)
 
 
 @pytest.fixture
 def secret_manager() -> Iterator[SecretManagerFake]:
     fake = SecretManagerFake()
     yield fake
-    fake.server.shutdown()
+    fake.stop()
 
 
 @pytest.mark.parametrize("mode", ["service-account", "legacy-secret"])
@@ -221,7 +226,7 @@ def test_secret_manager_problems_exit_2_with_the_fix(
     assert sim.requests == []
 
 
-class BigQueryDenied:
+class BigQueryDenied(LocalApi):
     """A BigQuery REST endpoint that denies what a project's IAM would deny: job creation
     (no roles/bigquery.jobUser) or the dataset (no roles/bigquery.dataEditor)."""
 
@@ -249,12 +254,7 @@ class BigQueryDenied:
 
             do_GET = do_POST = _answer  # noqa: N815
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.serve(Handler)
 
 
 def _service_account_key(token_uri: str) -> dict[str, str]:
@@ -316,4 +316,4 @@ def test_check_names_the_missing_bigquery_role(
         assert result.returncode == 2, output_of(result)
         assert role in output_of(result)
     finally:
-        fake.server.shutdown()
+        fake.stop()
