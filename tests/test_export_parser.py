@@ -11,6 +11,7 @@ import duckdb
 from pipelines.mixpanel.helpers import ExportParser
 
 NAMES = ["page_view", "checkout_completed"]
+INSERTED_AT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 # Values whose text a careless read would change: a float written with a trailing zero, an
 # exponent, an integer past 64 bits, escapes, an object as distinct_id, a line separator.
@@ -29,7 +30,7 @@ LINES = [
 def parser_for(tmp_path: Path, lines: list[bytes]) -> ExportParser:
     spool = tmp_path / "export.jsonl"
     spool.write_bytes(b"\n".join(lines) + b"\n")
-    return ExportParser(spool, event_names=NAMES, project_timezone="UTC", inserted_at=datetime.now(UTC))
+    return ExportParser(spool, event_names=NAMES, project_timezone="UTC", inserted_at=INSERTED_AT)
 
 
 def keys(parser: ExportParser) -> list[tuple[str, int]]:
@@ -62,6 +63,38 @@ def test_the_inserted_rows_carry_the_counted_keys(tmp_path: Path) -> None:
         warehouse.execute(f"insert into events {parser.new_events_model('events')}")
         assert warehouse.execute("select count(*) from events").fetchall()[0][0] == len(LINES), "a rerun adds nothing"
     assert inserted == counted
+
+
+def warehouse_rows(tmp_path: Path, parser: ExportParser, name: str) -> list[tuple[object, ...]]:
+    """What the destination's insert writes, in a fresh DuckDB file."""
+    with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as warehouse:
+        warehouse.execute(
+            "create table events (event_id varchar, event_name varchar, event_timestamp timestamptz, "
+            "distinct_id varchar, insert_id varchar, properties json, mp_processing_time timestamptz, "
+            "inserted_at timestamptz)"
+        )
+        warehouse.execute(f"insert into events {parser.new_events_model('events')}")
+        return warehouse.execute("select * from events order by event_id").fetchall()
+
+
+def test_the_insert_skips_the_checks_only_when_the_first_read_found_no_reject(tmp_path: Path) -> None:
+    """A clean export is inserted without re-checking each line, and the rows are the same as
+    with the checks; with a reject in the file, the insert checks again and leaves it out."""
+    parser = parser_for(tmp_path, LINES)
+    parser.parse()
+    parser.count_new_events()
+    assert parser.readable_lines_usable
+    unchecked = warehouse_rows(tmp_path, parser, "unchecked")
+    parser.readable_lines_usable = False
+    assert warehouse_rows(tmp_path, parser, "checked") == unchecked
+    assert len(unchecked) == len(LINES)
+
+    no_time = b'{"event":"page_view","properties":{"distinct_id":"u","$insert_id":"no-time"}}'
+    parser = parser_for(tmp_path, [*LINES, no_time, b'{"event":"page_view","properties":{}}'])
+    parser.parse()
+    assert parser.count_new_events() == len(LINES)
+    assert not parser.readable_lines_usable
+    assert warehouse_rows(tmp_path, parser, "with_rejects") == unchecked
 
 
 def test_lines_the_narrow_read_cannot_type_fall_back_to_the_full_read(tmp_path: Path) -> None:
