@@ -267,5 +267,9 @@ def main(argv: list[str] | None = None) -> Any:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    # a scheduled job does not phone home: dlt's and dbt's anonymous usage telemetry stay off
+    # unless these variables turn them on (see "Privacy" in the README)
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
     return app(argv)  # click exits with 2 on usage errors, as the contract asks

@@ -1,10 +1,14 @@
-"""The console script's help: every command is listed and described."""
+"""The console script: every command is listed and described; no usage telemetry by default."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
-from tests.conftest import output_of
+from tests.conftest import output_of, recent_traffic
 
 
 def test_top_level_help_lists_the_commands(make_env, run_cli):
@@ -39,3 +43,48 @@ def test_unknown_command_is_a_usage_error(make_env, run_cli):
 
     assert result.returncode == 2
     assert "No such command" in output_of(result)
+
+
+class TelemetryCollector(BaseHTTPRequestHandler):
+    """Stands in for dlt's telemetry endpoint and records what reaches it."""
+
+    received: list[str]
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server name
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.received.append(body.decode("utf-8", "replace"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server name
+        pass
+
+
+@pytest.fixture
+def telemetry_endpoint() -> Iterator[tuple[str, list[str]]]:
+    received: list[str] = []
+    handler = type("Collector", (TelemetryCollector,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_collect_sends_no_usage_telemetry_unless_asked(sim, make_env, run_cli, telemetry_endpoint):
+    """dlt's anonymous telemetry is off by default; RUNTIME__DLTHUB_TELEMETRY=true turns it on."""
+    endpoint, received = telemetry_endpoint
+    sim.add_events(recent_traffic(20))
+
+    result = run_cli(
+        ["collect"], make_env(sim, RUNTIME__DLTHUB_TELEMETRY=None, RUNTIME__DLTHUB_TELEMETRY_ENDPOINT=endpoint)
+    )
+    assert result.returncode == 0, output_of(result)
+    assert received == []
+
+    result = run_cli(
+        ["collect"], make_env(sim, RUNTIME__DLTHUB_TELEMETRY="true", RUNTIME__DLTHUB_TELEMETRY_ENDPOINT=endpoint)
+    )
+    assert result.returncode == 0, output_of(result)
+    assert received, "with telemetry asked for, dlt reports the run (so the check above can fail)"
