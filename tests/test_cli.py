@@ -50,13 +50,13 @@ class TelemetryCollector(BaseHTTPRequestHandler):
 
     received: list[str]
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.received.append(body.decode("utf-8", "replace"))
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -230,6 +230,7 @@ BAD_LINES = [
     (b'{"event":"x"}', "properties"),
     (b'{"event":"","properties":{"time":1700000000000,"distinct_id":"u1"}}', "name"),
     (b'{"event":"page_view","properties":{"distinct_id":"u2"}}', "time"),
+    (b'{"event":"page_view","properties":{"time":1e30,"distinct_id":"u3","$insert_id":"far"}}', "time"),
     (b"not json", "JSON"),
 ]
 

@@ -112,3 +112,26 @@ def test_lines_the_narrow_read_cannot_type_fall_back_to_the_full_read(tmp_path: 
     assert parser.stats.valid == len(LINES) + 2
     assert [reject["reason"] for reject in parser.rejects] == ["no usable properties.time"]
     assert parser.count_new_events() == len(LINES) + 2
+
+
+def test_times_that_cannot_be_timestamps_are_rejected_not_fatal(tmp_path: Path) -> None:
+    """NaN, infinity, 1e30 or a negative ``time`` make the line a reject; a ``mp_processing_time_ms``
+    past the year 9999 is dropped (the event stays). Neither stops the read or the insert."""
+    unusable = ['"nan"', '"inf"', "-5", "1e30", '"1e30"', "253402300800000"]
+    lines = [
+        *LINES,
+        *(
+            f'{{"event":"page_view","properties":{{"time":{value},"$insert_id":"t{n}"}}}}'.encode()
+            for n, value in enumerate(unusable)
+        ),
+        b'{"event":"page_view","properties":{"time":1700000005,"$insert_id":"p",'
+        b'"mp_processing_time_ms":9000000000000000000}}',
+    ]
+    parser = parser_for(tmp_path, lines)
+    parser.parse()
+    assert [reject["reason"] for reject in parser.rejects] == ["no usable properties.time"] * len(unusable)
+    assert parser.stats.max_processing_ms == 1700000000400
+    assert parser.count_new_events() == len(LINES) + 1
+    rows = warehouse_rows(tmp_path, parser, "odd_times")
+    assert len(rows) == len(LINES) + 1
+    assert [row[6] for row in rows if row[4] == "p"] == [None]

@@ -393,10 +393,14 @@ class ParseStats:
 _KEY_PROPERTIES = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
 
 
-_REJECT_REASON = """case
+# A usable `time` is a positive number of seconds or milliseconds before the year 10000 (NaN,
+# infinity and 1e30 are not: they cannot become a timestamp).
+_LAST_MS = 253402300799999  # 9999-12-31 23:59:59.999 UTC
+_USABLE_TIME = f"coalesce(event_time > 0 and event_time <= {_LAST_MS}, false)"
+_REJECT_REASON = f"""case
             when event_name is null or event_name = '' then 'no event name'
             when properties is null then 'no properties'
-            when event_time is null or event_time <= 0 then 'no usable properties.time'
+            when not {_USABLE_TIME} then 'no usable properties.time'
         end"""
 
 
@@ -457,11 +461,14 @@ typed as (
 ),
 checked as (
     select
-        *,
+        -- a processing time that cannot be a timestamp is dropped, not trusted with the cursor
+        * replace (case when processing_ms between 0 and {_LAST_MS} then processing_ms end as processing_ms),
         {reject_reason} as reject_reason,
         coalesce(event_name in ({names}), false) as requested,
         -- `time` is in ms when asked with time_in_ms (any value past 1e11 cannot be seconds)
-        round(event_time * case when event_time >= 1e11 then 1 else 1000 end)::bigint as time_ms
+        case
+            when {_USABLE_TIME} then round(event_time * case when event_time >= 1e11 then 1 else 1000 end)::bigint
+        end as time_ms
     from typed
 )
 select
