@@ -39,7 +39,7 @@ def keys(parser: ExportParser) -> list[tuple[str, int]]:
 
 def test_narrow_and_full_reads_key_events_alike(tmp_path: Path) -> None:
     parser = parser_for(tmp_path, LINES)
-    parser._read(parser.spool_path, narrow=True)
+    parser._read(parser.spool_path, mode="narrow")
     narrow = keys(parser)
     parser._read(parser.spool_path)
     assert keys(parser) == narrow
@@ -135,3 +135,29 @@ def test_times_that_cannot_be_timestamps_are_rejected_not_fatal(tmp_path: Path) 
     rows = warehouse_rows(tmp_path, parser, "odd_times")
     assert len(rows) == len(LINES) + 1
     assert [row[6] for row in rows if row[4] == "p"] == [None]
+
+
+def test_a_file_read_json_cannot_type_is_read_as_json_values_with_the_same_keys(tmp_path: Path) -> None:
+    """A repeated top-level key fails ``read_json`` whatever the columns; the parser then reads
+    each line as one JSON value. Its keys and rows equal the usual read's, so an event keyed in
+    one run this way and in the next the usual way is still stored once."""
+    no_insert_id = b'{"event":"page_view","properties":{"time":1700000006,"distinct_id":"n","x":[1.50,{"a":null}]}}'
+    parser = parser_for(tmp_path, [*LINES, no_insert_id])
+    parser._read(parser.spool_path)
+    full = keys(parser)
+    parser._read(parser.spool_path, mode="objects")
+    assert keys(parser) == full
+
+    clean = parser_for(tmp_path, [*LINES, no_insert_id])
+    clean.parse()
+    clean.count_new_events()
+    expected = warehouse_rows(tmp_path, clean, "clean")
+
+    repeated_key = b'{"event":"page_view","event":"page_view","properties":{"time":1700000007,"$insert_id":"r"}}'
+    parser = parser_for(tmp_path, [*LINES, no_insert_id, repeated_key])
+    parser.parse()
+    assert parser.read_mode == "objects"
+    assert parser.stats.rejected == 0
+    assert parser.count_new_events() == len(LINES) + 2
+    rows = warehouse_rows(tmp_path, parser, "repeated_key")
+    assert [row for row in rows if row[4] != "r"] == expected

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -53,6 +53,7 @@ from .settings import (
 logger = logging.getLogger("mixpanel_alerts.export")
 
 ProgressCallback = Callable[[str, dict[str, float]], None]
+ReadMode = Literal["narrow", "full", "objects"]
 
 SPOOL_CHUNK_BYTES = 1 << 20
 ARROW_BATCH_ROWS = 100_000
@@ -412,16 +413,21 @@ def _timestamptz_literal(moment: datetime) -> str:
     return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
 
 
-def _export_rows_query(path: Path, event_names: Sequence[str], *, narrow: bool = False, checks: bool = True) -> str:
+def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode = "full", checks: bool = True) -> str:
     """Every line of the spool, typed, checked and keyed: one ``select``. The scratch database
     reads it as a view (each query re-reads the file, which is cheaper than materializing the wide
     ``properties`` column), and the DuckDB destination runs it inside the load's ``insert``.
 
-    ``narrow`` reads only the four properties the key needs, as JSON values, instead of the whole
-    ``properties`` text: about half the work. Its keys equal the full read's for lines that are
-    usable events with an ``$insert_id``; the rest (an event keyed by its whole properties, a
-    rejected line kept as text) needs the full read, and so does a line DuckDB cannot type this
-    way (``properties`` not an object, a repeated key), which fails the narrow read.
+    ``mode``:
+
+    - ``narrow`` reads only the four properties the key needs, as JSON values, instead of the whole
+      ``properties`` text: about half the work. Its keys equal the full read's for lines that are
+      usable events with an ``$insert_id``; the rest (an event keyed by its whole properties, a
+      rejected line kept as text) needs the full read, and so does a line DuckDB cannot type this
+      way (``properties`` not an object, a repeated key), which fails the narrow read.
+    - ``full`` reads ``event`` and the whole ``properties`` text with ``read_json``.
+    - ``objects`` reads each line as one JSON value and extracts the same two fields, for a file
+      that ``read_json`` cannot type (a repeated top-level key): slower, the same keys.
 
     ``checks=False`` leaves out the reject checks, for a second read of a file whose first read
     found every line usable. DuckDB pushes a filter below the projection that computes ``picked``
@@ -430,24 +436,30 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, narrow: bool =
     quoted = str(path).replace("'", "''")
     names = ", ".join(_sql_literal(name) for name in event_names) or "null"
     reject_reason = _REJECT_REASON if checks else "null::varchar"
-    if narrow:
-        fields = ", ".join(f'"{field}" JSON' for field in _KEY_PROPERTIES)
-        properties_type = _sql_literal(f"STRUCT({fields})")
-        picked = "[" + ", ".join(f"properties.\"{field}\" ->> '$'" for field in _KEY_PROPERTIES) + "]"
+    paths = ", ".join(_sql_literal(f'$."{field}"') for field in _KEY_PROPERTIES)
+    if mode == "objects":
+        source = f"""
+    select event_name, properties, json_extract_string(properties, [{paths}]) as picked
+    from (
+        select json ->> '$.event' as event_name, nullif(json -> '$.properties', 'null') as properties
+        from read_ndjson_objects('{quoted}', maximum_object_size = 33554432)
+    )"""
     else:
-        properties_type = "'JSON'"
-        paths = ", ".join(_sql_literal(f'$."{field}"') for field in _KEY_PROPERTIES)
-        picked = f"json_extract_string(properties, [{paths}])"
-    return f"""
-with source as (
-    select
-        event as event_name,
-        properties,
-        {picked} as picked
+        if mode == "narrow":
+            fields = ", ".join(f'"{field}" JSON' for field in _KEY_PROPERTIES)
+            properties_type = _sql_literal(f"STRUCT({fields})")
+            picked = "[" + ", ".join(f"properties.\"{field}\" ->> '$'" for field in _KEY_PROPERTIES) + "]"
+        else:
+            properties_type = "'JSON'"
+            picked = f"json_extract_string(properties, [{paths}])"
+        source = f"""
+    select event as event_name, properties, {picked} as picked
     from read_json(
         '{quoted}', format = 'newline_delimited', maximum_object_size = 33554432,
         columns = {{event: 'VARCHAR', properties: {properties_type}}}
-    )
+    )"""
+    return f"""
+with source as ({source}
 ),
 typed as (
     select
@@ -558,6 +570,7 @@ class ExportParser:
         self._time_ms: list[int | None] = [None, None]
         self.readable_path = spool_path  # the file the events are read from (without unreadable lines)
         self.readable_lines_usable = False  # whether the first read found no reject in that file
+        self.read_mode: ReadMode = "full"  # how the events are read from it
         self.con = duckdb.connect(":memory:")
         self.con.execute(
             f"set memory_limit = '{memory_limit}'; set threads = {min(os.cpu_count() or 1, 4)}; "
@@ -573,7 +586,7 @@ class ExportParser:
     def parse(self) -> None:
         """First pass: keys and checks of every line; lines DuckDB cannot read become rejects."""
         try:
-            self._read(self.spool_path, narrow=True)
+            self._read(self.spool_path, mode="narrow")
             needs_full_read = self.con.execute(
                 "select count(*) from export_keys "
                 "where reject_reason is not null or (requested and not keyed_by_insert_id)"
@@ -584,7 +597,11 @@ class ExportParser:
             try:
                 self._read(self.spool_path)
             except duckdb.Error:
-                self._read(self._separate_unreadable_lines())
+                readable = self._separate_unreadable_lines()
+                try:
+                    self._read(readable)
+                except duckdb.Error:  # JSON objects read_json cannot type: a repeated top-level key
+                    self._read(readable, mode="objects")
         row = self.con.execute(
             """
             select
@@ -607,11 +624,12 @@ class ExportParser:
         self.stats.rejected = len(self.rejects)
         self.readable_lines_usable = not rejected
 
-    def _read(self, path: Path, *, narrow: bool = False) -> None:
-        rows = _export_rows_query(path, self.event_names, narrow=narrow)
+    def _read(self, path: Path, *, mode: ReadMode = "full") -> None:
+        rows = _export_rows_query(path, self.event_names, mode=mode)
         self.con.execute(f"create or replace view export_rows as {rows}")
         self.con.execute(_EXPORT_KEYS_SQL)
         self.readable_path = path
+        self.read_mode = "objects" if mode == "objects" else "full"
 
     def _separate_unreadable_lines(self) -> Path:
         """Split on ``\\n`` bytes only; keep JSON objects, reject the rest with their line number."""
@@ -689,7 +707,7 @@ class ExportParser:
             inserted_at="$inserted_at::timestamptz",
             existing_ids="select event_id from existing",
         )
-        rows = _export_rows_query(self.readable_path, self.event_names, checks=not self.readable_lines_usable)
+        rows = self._events_rows_query()
         relation = self.con.sql(f"with export_rows as ({rows})\n{query}", params={"inserted_at": self.inserted_at})
         yield from relation.to_arrow_reader(ARROW_BATCH_ROWS)
 
@@ -703,11 +721,17 @@ class ExportParser:
             f"select event_id from {table} "
             f"where event_timestamp >= {_timestamptz_literal(low)} and event_timestamp <= {_timestamptz_literal(high)}"
         )
-        rows = _export_rows_query(self.readable_path, self.event_names, checks=not self.readable_lines_usable)
+        rows = self._events_rows_query()
         new_events = self._new_events_query(
             properties="properties", inserted_at=_timestamptz_literal(self.inserted_at), existing_ids=existing_ids
         )
         return f"with export_rows as ({rows})\n{new_events}"
+
+    def _events_rows_query(self) -> str:
+        """The second read: the first read's file and mode, without checks if it found no reject."""
+        return _export_rows_query(
+            self.readable_path, self.event_names, mode=self.read_mode, checks=not self.readable_lines_usable
+        )
 
     def _new_events_query(self, *, properties: str, inserted_at: str, existing_ids: str) -> str:
         if self.project_timezone == "UTC":
