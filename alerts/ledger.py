@@ -30,6 +30,9 @@ COLUMNS = {
     "sent_at": ("timestamp", "TIMESTAMP"),
     "slack_channel": ("varchar", "STRING"),
     "slack_ts": ("varchar", "STRING"),
+    # the incident's first anomalous minute when it was recorded: an incident that a late event
+    # extends to an earlier minute gets a new id, and this shows it is the same incident
+    "first_anomalous_minute": ("timestamp", "TIMESTAMP"),
 }
 
 
@@ -48,6 +51,7 @@ class Notification:
     sent_at: datetime | None = None
     slack_channel: str | None = None
     slack_ts: str | None = None
+    first_anomalous_minute: datetime | None = None
 
 
 class Ledger:
@@ -62,6 +66,11 @@ class Ledger:
         index = 1 if self.warehouse == "bigquery" else 0
         columns = ", ".join(f"{name} {types[index]}" for name, types in COLUMNS.items())
         self.client.execute_sql(f"create table if not exists {self.table} ({columns})")
+        with self.client.execute_query(f"select * from {self.table} limit 0") as cursor:
+            present = {column[0] for column in cursor.description}
+        for name, types in COLUMNS.items():
+            if name not in present:  # a ledger written by an earlier version
+                self.client.execute_sql(f"alter table {self.table} add column {name} {types[index]}")
 
     def all(self) -> dict[str, Notification]:
         names = ", ".join(COLUMNS)

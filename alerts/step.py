@@ -13,7 +13,7 @@ ledger row says ``sent`` (one SQL statement later), the next run sends that mess
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -179,16 +179,26 @@ def run_alerts(
             firing = known.get(firing_id)
             recent = _utc(incident.last_anomalous_minute) >= lookback_start
             if firing is None:
-                firing = Notification(
-                    notification_id=firing_id,
-                    incident_id=incident.incident_id,
-                    kind="firing",
-                    event_name=incident.event_name,
-                    channel=incident.alert_channel,
-                    status="pending" if recent else "skipped",
-                    created_at=now(),
-                    updated_at=now(),
-                )
+                continued = _continued_notification(known.values(), incident)
+                if continued is not None:
+                    # a late event moved the incident's first minute, and so its id: it is the
+                    # incident already recorded, whose message (and thread) it keeps
+                    firing = dataclasses.replace(
+                        continued, notification_id=firing_id, incident_id=incident.incident_id,
+                        first_anomalous_minute=incident.first_anomalous_minute, created_at=now(), updated_at=now(),
+                    )  # fmt: skip
+                else:
+                    firing = Notification(
+                        notification_id=firing_id,
+                        incident_id=incident.incident_id,
+                        kind="firing",
+                        event_name=incident.event_name,
+                        channel=incident.alert_channel,
+                        status="pending" if recent else "skipped",
+                        created_at=now(),
+                        updated_at=now(),
+                        first_anomalous_minute=incident.first_anomalous_minute,
+                    )
                 if not dry_run:
                     ledger.insert(firing)
             if firing.status == "skipped":
@@ -218,6 +228,21 @@ def run_alerts(
                     message = resolved_message(incident)
                     _deliver(sender, ledger, resolved, message, thread, summary, dry_run, console, now)
     return summary
+
+
+def _continued_notification(known: Iterable[Notification], incident: Incident) -> Notification | None:
+    """The alert of an incident this one continues: same event, and its first anomalous minute
+    lies within this incident (a minute stays anomalous: late events only add to its count)."""
+    first, last = _utc(incident.first_anomalous_minute), _utc(incident.last_anomalous_minute)
+    candidates = [
+        (_utc(notification.first_anomalous_minute), notification.notification_id, notification)
+        for notification in known
+        if notification.kind == "firing"
+        and notification.event_name == incident.event_name
+        and notification.first_anomalous_minute is not None
+        and first <= _utc(notification.first_anomalous_minute) <= last
+    ]
+    return min(candidates)[2] if candidates else None
 
 
 def _deliver(

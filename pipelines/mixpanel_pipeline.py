@@ -133,6 +133,12 @@ def _collect_once(
     spool_root = Path(tempfile.mkdtemp(prefix="mixpanel-alerts-spool-"))
     try:
         with pipeline_for(settings) as pipeline:
+            missing_table: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
+            if settings.warehouse == "bigquery":
+                from google.api_core.exceptions import NotFound
+
+                # raised while the rows are fetched, past dlt's translation of query errors
+                missing_table += (NotFound,)
 
             def existing_event_ids(start: datetime, end: datetime) -> Iterator[pa.Table]:
                 """Event ids already stored with an event time in [start, end]; the filter prunes
@@ -145,8 +151,8 @@ def _collect_once(
                     try:
                         with client.execute_query(query, start, end) as cursor:
                             yield from cursor.iter_arrow(chunk_size=500_000)
-                    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
-                        return  # the dataset exists, the table not yet
+                    except missing_table:
+                        return  # the dataset exists (made by dlt for another table, or by you), the table not yet
 
             duckdb_table = None
             if settings.warehouse == "duckdb":

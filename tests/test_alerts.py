@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
+from alerts.ledger import COLUMNS as LEDGER_COLUMNS
 from alerts.render import (
     MAX_BLOCKS,
     MAX_HEADER_TEXT,
@@ -180,6 +182,43 @@ def test_resolved_notice_replies_in_the_alerts_thread(
     assert [row[1:3] for row in ledger(db_path)] == [("firing", "sent"), ("resolved", "sent")]
     run_pipeline(run_cli, env)
     assert len(slack_fake.messages) == 2
+
+
+def test_late_events_before_an_alerted_incident_send_no_second_alert(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    """Late events make the minute before an alerted incident anomalous: its first minute, and
+    so its id, change. It is still the same incident: no second message, and it keeps the thread."""
+    sim.add_events(spike(ERRORS, 3, 9))
+    env = setup(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    first = run_pipeline(run_cli, env)
+    assert first.returncode == 0, output_of(first)
+    assert len(slack_fake.messages) == 1
+
+    sim.add_events(spike(ERRORS, 5, 9, processed_at=datetime.now(UTC)))
+    second = run_pipeline(run_cli, env)
+    assert second.returncode == 0, output_of(second)
+    assert len(slack_fake.messages) == 1, "the incident that grew to an earlier minute was alerted again"
+    rows = query(db_path, f"select incident_id, status, slack_ts from {LEDGER} where kind = 'firing' order by 1")
+    assert len({row[0] for row in rows}) == 2, "the late events did not move the incident's first minute"
+    assert [row[1:] for row in rows] == [("sent", slack_fake.messages[0]["ts"])] * 2
+
+
+def test_a_ledger_from_an_earlier_version_gains_the_new_column(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    """``alert_notifications`` without ``first_anomalous_minute`` (before it was added) is migrated."""
+    old_columns = [name for name in LEDGER_COLUMNS if name != "first_anomalous_minute"]
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("create schema mixpanel_data")
+        con.execute(f"create table {LEDGER} ({', '.join(f'{name} {LEDGER_COLUMNS[name][0]}' for name in old_columns)})")
+    sim.add_events(spike(ERRORS, 2, 9))
+    result = run_pipeline(run_cli, setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url))
+    assert result.returncode == 0, output_of(result)
+    assert len(slack_fake.messages) == 1
+    assert query(db_path, f"select status, first_anomalous_minute is not null from {LEDGER}") == [("sent", True)]
 
 
 def test_dry_run_renders_and_sends_nothing(

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from alerts.ledger import COLUMNS as LEDGER_COLUMNS
 from tests.conftest import output_of, rule, write_events_config
 
 EMULATOR = os.environ.get("BIGQUERY_EMULATOR_HOST")
@@ -209,6 +210,12 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
         sim.add_events([make_event(ERRORS, minute + timedelta(seconds=second)) for second in range(1, 7)])
         sim.add_events([make_event(ERRORS, minute + timedelta(minutes=2, seconds=second)) for second in range(1, 6)])
         dataset = f"t_{uuid.uuid4().hex[:10]}"
+        # a ledger written before `first_anomalous_minute` existed: the first run adds the column
+        bigquery.query(f"create schema {dataset}").result()
+        old = ", ".join(
+            f"{name} {types[1]}" for name, types in LEDGER_COLUMNS.items() if name != "first_anomalous_minute"
+        )
+        bigquery.query(f"create table {dataset}.alert_notifications ({old})").result()
         # a long cooldown: the emulator is slow, and the incident must stay open across the runs below
         write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
         env = bigquery_env(dataset, sim, SLACK_WEBHOOK_URL=slack.webhook_url)
@@ -234,5 +241,24 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
             (late_minute.replace(tzinfo=None), 6),
         ]
         assert len(slack.messages) == 1, "the late minute joins the open incident: no second message"
+
+        # late events before its first minute: the incident starts earlier and its id changes; it
+        # is still the one incident, with the one alert
+        earlier = minute - timedelta(minutes=2)
+        processed = datetime.now(UTC)
+        sim.add_events(
+            [make_event(ERRORS, earlier + timedelta(seconds=s), processed_at=processed) for s in range(1, 7)]
+        )
+        earlier_run = run_cli(["run"], env)
+        assert earlier_run.returncode == 0, output_of(earlier_run)
+        rows = bigquery.query(
+            f"select incident_id, status, first_anomalous_minute from {dataset}.alert_notifications "
+            "where kind = 'firing' order by first_anomalous_minute"
+        )
+        assert [(row[1], row[2].replace(tzinfo=None)) for row in rows] == [
+            ("sent", earlier.replace(tzinfo=None)),
+            ("sent", minute.replace(tzinfo=None)),
+        ]
+        assert len(slack.messages) == 1, "the incident that starts earlier is not alerted again"
     finally:
         slack.stop()
