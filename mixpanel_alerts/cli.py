@@ -5,6 +5,7 @@ Exit codes: 0 done; 1 a step failed after its retries; 2 bad configuration or us
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -166,12 +167,32 @@ def backfill(
 def run_detect(
     settings: Settings, events_config: EventsConfig, *, full_refresh: bool = False, dry_run: bool = False
 ) -> None:
+    redact = Redactor(settings.secrets())
+    console.print(f"detect: dbt build of the detection models on {_target(settings)}")
+    with _single_writer(settings, redact):
+        _detect_and_alert(settings, events_config, full_refresh=full_refresh, dry_run=dry_run, redact=redact)
+
+
+def _single_writer(settings: Settings, redact: Callable[[str], str]) -> contextlib.ExitStack:
+    """The warehouse's single-writer lock (a later run waits), taken now; a failure to take it
+    ends the command with a clear message."""
+    from pipelines.mixpanel_pipeline import single_writer
+
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(single_writer(settings))
+    except Exception as exc:
+        fail(f"could not take the single-writer lock: {type(_unwrap(exc)).__name__}: {_unwrap(exc)}", 1, redact)
+    return stack
+
+
+def _detect_and_alert(
+    settings: Settings, events_config: EventsConfig, *, full_refresh: bool, dry_run: bool, redact: Redactor
+) -> None:
     from alerts.step import choose_sender, run_alerts
 
     from .detection import DetectionError, build_detection, open_incidents_summary
 
-    redact = Redactor(settings.secrets())
-    console.print(f"detect: dbt build of the detection models on {_target(settings)}")
     try:
         result = build_detection(settings, events_config, full_refresh=full_refresh)
         summary = open_incidents_summary(settings)

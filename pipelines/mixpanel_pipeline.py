@@ -11,8 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import logging
+import os
 import shutil
+import socket
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -21,7 +26,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 
 from mixpanel_alerts.events_config import EventsConfig
 from mixpanel_alerts.settings import Settings
@@ -30,6 +35,7 @@ from .mixpanel import CollectStats, mixpanel_source
 from .mixpanel.helpers import ExportWindow, ProgressCallback, backfill_windows
 
 PIPELINE_NAME = "mixpanel_alerts"
+logger = logging.getLogger("mixpanel_alerts")
 
 
 @dataclasses.dataclass
@@ -87,20 +93,107 @@ def pipeline_for(settings: Settings) -> Iterator[dlt.Pipeline]:
         shutil.rmtree(working_dir, ignore_errors=True)
 
 
+# the writers this process holds, per warehouse target: single_writer is reentrant
+_writers_held: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def single_writer(settings: Settings) -> Iterator[None]:
-    """One collect at a time per DuckDB file: overlapping runs could store an event twice."""
-    if settings.warehouse != "duckdb":
-        yield
+    """One writer at a time per warehouse target (collect, the dbt build and the alert step):
+    overlapping runs could store an event twice or send an alert twice. A later run waits.
+
+    DuckDB: a lock on a file beside the database (the system releases it if the process dies).
+    BigQuery: a lease row in the dataset (see ``_bigquery_lease``)."""
+    if settings.warehouse == "bigquery":
+        key = f"bigquery:{settings.gcp_project_id}.{settings.dataset}"
+    else:
+        key = f"duckdb:{settings.duckdb_path.resolve()}"
+    if _writers_held.get(key):
+        _writers_held[key] += 1
+        try:
+            yield
+        finally:
+            _writers_held[key] -= 1
         return
+    lock = _bigquery_lease(settings) if settings.warehouse == "bigquery" else _duckdb_file_lock(settings)
+    with lock:
+        _writers_held[key] = 1
+        try:
+            yield
+        finally:
+            del _writers_held[key]
+
+
+@contextlib.contextmanager
+def _duckdb_file_lock(settings: Settings) -> Iterator[None]:
     lock_path = settings.duckdb_path.with_name(settings.duckdb_path.name + ".collect.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not _try_flock(handle):
+            logger.warning("another run is writing to %s: waiting for it to finish", settings.duckdb_path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _try_flock(handle: Any) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+LEASE_TABLE = "_mixpanel_alerts_lease"
+# longer than a run may last (the Cloud Run task timeout is 15 minutes): a run that dies keeps the
+# lease this long, and the next run waits for it to lapse
+LEASE_SECONDS = 20 * 60
+LEASE_POLL_SECONDS = 5.0
+_TAKE_LEASE = """
+merge {table} as lease
+using (select 'run' as name) as wanted
+on lease.name = wanted.name
+when matched and lease.expires_at < current_timestamp() then
+    update set owner = %s, expires_at = timestamp_add(current_timestamp(), interval {seconds} second)
+when not matched then
+    insert (name, owner, expires_at)
+    values ('run', %s, timestamp_add(current_timestamp(), interval {seconds} second))
+"""
+
+
+@contextlib.contextmanager
+def _bigquery_lease(settings: Settings) -> Iterator[None]:
+    """A lease row in ``_mixpanel_alerts_lease``, taken with one ``MERGE``: BigQuery runs mutating
+    DML on a table one statement at a time (a conflicting one fails), so two runs cannot both
+    take it. The holder deletes it when done; a run that dies leaves it to expire."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+        if not client.has_dataset():
+            client.create_dataset()
+        table = client.make_qualified_table_name(LEASE_TABLE)
+        client.execute_sql(f"create table if not exists {table} (name STRING, owner STRING, expires_at TIMESTAMP)")
+        take = _TAKE_LEASE.format(table=table, seconds=LEASE_SECONDS)
+        waiting = False
+        while True:
+            # a failed statement means another run's statement on the lease won: read who holds it
+            with contextlib.suppress(DatabaseException):
+                client.execute_sql(take, owner, owner)
+            holder = client.execute_sql(f"select owner, expires_at from {table} where name = 'run'") or []
+            if holder and holder[0][0] == owner:
+                break
+            if not waiting and holder:
+                logger.warning(
+                    "another run (%s) holds the lease on %s until %s: waiting for it",
+                    holder[0][0], settings.dataset, holder[0][1],
+                )  # fmt: skip
+                waiting = True
+            time.sleep(LEASE_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            client.execute_sql(f"delete from {table} where name = 'run' and owner = %s", owner)
 
 
 def collect(

@@ -4,6 +4,7 @@ incident, retried through faults, never twice; rendering, escaping and Block Kit
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from alerts.render import (
     sparkline,
 )
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
-from tests.conftest import output_of, query, rule, write_events_config
+from tests.conftest import CLI, output_of, query, rule, write_events_config
 from tests.slack_fake import BOT_TOKEN, SlackFake
 
 ERRORS = "impression_error_null_pointer_detected"
@@ -203,6 +204,24 @@ def test_late_events_before_an_alerted_incident_send_no_second_alert(
     rows = query(db_path, f"select incident_id, status, slack_ts from {LEDGER} where kind = 'firing' order by 1")
     assert len({row[0] for row in rows}) == 2, "the late events did not move the incident's first minute"
     assert [row[1:] for row in rows] == [("sent", slack_fake.messages[0]["ts"])] * 2
+
+
+def test_overlapping_runs_send_one_alert(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], slack_fake: SlackFake, tmp_path: Path, db_path: Path
+) -> None:
+    """Two cron runs that overlap: they take turns on the warehouse, and the incident is sent once."""
+    sim.add_events(spike(ERRORS, 2, 9))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    runs = [
+        subprocess.Popen(
+            [CLI, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=180)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert len(slack_fake.messages) == 1
+    assert ledger(db_path) == [(ERRORS, "firing", "sent", 1, "#alerts-errors")]
 
 
 def test_a_ledger_from_an_earlier_version_gains_the_new_column(

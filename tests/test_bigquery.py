@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -191,6 +192,37 @@ def test_collect_on_bigquery_resumes_from_the_warehouse(
     assert "where" in sim.requests[-1].params, "the second run resumed from the cursor stored in BigQuery"
     rows = list(bigquery.query(f"select count(*), count(distinct event_id) from {dataset}.mixpanel_events"))
     assert tuple(rows[0]) == (20, 20)
+
+
+def test_a_run_waits_for_the_lease_another_run_holds_on_bigquery(
+    bigquery: Any, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+) -> None:  # fmt: skip
+    """Runs against one dataset take turns: while another run's lease is valid, collect waits;
+    once it lapses (a run that died), collect takes it, loads, and gives it back."""
+    from mixpanel_alerts.simulator import make_event
+    from pipelines.mixpanel_pipeline import LEASE_TABLE
+
+    sim = start_sim()
+    now = datetime.now(UTC)
+    sim.add_events([make_event(ERRORS, now - timedelta(minutes=minutes)) for minutes in range(5, 15)])
+    dataset = f"t_{uuid.uuid4().hex[:10]}"
+    bigquery.query(f"create schema {dataset}").result()
+    bigquery.query(f"create table {dataset}.{LEASE_TABLE} (name STRING, owner STRING, expires_at TIMESTAMP)").result()
+    bigquery.query(
+        f"insert into {dataset}.{LEASE_TABLE} (name, owner, expires_at) "
+        "values ('run', 'a-run-that-died', timestamp_add(current_timestamp(), interval 8 second))"
+    ).result()
+    write_events_config(tmp_path, {"events": [rule(ERRORS)]})
+
+    started = time.monotonic()
+    result = run_cli(["collect"], bigquery_env(dataset, sim))
+    waited = time.monotonic() - started
+    assert result.returncode == 0, output_of(result)
+    assert "another run (a-run-that-died) holds the lease" in output_of(result)
+    assert waited >= 5, "collect did not wait for the lease"
+    assert "loaded 10," in output_of(result)
+    assert list(bigquery.query(f"select * from {dataset}.{LEASE_TABLE}")) == [], "the lease was not given back"
 
 
 @pytest.mark.parametrize("credentials", ["application-default", "dlt-variable"])
