@@ -178,6 +178,16 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
+def run_overlapping(args: Sequence[str], env: dict[str, str], cwd: Path, count: int = 2) -> list[tuple[int, str]]:
+    """Start ``count`` runs of ``mixpanel-alerts ARGS`` at once; their exit codes and outputs."""
+    runs = [
+        subprocess.Popen([CLI, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(count)
+    ]
+    outputs = [run.communicate(timeout=180)[0] for run in runs]
+    return [(run.returncode, output) for run, output in zip(runs, outputs, strict=True)]
+
+
 def query(db_path: Path, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` against the DuckDB file, opened read-only."""
     with duckdb.connect(str(db_path), read_only=True) as con:

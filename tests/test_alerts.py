@@ -4,7 +4,6 @@ incident, retried through faults, never twice; rendering, escaping and Block Kit
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from alerts.render import (
     sparkline,
 )
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
-from tests.conftest import CLI, output_of, query, rule, write_events_config
+from tests.conftest import output_of, query, rule, run_overlapping, write_events_config
 from tests.slack_fake import BOT_TOKEN, SlackFake
 
 ERRORS = "impression_error_null_pointer_detected"
@@ -212,14 +211,8 @@ def test_overlapping_runs_send_one_alert(
     """Two cron runs that overlap: they take turns on the warehouse, and the incident is sent once."""
     sim.add_events(spike(ERRORS, 2, 9))
     env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
-    runs = [
-        subprocess.Popen(
-            [CLI, "run"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=180)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    runs = run_overlapping(["run"], env, tmp_path)
+    assert [code for code, _ in runs] == [0, 0], runs
     assert len(slack_fake.messages) == 1
     assert ledger(db_path) == [(ERRORS, "firing", "sent", 1, "#alerts-errors")]
 

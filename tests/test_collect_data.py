@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -13,7 +12,6 @@ import pytest
 
 from mixpanel_alerts.simulator import ExportSimulator, make_event
 from tests.conftest import (
-    CLI,
     DISABLED_NAME,
     ENABLED_NAMES,
     EVENTS_TABLE,
@@ -22,6 +20,7 @@ from tests.conftest import (
     query,
     recent_traffic,
     rule,
+    run_overlapping,
     summary_numbers,
     write_events_config,
 )
@@ -277,15 +276,10 @@ def test_overlapping_runs_store_each_event_once(sim, make_env, tmp_path, db_path
     sim.add_events(events)
     env = make_env(sim)
 
-    runs = [
-        subprocess.Popen(
-            [CLI, "collect"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=180)[0] for run in runs]
+    runs = run_overlapping(["collect"], env, tmp_path)
+    outputs = [output for _, output in runs]
 
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert [code for code, _ in runs] == [0, 0], outputs
     assert query(db_path, f"select count(*), count(distinct event_id) from {EVENTS_TABLE}") == [
         (len(events), len(events))
     ]
