@@ -240,8 +240,10 @@ def run(dry_run: Annotated[bool, DRY_RUN] = False) -> None:
     """collect, then detect: the whole pipeline once, for cron or CI."""
     settings = _settings()
     events_config = _events_config(settings)
-    run_collect(settings, events_config)
-    run_detect(settings, events_config, dry_run=dry_run)
+    # one turn on the warehouse for both steps (on BigQuery: one lease, not two)
+    with _single_writer(settings, Redactor(settings.secrets())):
+        run_collect(settings, events_config)
+        run_detect(settings, events_config, dry_run=dry_run)
 
 
 @app.command()
