@@ -182,11 +182,13 @@ def run_alerts(
                 continued = _continued_notification(known.values(), incident)
                 if continued is not None:
                     # a late event moved the incident's first minute, and so its id: it is the
-                    # incident already recorded, whose message (and thread) it keeps
-                    firing = dataclasses.replace(
-                        continued, notification_id=firing_id, incident_id=incident.incident_id,
-                        first_anomalous_minute=incident.first_anomalous_minute, created_at=now(), updated_at=now(),
-                    )  # fmt: skip
+                    # incident already recorded, whose message (and thread, and resolved notice) it keeps
+                    firing = _continuation(continued, incident, now())
+                    resolved = known.get(f"{continued.incident_id}:resolved")
+                    if resolved is not None:
+                        known[f"{incident.incident_id}:resolved"] = _continuation(resolved, incident, now())
+                        if not dry_run:
+                            ledger.insert(known[f"{incident.incident_id}:resolved"])
                 else:
                     firing = Notification(
                         notification_id=firing_id,
@@ -201,6 +203,9 @@ def run_alerts(
                     )
                 if not dry_run:
                     ledger.insert(firing)
+            elif firing.first_anomalous_minute is None and not dry_run:  # recorded by an earlier version
+                firing.first_anomalous_minute = incident.first_anomalous_minute
+                ledger.update(firing)
             if firing.status == "skipped":
                 summary.skipped += 1
                 continue
@@ -228,6 +233,15 @@ def run_alerts(
                     message = resolved_message(incident)
                     _deliver(sender, ledger, resolved, message, thread, summary, dry_run, console, now)
     return summary
+
+
+def _continuation(notification: Notification, incident: Incident, at: datetime) -> Notification:
+    """``notification`` (of the incident that ``incident`` continues) under ``incident``'s id."""
+    kind = notification.kind
+    return dataclasses.replace(
+        notification, notification_id=f"{incident.incident_id}:{kind}", incident_id=incident.incident_id,
+        first_anomalous_minute=incident.first_anomalous_minute, created_at=at, updated_at=at,
+    )  # fmt: skip
 
 
 def _continued_notification(known: Iterable[Notification], incident: Incident) -> Notification | None:

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -147,53 +148,96 @@ def _try_flock(handle: Any) -> bool:
 
 
 LEASE_TABLE = "_mixpanel_alerts_lease"
-# longer than a run may last (the Cloud Run task timeout is 15 minutes): a run that dies keeps the
-# lease this long, and the next run waits for it to lapse
-LEASE_SECONDS = 20 * 60
+LEASE_SECONDS = 5 * 60  # a run that dies holds the lease at most this long
+LEASE_RENEW_SECONDS = 60.0  # the holder extends it this often while it works
 LEASE_POLL_SECONDS = 5.0
-_TAKE_LEASE = """
-merge {table} as lease
-using (select 'run' as name) as wanted
-on lease.name = wanted.name
-when matched and lease.expires_at < current_timestamp() then
-    update set owner = %s, expires_at = timestamp_add(current_timestamp(), interval {seconds} second)
-when not matched then
-    insert (name, owner, expires_at)
-    values ('run', %s, timestamp_add(current_timestamp(), interval {seconds} second))
-"""
+LEASE_MAX_FAILURES = 5  # failed attempts on a free lease before the error is raised
+# One permanent row. Taking and renewing it are UPDATEs: BigQuery runs UPDATEs on one table one at a
+# time (a conflicting one fails), so two runs cannot both take it; inserts would not conflict.
+_CREATE_LEASE = (
+    "create table if not exists {table} as select 'run' as name, cast(null as string) as owner, "
+    "timestamp '1970-01-01 00:00:00+00' as expires_at"
+)
+_FREE_ROW = "insert into {table} (name, owner, expires_at) values ('run', null, timestamp '1970-01-01 00:00:00+00')"
+_TAKE_LEASE = (
+    "update {table} set owner = %s, expires_at = timestamp_add(current_timestamp(), interval {seconds} second) "
+    "where name = 'run' and (owner is null or expires_at < current_timestamp())"
+)
+_RENEW_LEASE = (
+    "update {table} set expires_at = timestamp_add(current_timestamp(), interval {seconds} second) "
+    "where name = 'run' and owner = @owner"
+)
+_GIVE_BACK_LEASE = (
+    "update {table} set owner = null, expires_at = timestamp '1970-01-01 00:00:00+00' where name = 'run' and owner = %s"
+)
 
 
 @contextlib.contextmanager
 def _bigquery_lease(settings: Settings) -> Iterator[None]:
-    """A lease row in ``_mixpanel_alerts_lease``, taken with one ``MERGE``: BigQuery runs mutating
-    DML on a table one statement at a time (a conflicting one fails), so two runs cannot both
-    take it. The holder deletes it when done; a run that dies leaves it to expire."""
+    """The lease row in ``_mixpanel_alerts_lease``: taken with an ``UPDATE`` that only succeeds on a
+    free or lapsed lease, renewed every minute by a thread while the run works, given back at the
+    end. A run that dies stops renewing, and the lease lapses after ``LEASE_SECONDS``."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
         if not client.has_dataset():
             client.create_dataset()
         table = client.make_qualified_table_name(LEASE_TABLE)
-        client.execute_sql(f"create table if not exists {table} (name STRING, owner STRING, expires_at TIMESTAMP)")
-        take = _TAKE_LEASE.format(table=table, seconds=LEASE_SECONDS)
-        waiting = False
-        while True:
-            # a failed statement means another run's statement on the lease won: read who holds it
-            with contextlib.suppress(DatabaseException):
-                client.execute_sql(take, owner, owner)
-            holder = client.execute_sql(f"select owner, expires_at from {table} where name = 'run'") or []
-            if holder and holder[0][0] == owner:
-                break
-            if not waiting and holder:
-                logger.warning(
-                    "another run (%s) holds the lease on %s until %s: waiting for it",
-                    holder[0][0], settings.dataset, holder[0][1],
-                )  # fmt: skip
-                waiting = True
-            time.sleep(LEASE_POLL_SECONDS)
+        with contextlib.suppress(DatabaseException):  # another run created it at the same moment
+            client.execute_sql(_CREATE_LEASE.format(table=table))
+        _take_lease(client, table, owner, settings.dataset)
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=_renew_lease, args=(client.native_connection, table, owner, stop), name="lease", daemon=True
+        )
+        renewer.start()
         try:
             yield
         finally:
-            client.execute_sql(f"delete from {table} where name = 'run' and owner = %s", owner)
+            stop.set()
+            renewer.join()
+            try:
+                client.execute_sql(_GIVE_BACK_LEASE.format(table=table), owner)
+            except Exception:  # the run's own outcome matters more; the lease lapses anyway
+                logger.warning("could not give back the lease on %s; it lapses within %s s", table, LEASE_SECONDS)
+
+
+def _take_lease(client: Any, table: str, owner: str, dataset: str) -> None:
+    take = _TAKE_LEASE.format(table=table, seconds=LEASE_SECONDS)
+    failures: list[Exception] = []
+    waiting = False
+    while True:
+        try:
+            client.execute_sql(take, owner)
+        except DatabaseException as exc:  # another run's statement on the lease won, or a real error
+            failures.append(exc)
+        holders = client.execute_sql(f"select owner, expires_at from {table} where name = 'run'") or []
+        if not holders:  # the row was deleted: put a free one back
+            client.execute_sql(_FREE_ROW.format(table=table))
+            continue
+        if all(holder == owner for holder, _ in holders):
+            return
+        others = [(holder, until) for holder, until in holders if holder not in (None, owner)]
+        if others:
+            failures.clear()  # waiting for a holder is not a failure
+            if not waiting:
+                logger.warning("another run (%s) holds the lease on %s until %s: waiting for it", *others[0], dataset)
+                waiting = True
+        elif len(failures) >= LEASE_MAX_FAILURES:
+            raise failures[-1]
+        time.sleep(LEASE_POLL_SECONDS)
+
+
+def _renew_lease(bigquery: Any, table: str, owner: str, stop: threading.Event) -> None:
+    """Extend the lease every LEASE_RENEW_SECONDS until ``stop``; the google client is thread-safe."""
+    from google.cloud.bigquery import QueryJobConfig, ScalarQueryParameter
+
+    renew = _RENEW_LEASE.format(table=table, seconds=LEASE_SECONDS)
+    config = QueryJobConfig(query_parameters=[ScalarQueryParameter("owner", "STRING", owner)])
+    while not stop.wait(LEASE_RENEW_SECONDS):
+        try:
+            bigquery.query(renew, job_config=config).result()
+        except Exception as exc:
+            logger.warning("could not renew the lease on %s (%s); retrying in %.0f s", table, exc, LEASE_RENEW_SECONDS)
 
 
 def collect(

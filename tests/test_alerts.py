@@ -205,6 +205,26 @@ def test_late_events_before_an_alerted_incident_send_no_second_alert(
     assert [row[1:] for row in rows] == [("sent", slack_fake.messages[0]["ts"])] * 2
 
 
+def test_late_events_before_a_resolved_incident_send_nothing_more(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    """An incident that is over, alerted and resolved, then starts earlier because of late events:
+    neither its alert nor its resolved notice is sent again."""
+    sim.add_events(spike(ERRORS, 20, 9))
+    env = setup(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    first = run_pipeline(run_cli, env)
+    assert first.returncode == 0, output_of(first)
+    assert len(slack_fake.messages) == 2  # the alert and its resolved notice
+
+    sim.add_events(spike(ERRORS, 22, 9, processed_at=datetime.now(UTC)))
+    second = run_pipeline(run_cli, env)
+    assert second.returncode == 0, output_of(second)
+    assert len(slack_fake.messages) == 2
+    rows = query(db_path, f"select kind, status from {LEDGER} order by incident_id, kind")
+    assert sorted(rows) == [("firing", "sent")] * 2 + [("resolved", "sent")] * 2
+
+
 def test_overlapping_runs_send_one_alert(
     sim: ExportSimulator, setup: Callable[..., dict[str, str]], slack_fake: SlackFake, tmp_path: Path, db_path: Path
 ) -> None:
@@ -231,6 +251,14 @@ def test_a_ledger_from_an_earlier_version_gains_the_new_column(
     assert result.returncode == 0, output_of(result)
     assert len(slack_fake.messages) == 1
     assert query(db_path, f"select status, first_anomalous_minute is not null from {LEDGER}") == [("sent", True)]
+
+    # a row written by the earlier version (no first minute) gets it on the next run
+    with duckdb.connect(str(db_path)) as con:
+        con.execute(f"update {LEDGER} set first_anomalous_minute = null")
+    again = run_pipeline(run_cli, setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url))
+    assert again.returncode == 0, output_of(again)
+    assert query(db_path, f"select status, first_anomalous_minute is not null from {LEDGER}") == [("sent", True)]
+    assert len(slack_fake.messages) == 1
 
 
 def test_dry_run_renders_and_sends_nothing(

@@ -222,7 +222,35 @@ def test_a_run_waits_for_the_lease_another_run_holds_on_bigquery(
     assert "another run (a-run-that-died) holds the lease" in output_of(result)
     assert waited >= 5, "collect did not wait for the lease"
     assert "loaded 10," in output_of(result)
-    assert list(bigquery.query(f"select * from {dataset}.{LEASE_TABLE}")) == [], "the lease was not given back"
+    rows = bigquery.query(f"select name, owner from {dataset}.{LEASE_TABLE}")
+    assert [tuple(row) for row in rows] == [("run", None)], "the lease was not given back"
+
+
+def test_the_lease_holder_renews_it_while_it_works(bigquery: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renewing thread moves the lease's expiry forward, and only the holder's."""
+    import threading
+
+    from pipelines import mixpanel_pipeline
+    from pipelines.mixpanel_pipeline import LEASE_TABLE, _renew_lease
+
+    dataset = f"t_{uuid.uuid4().hex[:10]}"
+    bigquery.query(f"create schema {dataset}").result()
+    table = f"{dataset}.{LEASE_TABLE}"
+    bigquery.query(f"create table {table} (name STRING, owner STRING, expires_at TIMESTAMP)").result()
+    bigquery.query(
+        f"insert into {table} values ('run', 'me', timestamp_add(current_timestamp(), interval 2 second))"
+    ).result()
+    monkeypatch.setattr(mixpanel_pipeline, "LEASE_RENEW_SECONDS", 0.2)
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew_lease, args=(bigquery, table, "me", stop))
+    renewer.start()
+    time.sleep(3)
+    stop.set()
+    renewer.join()
+    seconds_left = bigquery.query(
+        f"select timestamp_diff(expires_at, current_timestamp(), second) from {table} where owner = 'me'"
+    )
+    assert [row[0] for row in seconds_left] > [60], "the lease was not renewed"
 
 
 @pytest.mark.parametrize("credentials", ["application-default", "dlt-variable"])

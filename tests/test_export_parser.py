@@ -115,9 +115,10 @@ def test_lines_the_narrow_read_cannot_type_fall_back_to_the_full_read(tmp_path: 
 
 
 def test_times_that_cannot_be_timestamps_are_rejected_not_fatal(tmp_path: Path) -> None:
-    """NaN, infinity, 1e30 or a negative ``time`` make the line a reject; a ``mp_processing_time_ms``
-    past the year 9999 is dropped (the event stays). Neither stops the read or the insert."""
-    unusable = ['"nan"', '"inf"', "-5", "1e30", '"1e30"', "253402300800000"]
+    """NaN, infinity, 1e30, a negative ``time`` or one in the last days of 9999 make the line a
+    reject; a ``mp_processing_time_ms`` past the year 9999 is dropped (the event stays). Neither
+    stops the read or the insert."""
+    unusable = ['"nan"', '"inf"', "-5", "1e30", '"1e30"', "253402200000000"]  # the last: 9999-12-30 20:00
     lines = [
         *LINES,
         *(

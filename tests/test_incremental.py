@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mixpanel_alerts.simulator import make_event
+from mixpanel_alerts.simulator import ExportSimulator, make_event
 from tests.conftest import EVENTS_TABLE, output_of, query, recent_traffic, summary_numbers
 from tests.slack_fake import BOT_TOKEN
 
@@ -49,6 +49,35 @@ def test_second_run_loads_nothing_new_and_a_third_loads_only_the_newcomer(sim, m
         db_path, f"select count(*) from {EVENTS_TABLE} where insert_id = ?", [newcomer.properties["$insert_id"]]
     )
     assert newcomer_rows == [(1,)]
+
+
+class ServesAFutureProcessingTime(ExportSimulator):
+    """A host whose export holds one event with ``mp_processing_time_ms`` ten days ahead."""
+
+    def body_for(self, params: dict[str, str]) -> bytes:
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        line = {
+            "event": "page_view",
+            "properties": {
+                "time": now_ms - 60_000,
+                "$insert_id": "ahead",
+                "mp_processing_time_ms": now_ms + 864_000_000,
+            },
+        }
+        return super().body_for(params) + json.dumps(line).encode() + b"\n"
+
+
+def test_a_processing_time_in_the_future_does_not_move_the_cursor_past_now(start_sim, make_env, run_cli):
+    """The cursor never passes the request time plus the margin: a bad processing time ahead
+    would otherwise make every later run skip the events processed until then."""
+    sim = start_sim(ServesAFutureProcessingTime)
+    sim.add_events(recent_traffic(20))
+    env = make_env(sim)
+    first = run_cli(["collect"], env)
+    second = run_cli(["collect"], env)
+    assert [first.returncode, second.returncode] == [0, 0], output_of(second)
+    assert summary_numbers(output_of(first))["loaded"] == 21
+    assert processed_after_ms(sim.requests[1].params) <= sim.requests[0].at * 1000
 
 
 @pytest.mark.parametrize(

@@ -140,12 +140,11 @@ def mixpanel_source(
         )
         max_processing_ms = yield from _export_window(client, window, names)
         # Everything Mixpanel had processed when we asked is now stored: advance the cursor to the
-        # later of that moment and the newest processing time seen (robust to clock skew).
-        state["processing_cursor_ms"] = max(
-            state.get("processing_cursor_ms") or 0,
-            max_processing_ms or 0,
-            int(requested_at.timestamp() * 1000),
-        )
+        # later of that moment and the newest processing time seen (robust to clock skew), but not
+        # past the margin: a processing time in the future would make later runs skip events.
+        requested_ms = int(requested_at.timestamp() * 1000)
+        newest_ms = min(max_processing_ms or 0, requested_ms + processing_margin_minutes * 60_000)
+        state["processing_cursor_ms"] = max(state.get("processing_cursor_ms") or 0, newest_ms, requested_ms)
         state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
 
     def _export_window(

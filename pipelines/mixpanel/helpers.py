@@ -394,9 +394,10 @@ class ParseStats:
 _KEY_PROPERTIES = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
 
 
-# A usable `time` is a positive number of seconds or milliseconds before the year 10000 (NaN,
-# infinity and 1e30 are not: they cannot become a timestamp).
-_LAST_MS = 253402300799999  # 9999-12-31 23:59:59.999 UTC
+# A usable `time` is a positive number of seconds or milliseconds before 9999-12-30 (NaN, infinity
+# and 1e30 are not: they cannot become a timestamp; the margin leaves room for a legacy project's
+# timezone shift and the padding of the stored-ids lookup).
+_LAST_MS = 253402128000000  # 9999-12-30 00:00:00 UTC
 _USABLE_TIME = f"coalesce(event_time > 0 and event_time <= {_LAST_MS}, false)"
 _REJECT_REASON = f"""case
             when event_name is null or event_name = '' then 'no event name'
