@@ -708,8 +708,7 @@ class ExportParser:
             inserted_at="$inserted_at::timestamptz",
             existing_ids="select event_id from existing",
         )
-        rows = self._events_rows_query()
-        relation = self.con.sql(f"with export_rows as ({rows})\n{query}", params={"inserted_at": self.inserted_at})
+        relation = self.con.sql(query, params={"inserted_at": self.inserted_at})
         yield from relation.to_arrow_reader(ARROW_BATCH_ROWS)
 
     def new_events_model(self, table: str) -> str:
@@ -722,19 +721,13 @@ class ExportParser:
             f"select event_id from {table} "
             f"where event_timestamp >= {_timestamptz_literal(low)} and event_timestamp <= {_timestamptz_literal(high)}"
         )
-        rows = self._events_rows_query()
-        new_events = self._new_events_query(
+        return self._new_events_query(
             properties="properties", inserted_at=_timestamptz_literal(self.inserted_at), existing_ids=existing_ids
-        )
-        return f"with export_rows as ({rows})\n{new_events}"
-
-    def _events_rows_query(self) -> str:
-        """The second read: the first read's file and mode, without checks if it found no reject."""
-        return _export_rows_query(
-            self.readable_path, self.event_names, mode=self.read_mode, checks=not self.readable_lines_usable
         )
 
     def _new_events_query(self, *, properties: str, inserted_at: str, existing_ids: str) -> str:
+        """The new events, read again from the first read's file and mode (without the checks if it
+        found no reject)."""
         if self.project_timezone == "UTC":
             event_timestamp = "make_timestamptz(time_ms * 1000)"
         else:  # legacy "local epoch": the wall-clock time in the project's timezone, written as if UTC
@@ -747,7 +740,10 @@ class ExportParser:
         )
         if self.stats.duplicates_in_export:
             query += _FIRST_COPY
-        return query
+        rows = _export_rows_query(
+            self.readable_path, self.event_names, mode=self.read_mode, checks=not self.readable_lines_usable
+        )
+        return f"with export_rows as ({rows})\n{query}"
 
 
 def new_spool_dir(parent: Path | None = None) -> Path:
