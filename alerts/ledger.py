@@ -3,7 +3,14 @@
 A cron job or a cloud function keeps no state between runs, so the ledger lives beside the data.
 A notification is marked ``sent`` only after Slack accepted it; until then it is ``pending`` (or
 ``failed`` after an error Slack will repeat, such as ``channel_not_found``) and a later run sends it
-again. Incidents older than ``ALERT_LOOKBACK_MINUTES`` are recorded as ``skipped``, never sent.
+again, however much later. Incidents first seen older than ``ALERT_LOOKBACK_MINUTES`` are recorded
+as ``skipped``, never sent. A notification whose incident no longer exists (its rule was removed or
+changed) is ``withdrawn``; one taken over by the incident it became is ``superseded``.
+
+``maybe_sent`` is written before every post and cleared when Slack surely did not post it: a run
+that finds it set (a timeout, a lost answer, a kill mid-post) first looks for the message in the
+channel (bot token) before posting again. ``dedup_key`` is what messages are stamped with for that
+search; an incident's continuation keeps its predecessor's key.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from datetime import datetime
 from typing import Any
 
 LEDGER_TABLE = "alert_notifications"
-STATUSES = ("pending", "sent", "failed", "skipped")
+STATUSES = ("pending", "sent", "failed", "skipped", "withdrawn", "superseded")
+# notifications still to deliver
+UNDELIVERED = ("pending", "failed")
 
 # column -> (duckdb type, bigquery type)
 COLUMNS = {
@@ -33,6 +42,10 @@ COLUMNS = {
     # the incident's first anomalous minute when it was recorded: an incident that a late event
     # extends to an earlier minute gets a new id, and this shows it is the same incident
     "first_anomalous_minute": ("timestamp", "TIMESTAMP"),
+    # a post may have reached Slack without the answer reaching us: look before posting again
+    "maybe_sent": ("boolean", "BOOL"),
+    # stamped on the message (Slack message metadata) to find it in the channel's history
+    "dedup_key": ("varchar", "STRING"),
 }
 
 
@@ -52,6 +65,14 @@ class Notification:
     slack_channel: str | None = None
     slack_ts: str | None = None
     first_anomalous_minute: datetime | None = None
+    maybe_sent: bool | None = None
+    dedup_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dedup_key is None:
+            self.dedup_key = self.notification_id
+        if self.maybe_sent is None:  # a row from an earlier version: a failed attempt may have posted
+            self.maybe_sent = self.status in UNDELIVERED and self.attempts > 0
 
 
 class Ledger:

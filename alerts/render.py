@@ -1,8 +1,17 @@
 """Slack messages for incidents: Block Kit blocks plus the top-level ``text`` fallback.
 
-Everything taken from event data (event names, property values, ids) is escaped for Slack
-mrkdwn (``&``, ``<``, ``>``), so nothing in the data can mention ``@channel``, a user, or plant a
-link. Block Kit's limits are respected by truncating, never by failing.
+Text from the configuration or the data (event names, descriptions, channels, property keys and
+values, SQL) never becomes markup:
+
+- it is escaped for ``mrkdwn`` (``&``, ``<``, ``>``), so it cannot mention ``@channel`` or a user,
+  or plant a link, and a run of three backticks is broken (a zero-width space between them), so
+  it cannot close the code block it sits in;
+- every ``mrkdwn`` text object is ``verbatim``: Slack turns no bare URL or ``#channel`` into a link
+  and parses no mention;
+- headers are ``plain_text``, and the SQL to investigate names the event with a string literal that
+  spells a backtick or a line break as ``chr(…)`` (alerts/step.py).
+
+Block Kit's limits are respected by truncating, never by failing.
 """
 
 from __future__ import annotations
@@ -58,9 +67,40 @@ class Message:
     blocks: list[dict[str, Any]]
 
 
+@dataclasses.dataclass(frozen=True)
+class Delay:
+    """A notification sent later than it was due: since when, and what happened meanwhile."""
+
+    due_since: datetime
+    attempts: int
+    # an earlier post may have reached Slack and could not be checked (webhook): say it may repeat
+    may_repeat: bool = False
+
+
 def escape(value: object) -> str:
-    """Escape text from event data for mrkdwn: Slack's three control characters."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from the data or the configuration, safe in mrkdwn: Slack's three control characters
+    escaped, and no run of three backticks (which would open or close a code block)."""
+    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    while "``" in text:
+        text = text.replace("``", "`\u200b`")
+    return text
+
+
+def mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
+    """A mrkdwn text object that Slack shows as written: no auto-links, no parsed mentions."""
+    return {"type": "mrkdwn", "text": truncate(text, limit), "verbatim": True}
+
+
+def _delay_lines(delay: Delay | None) -> list[str]:
+    if delay is None:
+        return []
+    lines = [
+        f":hourglass: *Late*: due since {_minute(delay.due_since)}; Slack could not be reached until now "
+        f"({delay.attempts} earlier attempt{'s' if delay.attempts != 1 else ''})."
+    ]
+    if delay.may_repeat:
+        lines.append("An earlier post of this message may have arrived: Slack did not confirm it.")
+    return lines
 
 
 def truncate(text: str, limit: int) -> str:
@@ -83,6 +123,7 @@ def _minute(value: datetime | None) -> str:
 
 
 def _sample_lines(sample: dict[str, Any]) -> str:
+    """One sample event: its time, then telling properties as ``key: value``."""
     properties = sample.get("properties") or {}
     if isinstance(properties, str):
         try:
@@ -99,7 +140,9 @@ def _sample_lines(sample: dict[str, Any]) -> str:
     for key in keys[:MAX_SAMPLE_PROPERTIES]:
         value = properties[key]
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        shown.append(f"`{escape(key)}`: {escape(truncate(text, MAX_PROPERTY_CHARS))}")
+        # a key shows in inline code: a backtick in it would end the code early
+        name = escape(truncate(str(key), MAX_PROPERTY_CHARS)).replace("`", "\u02cb")
+        shown.append(f"`{name}`: {escape(truncate(text, MAX_PROPERTY_CHARS))}")
     when = sample.get("event_at")
     header = f"• {_minute(when) if isinstance(when, datetime) else escape(when)}"
     return header + ("\n   " + "  ·  ".join(shown) if shown else "")
@@ -112,15 +155,20 @@ def firing_message(
     samples: Sequence[dict[str, Any]],
     investigation: Investigation,
     delivered_to: str | None = None,
+    description: str = "",
+    delay: Delay | None = None,
 ) -> Message:
-    """The one firing message of an incident. ``delivered_to`` is the webhook's channel note."""
+    """The one firing message of an incident. ``delivered_to`` is the webhook's channel note;
+    ``description`` the rule's; ``delay`` says the message is late."""
     event = escape(incident.event_name)
     window = f"{incident.time_window_minutes} min" if incident.time_window_minutes > 1 else "1 min"
+    late = "late: " if delay else ""
     text = truncate(
-        f":rotating_light: {event}: {incident.peak_count} events in {window} "
+        f":rotating_light: {late}{event}: {incident.peak_count} events in {window} "
         f"(threshold {incident.alert_threshold}) since {_minute(incident.started_at)}",
         MAX_FALLBACK_TEXT,
     )
+    status = "over at " + _minute(incident.ended_at) if incident.ended_at else "ongoing"
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -130,65 +178,55 @@ def firing_message(
                 "emoji": True,
             },
         },
+    ]
+    if delay:
+        blocks.append({"type": "section", "text": mrkdwn("\n".join(_delay_lines(delay)))})
+    summary = (
+        f"*{event}* had *{incident.peak_count}* events in {window}, over its threshold of "
+        f"*{incident.alert_threshold}* ({incident.total_events} events during the incident)."
+    )
+    if description:
+        summary += f"\n_{escape(description)}_"
+    blocks.append(
         {
             "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": truncate(
-                    f"*{event}* had *{incident.peak_count}* events in {window}, over its threshold of "
-                    f"*{incident.alert_threshold}* ({incident.total_events} events during the incident).",
-                    MAX_SECTION_TEXT,
-                ),
-            },
+            "text": mrkdwn(summary),
             "fields": [
-                {"type": "mrkdwn", "text": f"*Started*\n{_minute(incident.started_at)}"},
-                {
-                    "type": "mrkdwn",
-                    "text": f"*Status*\n{'over at ' + _minute(incident.ended_at) if incident.ended_at else 'ongoing'}",
-                },
-                {"type": "mrkdwn", "text": f"*Anomalous minutes*\n{incident.anomalous_minutes}"},
-                {"type": "mrkdwn", "text": truncate(f"*Channel*\n{escape(incident.alert_channel)}", MAX_FIELD_TEXT)},
+                mrkdwn(f"*Started*\n{_minute(incident.started_at)}", MAX_FIELD_TEXT),
+                mrkdwn(f"*Status*\n{status}", MAX_FIELD_TEXT),
+                mrkdwn(f"*Anomalous minutes*\n{incident.anomalous_minutes}", MAX_FIELD_TEXT),
+                mrkdwn(f"*Channel*\n{escape(incident.alert_channel)}", MAX_FIELD_TEXT),
             ],
-        },
-    ]
+        }
+    )
     if minute_counts:
-        blocks.append(
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": truncate(
-                        f"*Last {len(minute_counts)} minutes* (max {max(minute_counts)}/min)\n"
-                        f"`{sparkline(minute_counts)}`",
-                        MAX_SECTION_TEXT,
-                    ),
-                },
-            }
-        )
+        chart = f"*Last {len(minute_counts)} minutes* (max {max(minute_counts)}/min)\n`{sparkline(minute_counts)}`"
+        blocks.append({"type": "section", "text": mrkdwn(chart)})
     if samples:
         lines = "\n".join(_sample_lines(sample) for sample in samples[:3])
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": truncate(f"*Sample events*\n{lines}", MAX_SECTION_TEXT)},
-            }
-        )
-    investigate = f"*Investigate*\n```{truncate(investigation.sql, MAX_SECTION_TEXT - 40)}```"
+        blocks.append({"type": "section", "text": mrkdwn(f"*Sample events*\n{lines}")})
+    heading = "*Investigate*"
     if investigation.url:
-        investigate = f"*Investigate*: <{investigation.url}|open the query>\n```{truncate(investigation.sql, 2500)}```"
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(investigate, MAX_SECTION_TEXT)}})
-    context = f"incident `{escape(incident.incident_id)}`"
+        heading += f": <{investigation.url}|open the query>"
+    # the SQL's own text holds no backtick run (see step.py), and data in it is escaped
+    sql = truncate(escape(investigation.sql), MAX_SECTION_TEXT - len(heading) - 10)
+    blocks.append({"type": "section", "text": mrkdwn(f"{heading}\n```{sql}```")})
+    context = f"incident {escape(incident.incident_id)}"
     if delivered_to:
         context += f" · rule channel {escape(incident.alert_channel)} (sent through {escape(delivered_to)})"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(context, MAX_FIELD_TEXT)}]})
+    blocks.append({"type": "context", "elements": [mrkdwn(context, MAX_FIELD_TEXT)]})
     return Message(text=text, blocks=blocks[:MAX_BLOCKS])
 
 
-def resolved_message(incident: Incident) -> Message:
+def resolved_message(incident: Incident, *, delay: Delay | None = None) -> Message:
     event = escape(incident.event_name)
+    late = " (late)" if delay else ""
     text = truncate(
-        f":white_check_mark: resolved: {event} is back under its threshold of {incident.alert_threshold} "
+        f":white_check_mark: resolved{late}: {event} is back under its threshold of {incident.alert_threshold} "
         f"since {_minute(incident.ended_at)} (peak {incident.peak_count}).",
         MAX_FALLBACK_TEXT,
     )
-    return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(text)}]
+    if delay:
+        blocks.append({"type": "context", "elements": [mrkdwn(" ".join(_delay_lines(delay)), MAX_FIELD_TEXT)]})
+    return Message(text=text, blocks=blocks)

@@ -1,13 +1,30 @@
 """Delivery to Slack with slack-sdk: an incoming webhook or a bot token (``chat.postMessage``).
 
-slack-sdk's retry handlers retry rate limits (honouring ``Retry-After``), server errors and
-connection errors; messages are paced to about one per second, Slack's posting rate.
+A post can reach Slack without its answer reaching us: a timeout, a dropped connection, a 5xx, a
+kill mid-post. Such an error says ``maybe_delivered``, and posting again blindly could show the
+alert twice. So posts are not retried by slack-sdk's connection and server-error handlers (only
+429s, which Slack did not act on, honouring ``Retry-After``); the alert step decides:
+
+- bot token: every message carries Slack message metadata (its ``dedup_key``), and before posting
+  again the step looks for it in the channel (``conversations.history``, or ``.replies`` in a
+  thread). This needs the ``channels:history`` scope (``groups:history`` for private channels) and,
+  for a channel given by name, ``channels:read`` to find its id;
+- webhook: nothing can be read back, so a message whose earlier post may have arrived is sent
+  again with a note that it may repeat (``CannotCheckError``).
+
+Messages are paced to about one per second, Slack's posting rate.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import socket
 import time
+import urllib.error
+from collections.abc import Iterator
+from datetime import datetime
+from http.client import HTTPException
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
@@ -23,6 +40,11 @@ from slack_sdk.webhook import WebhookClient
 from .render import Message
 
 MIN_SECONDS_BETWEEN_MESSAGES = 1.0
+REQUEST_TIMEOUT_SECONDS = 30
+METADATA_EVENT_TYPE = "mixpanel_alert"
+HISTORY_PAGE_SIZE = 200
+HISTORY_MAX_PAGES = 50
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 # Errors that the same request will get again: the message stays undelivered until they are fixed.
 PERMANENT_ERRORS = {
     "invalid_auth",
@@ -38,13 +60,26 @@ PERMANENT_ERRORS = {
     "no_active_hooks",
     "action_prohibited",
     "missing_scope",
+    "invalid_metadata_format",
 }
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    """Slack did not confirm a message. ``permanent``: the same request will fail again;
+    ``maybe_delivered``: it may have been posted all the same; ``timed_out``: Slack is slow, so a
+    check of the channel now could miss a post it is still processing."""
+
+    def __init__(
+        self, message: str, *, permanent: bool, maybe_delivered: bool = False, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.maybe_delivered = maybe_delivered
+        self.timed_out = timed_out
+
+
+class CannotCheckError(Exception):
+    """Whether a message arrived cannot be read back from Slack (a webhook, a missing scope)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +88,47 @@ class Delivered:
     ts: str | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Stamp:
+    """What a message is stamped with (Slack message metadata), to find it again."""
+
+    dedup_key: str
+    kind: str
+    incident_id: str
+
+    def metadata(self) -> dict[str, Any]:
+        payload = {"dedup_key": self.dedup_key, "kind": self.kind, "incident_id": self.incident_id}
+        return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
+
+    def matches(self, message: dict[str, Any]) -> bool:
+        metadata = message.get("metadata") or {}
+        payload = metadata.get("event_payload") or {}
+        return metadata.get("event_type") == METADATA_EVENT_TYPE and payload.get("dedup_key") == self.dedup_key
+
+
 class Sender(Protocol):
     description: str
 
-    def post(self, message: Message, channel: str) -> Delivered: ...
+    def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered: ...
 
-    def reply(self, message: Message, delivered: Delivered) -> Delivered: ...
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered: ...
+
+    def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
+        """The message stamped ``stamp`` if it was posted (since ``since``); raises CannotCheckError."""
+        ...
+
+    def remember(self, channel: str, channel_id: str) -> None:
+        """A channel's id, learnt from an earlier post (saves looking it up)."""
+        ...
 
 
-def retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
+def post_retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
+    """For posts: only 429s, which Slack did not act on."""
+    return [RateLimitErrorRetryHandler(max_retry_count=max_retries)]
+
+
+def read_retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
+    """For reads, which are safe to repeat: 429s, 5xx and connection errors."""
     return [
         RateLimitErrorRetryHandler(max_retry_count=max_retries),
         ServerErrorRetryHandler(max_retry_count=max_retries),
@@ -81,29 +148,59 @@ class Pacer:
         self.last = time.monotonic()
 
 
+def transport_error(exc: Exception, what: str) -> DeliveryError:
+    """A request that got no answer: did it reach Slack? A refused connection or a failed name
+    lookup never did; a timeout, a reset or a cut answer may have."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return DeliveryError(f"{what}: no answer in {REQUEST_TIMEOUT_SECONDS} s", permanent=False, maybe_delivered=True,
+                             timed_out=True)  # fmt: skip
+    if isinstance(reason, ConnectionRefusedError | socket.gaierror):
+        return DeliveryError(f"{what}: unreachable ({type(reason).__name__})", permanent=False)
+    if isinstance(reason, OSError | HTTPException):
+        return DeliveryError(f"{what}: connection lost ({type(reason).__name__})", permanent=False,
+                             maybe_delivered=True)  # fmt: skip
+    return DeliveryError(f"{what}: {type(exc).__name__}", permanent=False, maybe_delivered=True)
+
+
 class WebhookSender:
     """Posts to the webhook's own channel; the rule's channel is named in the message."""
 
     description = "the Slack webhook"
 
     def __init__(self, url: str, pacer: Pacer | None = None, max_retries: int = 3) -> None:
-        self.client = WebhookClient(url, timeout=30, retry_handlers=retry_handlers(max_retries))
+        self.client = WebhookClient(
+            url, timeout=REQUEST_TIMEOUT_SECONDS, retry_handlers=post_retry_handlers(max_retries)
+        )
         self.pacer = pacer or Pacer()
 
-    def post(self, message: Message, channel: str) -> Delivered:
+    def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered:
         self.pacer.wait()
         try:
-            response = self.client.send(text=message.text, blocks=message.blocks)
+            response = self.client.send(
+                text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
+            )
         except Exception as exc:
-            raise DeliveryError(f"webhook unreachable: {type(exc).__name__}", permanent=False) from None
+            raise transport_error(exc, "webhook") from None
         if response.status_code == 200:
             return Delivered(channel="webhook", ts=None)
         body = (response.body or "").strip()
         permanent = body in PERMANENT_ERRORS or response.status_code in (400, 403, 404, 410)
-        raise DeliveryError(f"webhook answered {response.status_code} {body[:100]}", permanent=permanent)
+        maybe_delivered = response.status_code >= 500
+        raise DeliveryError(
+            f"webhook answered {response.status_code} {body[:100]}",
+            permanent=permanent,
+            maybe_delivered=maybe_delivered,
+        )
 
-    def reply(self, message: Message, delivered: Delivered) -> Delivered:
-        return self.post(message, delivered.channel)
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered:
+        return self.post(message, thread.channel, stamp)
+
+    def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
+        raise CannotCheckError("an incoming webhook cannot read its channel")
+
+    def remember(self, channel: str, channel_id: str) -> None:
+        pass
 
 
 class BotSender:
@@ -113,32 +210,102 @@ class BotSender:
 
     def __init__(self, token: str, api_url: str, pacer: Pacer | None = None, max_retries: int = 3) -> None:
         base_url = api_url if api_url.endswith("/") else api_url + "/"
-        self.client = WebClient(token=token, base_url=base_url, timeout=30, retry_handlers=retry_handlers(max_retries))
+        common = {"token": token, "base_url": base_url, "timeout": REQUEST_TIMEOUT_SECONDS}
+        self.client = WebClient(**common, retry_handlers=post_retry_handlers(max_retries))  # type: ignore[arg-type]
+        self.reader = WebClient(**common, retry_handlers=read_retry_handlers(max_retries))  # type: ignore[arg-type]
         self.pacer = pacer or Pacer()
+        self.channel_ids: dict[str, str] = {}
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
+    def _post(self, **kwargs: Any) -> Delivered:
         self.pacer.wait()
         try:
-            return getattr(self.client, method)(**kwargs)
+            response = self.client.chat_postMessage(unfurl_links=False, unfurl_media=False, **kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", "") if exc.response is not None else "")
             status = exc.response.status_code if exc.response is not None else 0
-            permanent = error in PERMANENT_ERRORS
-            raise DeliveryError(f"Slack {method} answered {status} {error}", permanent=permanent) from None
+            raise DeliveryError(
+                f"Slack chat.postMessage answered {status} {error}",
+                permanent=error in PERMANENT_ERRORS,
+                maybe_delivered=status >= 500,
+            ) from None
         except Exception as exc:
-            raise DeliveryError(f"Slack unreachable: {type(exc).__name__}", permanent=False) from None
+            raise transport_error(exc, "Slack chat.postMessage") from None
+        channel_id = str(response.get("channel") or kwargs["channel"])
+        if not CHANNEL_ID.match(str(kwargs["channel"])):
+            self.remember(str(kwargs["channel"]), channel_id)
+        return Delivered(channel=channel_id, ts=response.get("ts"))
 
-    def post(self, message: Message, channel: str) -> Delivered:
-        response = self._call("chat_postMessage", channel=channel, text=message.text, blocks=message.blocks)
-        return Delivered(channel=str(response.get("channel") or channel), ts=response.get("ts"))
+    def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered:
+        return self._post(channel=channel, text=message.text, blocks=message.blocks, metadata=stamp.metadata())
 
-    def reply(self, message: Message, delivered: Delivered) -> Delivered:
-        response = self._call(
-            "chat_postMessage",
-            channel=delivered.channel,
-            thread_ts=delivered.ts,
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered:
+        return self._post(
+            channel=thread.channel,
+            thread_ts=thread.ts,
             reply_broadcast=True,
             text=message.text,
             blocks=message.blocks,
+            metadata=stamp.metadata(),
         )
-        return Delivered(channel=str(response.get("channel") or delivered.channel), ts=response.get("ts"))
+
+    def remember(self, channel: str, channel_id: str) -> None:
+        self.channel_ids[channel] = channel_id
+
+    def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
+        if thread is not None and thread.ts:
+            channel_id = thread.channel
+            pages = self._pages("conversations_replies", channel=channel_id, ts=thread.ts)
+        else:
+            channel_id = self._channel_id(channel)
+            pages = self._pages("conversations_history", channel=channel_id, oldest=f"{since.timestamp():.6f}")
+        for messages in pages:
+            for message in messages:
+                if stamp.matches(message):
+                    return Delivered(channel=channel_id, ts=message.get("ts"))
+        return None
+
+    def _pages(self, method: str, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+        cursor = None
+        for _ in range(HISTORY_MAX_PAGES):
+            response = self._read(method, **kwargs, include_all_metadata=True, limit=HISTORY_PAGE_SIZE, cursor=cursor)
+            yield list(response.get("messages") or [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
+        raise CannotCheckError(f"more than {HISTORY_MAX_PAGES * HISTORY_PAGE_SIZE} messages to look through")
+
+    def _channel_id(self, channel: str) -> str:
+        if CHANNEL_ID.match(channel):
+            return channel
+        if channel not in self.channel_ids:
+            cursor = None
+            while True:
+                response = self._read(
+                    "conversations_list", types="public_channel,private_channel", limit=1000, cursor=cursor
+                )
+                for listed in response.get("channels") or []:
+                    self.channel_ids.setdefault(f"#{listed.get('name')}", str(listed.get("id")))
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if channel in self.channel_ids or not cursor:
+                    break
+        if channel not in self.channel_ids:
+            raise CannotCheckError(f"no channel named {channel} is visible to the bot")
+        return self.channel_ids[channel]
+
+    def _read(self, method: str, **kwargs: Any) -> Any:
+        arguments = {key: value for key, value in kwargs.items() if value is not None}
+        try:
+            return getattr(self.reader, method)(**arguments)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "") if exc.response is not None else "")
+            needed = exc.response.get("needed", "") if exc.response is not None else ""
+            if error == "missing_scope":
+                raise CannotCheckError(f"the bot token lacks the {needed} scope") from None
+            if error in PERMANENT_ERRORS or error in ("thread_not_found", "invalid_cursor"):
+                raise CannotCheckError(f"Slack {method.replace('_', '.')} answered {error}") from None
+            raise DeliveryError(f"Slack {method.replace('_', '.')} answered {error}", permanent=False,
+                                maybe_delivered=True) from None  # fmt: skip
+        except Exception as exc:
+            unanswered = transport_error(exc, f"Slack {method.replace('_', '.')}")
+            unanswered.maybe_delivered = True  # nothing was posted now, but the earlier post stays unknown
+            raise unanswered from None

@@ -1,21 +1,23 @@
 """The alert step: new incidents in the marts become Slack messages, each sent once.
 
-For every incident the ledger has not seen: record it (``pending``, or ``skipped`` when it is
-older than ``ALERT_LOOKBACK_MINUTES``), then send it and mark it ``sent`` right after Slack
-accepts. A notification that fails stays ``pending`` (``failed`` for errors Slack will repeat)
-and the next run sends it. When an incident whose alert was sent is over, a resolved notice
-follows the same way.
-
-The one unavoidable window: if the process dies after Slack accepted a message and before the
-ledger row says ``sent`` (one SQL statement later), the next run sends that message again.
+``plan`` (alerts/plan.py) decides from the incidents and the ledger what to record and send; this
+module carries it out. Each notification is recorded before it is sent, and marked ``sent`` once
+Slack accepts it. Before each post the ledger says ``maybe_sent``: if the run dies mid-post, or
+Slack's answer is lost, the next attempt first looks for the message in the channel (bot token)
+and sends it only if it is not there. A webhook cannot be read back: such a message is sent again
+with a note that it may repeat (the one window left, stated in the README).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+import functools
+import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.panel import Panel
@@ -23,9 +25,17 @@ from rich.panel import Panel
 from mixpanel_alerts.settings import Settings
 
 from .ledger import Ledger, Notification
-from .render import Incident, Investigation, Message, firing_message, resolved_message
-from .slack import BotSender, Delivered, DeliveryError, Sender, WebhookSender
+from .plan import Due, delay_of, plan, utc
+from .render import Delay, Incident, Investigation, Message, firing_message, resolved_message
+from .slack import BotSender, CannotCheckError, Delivered, DeliveryError, Sender, Stamp, WebhookSender
 
+logger = logging.getLogger("mixpanel_alerts")
+
+# in one run, a post whose answer was lost (not a timeout) is checked for and tried again this often
+MAX_POSTS_PER_RUN = 3
+SECONDS_BEFORE_CHECKING = 2.0
+# a message may show up in a channel's history this long before its ledger row was written
+CLOCK_SKEW = timedelta(minutes=10)
 SPARKLINE_MINUTES = 60
 INCIDENT_COLUMNS = (
     "incident_id, event_name, started_at, first_anomalous_minute, last_anomalous_minute, ended_at, status, "
@@ -39,12 +49,16 @@ class AlertSummary:
     pending: int = 0
     skipped: int = 0
     failed: int = 0
+    withdrawn: int = 0
     rendered: int = 0
+    late: int = 0
 
     def line(self, target: str) -> str:
+        late = f" ({self.late} late)" if self.late else ""
+        withdrawn = f", {self.withdrawn} withdrawn (rule removed or changed)" if self.withdrawn else ""
         return (
-            f"alerts: {self.sent} sent to {target}, {self.pending} pending, {self.failed} failed, "
-            f"{self.skipped} skipped (older than the lookback)"
+            f"alerts: {self.sent} sent to {target}{late}, {self.pending} pending, {self.failed} failed, "
+            f"{self.skipped} skipped (older than the lookback){withdrawn}"
         )
 
 
@@ -56,12 +70,18 @@ class TerminalSender:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def post(self, message: Message, channel: str) -> Delivered:
+    def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered:
         show(self.console, message, channel)
         return Delivered(channel="terminal", ts=None)
 
-    def reply(self, message: Message, delivered: Delivered) -> Delivered:
-        return self.post(message, delivered.channel)
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered:
+        return self.post(message, thread.channel, stamp)
+
+    def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
+        return None  # showing it again does no harm
+
+    def remember(self, channel: str, channel_id: str) -> None:
+        pass
 
 
 def show(console: Console, message: Message, channel: str) -> None:
@@ -78,7 +98,7 @@ def show(console: Console, message: Message, channel: str) -> None:
             lines.append(element.get("text", ""))
     title = next((block["text"]["text"] for block in message.blocks if block["type"] == "header"), message.text)
     panel = Panel("\n".join(lines), title=f"{title} → {channel}", title_align="left", expand=False)
-    console.print(panel, soft_wrap=False)
+    console.print(panel, soft_wrap=False, markup=False)
 
 
 def choose_sender(settings: Settings, console: Console) -> Sender:
@@ -115,7 +135,7 @@ class Warehouse:
         return [int(row[0]) for row in rows or []]
 
     def samples(self, incident: Incident) -> list[dict[str, Any]]:
-        start, end = _utc(incident.started_at), _utc(incident.last_anomalous_minute) + timedelta(minutes=1)
+        start, end = utc(incident.started_at), utc(incident.last_anomalous_minute) + timedelta(minutes=1)
         rows = self.client.execute_sql(
             f"select event_timestamp, properties from {self._table(self.settings.table)} "
             "where event_name = %s and event_timestamp >= %s and event_timestamp < %s "
@@ -129,24 +149,39 @@ class Warehouse:
     def investigation(self, incident: Incident) -> Investigation:
         start = incident.started_at.strftime("%Y-%m-%d %H:%M:%S")
         end = (incident.last_anomalous_minute + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
-        name = incident.event_name.replace("'", "''")
         table = f"{self.settings.dataset}.{self.settings.table}"
         if self.settings.warehouse == "bigquery":
             table = f"`{self.settings.gcp_project_id}.{table}`"
         sql = (
             f"select event_timestamp, distinct_id, properties from {table}\n"
-            f"where event_name = '{name}'\n"
+            f"where event_name = {sql_string(incident.event_name)}\n"
             f"  and event_timestamp >= timestamp '{start}' and event_timestamp < timestamp '{end}'\n"
             "order by event_timestamp"
         )
         url = None
         if self.settings.warehouse == "bigquery":
-            url = f"https://console.cloud.google.com/bigquery?project={self.settings.gcp_project_id}"
+            url = f"https://console.cloud.google.com/bigquery?project={quote(str(self.settings.gcp_project_id))}"
         return Investigation(sql=sql, url=url)
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+def sql_string(text: str) -> str:
+    """``text`` as a SQL string expression that means the same on DuckDB and BigQuery: quotes,
+    backslashes (escaped differently by the two), backticks and control characters (line breaks
+    cannot sit in a BigQuery string, and a backtick run would close a Slack code block) are spelled
+    ``chr(code)``, the rest is a plain quoted string."""
+    pieces: list[str] = []
+    plain = ""
+    for character in text:
+        if character in "'\\`" or ord(character) < 32:
+            if plain:
+                pieces.append(f"'{plain}'")
+                plain = ""
+            pieces.append(f"chr({ord(character)})")
+        else:
+            plain += character
+    if plain or not pieces:
+        pieces.append(f"'{plain}'")
+    return " || ".join(pieces)
 
 
 def run_alerts(
@@ -155,14 +190,14 @@ def run_alerts(
     console: Console,
     dry_run: bool = False,
     sender: Sender | None = None,
+    descriptions: dict[str, str] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AlertSummary:
+    """Record and send what ``plan`` decides; ``dry_run`` renders it and writes nothing."""
     from pipelines.mixpanel_pipeline import pipeline_for
 
     summary = AlertSummary()
     sender = sender or choose_sender(settings, console)
-    webhook_note = "the webhook's channel" if isinstance(sender, WebhookSender) else None
-    lookback_start = now() - timedelta(minutes=settings.alert_lookback_minutes)
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
         warehouse = Warehouse(client, settings)
         ledger = Ledger(client, settings.warehouse)
@@ -172,128 +207,135 @@ def run_alerts(
         else:
             try:
                 known = ledger.all()
-            except Exception:
+            except Exception:  # no ledger yet: a dry run creates nothing
                 known = {}
-        for incident in sorted(warehouse.incidents(), key=lambda item: item.first_anomalous_minute):
-            firing_id = f"{incident.incident_id}:firing"
-            firing = known.get(firing_id)
-            recent = _utc(incident.last_anomalous_minute) >= lookback_start
-            if firing is None:
-                continued = _continued_notification(known.values(), incident)
-                if continued is not None:
-                    # a late event moved the incident's first minute, and so its id: it is the
-                    # incident already recorded, whose message (and thread, and resolved notice) it keeps
-                    firing = _continuation(continued, incident, now())
-                    resolved = known.get(f"{continued.incident_id}:resolved")
-                    if resolved is not None:
-                        known[f"{incident.incident_id}:resolved"] = _continuation(resolved, incident, now())
-                        if not dry_run:
-                            ledger.insert(known[f"{incident.incident_id}:resolved"])
-                else:
-                    firing = Notification(
-                        notification_id=firing_id,
-                        incident_id=incident.incident_id,
-                        kind="firing",
-                        event_name=incident.event_name,
-                        channel=incident.alert_channel,
-                        status="pending" if recent else "skipped",
-                        created_at=now(),
-                        updated_at=now(),
-                        first_anomalous_minute=incident.first_anomalous_minute,
-                    )
-                if not dry_run:
-                    ledger.insert(firing)
-            elif firing.first_anomalous_minute is None and not dry_run:  # recorded by an earlier version
-                firing.first_anomalous_minute = incident.first_anomalous_minute
-                ledger.update(firing)
-            if firing.status == "skipped":
-                summary.skipped += 1
-                continue
-            if firing.status in ("pending", "failed") and recent:
-                message = firing_message(
-                    incident,
-                    minute_counts=warehouse.minute_counts(incident),
-                    samples=warehouse.samples(incident),
-                    investigation=warehouse.investigation(incident),
-                    delivered_to=webhook_note,
-                )
-                _deliver(sender, ledger, firing, message, None, summary, dry_run, console, now)
-            if firing.status == "sent" and incident.status == "over":
-                resolved_id = f"{incident.incident_id}:resolved"
-                resolved = known.get(resolved_id)
-                if resolved is None:
-                    resolved = dataclasses.replace(
-                        firing, notification_id=resolved_id, kind="resolved", status="pending", attempts=0,
-                        last_error=None, sent_at=None, slack_ts=None, created_at=now(), updated_at=now(),
-                    )  # fmt: skip
-                    if not dry_run:
-                        ledger.insert(resolved)
-                if resolved.status in ("pending", "failed"):
-                    thread = Delivered(channel=firing.slack_channel or firing.channel, ts=firing.slack_ts)
-                    message = resolved_message(incident)
-                    _deliver(sender, ledger, resolved, message, thread, summary, dry_run, console, now)
+        for notification in known.values():
+            if notification.slack_channel and notification.slack_channel not in ("webhook", "terminal"):
+                sender.remember(notification.channel, notification.slack_channel)
+        decided = plan(
+            warehouse.incidents(), known, now=now(), lookback=timedelta(minutes=settings.alert_lookback_minutes)
+        )
+        summary.skipped, summary.withdrawn = decided.skipped, decided.withdrawn
+        if not dry_run:
+            for notification in decided.inserts:
+                ledger.insert(notification)
+            for notification in decided.updates:
+                ledger.update(notification)
+        delivery = Delivery(sender, ledger, summary, console, now, dry_run)
+        for due in decided.due:
+            if due.after is not None and due.after.status != "sent" and not dry_run:
+                continue  # a resolved notice follows its alert
+            if due.new and not dry_run:
+                ledger.insert(due.notification)
+            delivery.deliver(due, functools.partial(_render, warehouse, settings, due, descriptions or {}))
     return summary
 
 
-def _continuation(notification: Notification, incident: Incident, at: datetime) -> Notification:
-    """``notification`` (of the incident that ``incident`` continues) under ``incident``'s id."""
-    kind = notification.kind
-    return dataclasses.replace(
-        notification, notification_id=f"{incident.incident_id}:{kind}", incident_id=incident.incident_id,
-        first_anomalous_minute=incident.first_anomalous_minute, created_at=at, updated_at=at,
-    )  # fmt: skip
+def _render(
+    warehouse: Warehouse, settings: Settings, due: Due, descriptions: dict[str, str], delay: Delay | None
+) -> Message:
+    incident = due.incident
+    if due.notification.kind == "resolved":
+        return resolved_message(incident, delay=delay)
+    return firing_message(
+        incident,
+        minute_counts=warehouse.minute_counts(incident),
+        samples=warehouse.samples(incident),
+        investigation=warehouse.investigation(incident),
+        delivered_to="the webhook's channel" if settings.slack_webhook_url and not settings.slack_bot_token else None,
+        description=descriptions.get(incident.event_name, ""),
+        delay=delay,
+    )
 
 
-def _continued_notification(known: Iterable[Notification], incident: Incident) -> Notification | None:
-    """The alert of an incident this one continues: same event, and its first anomalous minute
-    lies within this incident (a minute stays anomalous: late events only add to its count)."""
-    first, last = _utc(incident.first_anomalous_minute), _utc(incident.last_anomalous_minute)
-    candidates = [
-        (_utc(notification.first_anomalous_minute), notification.notification_id, notification)
-        for notification in known
-        if notification.kind == "firing"
-        and notification.event_name == incident.event_name
-        and notification.first_anomalous_minute is not None
-        and first <= _utc(notification.first_anomalous_minute) <= last
-    ]
-    return min(candidates)[2] if candidates else None
+@dataclasses.dataclass
+class Delivery:
+    """Delivers one notification at a time and keeps its ledger row true at every step."""
 
+    sender: Sender
+    ledger: Ledger
+    summary: AlertSummary
+    console: Console
+    now: Callable[[], datetime]
+    dry_run: bool
 
-def _deliver(
-    sender: Sender,
-    ledger: Ledger,
-    notification: Notification,
-    message: Message,
-    thread: Delivered | None,
-    summary: AlertSummary,
-    dry_run: bool,
-    console: Console,
-    now: Callable[[], datetime],
-) -> None:
-    if dry_run:
-        show(console, message, notification.channel)
-        summary.rendered += 1
-        return
-    notification.attempts += 1
-    notification.updated_at = now()
-    try:
-        delivered = (
-            sender.reply(message, thread) if thread and thread.ts else sender.post(message, notification.channel)
-        )
-    except DeliveryError as exc:
+    def deliver(self, due: Due, render: Callable[[Delay | None], Message]) -> None:
+        notification = due.notification
+        thread = None
+        if due.after is not None and due.after.slack_ts:
+            thread = Delivered(channel=due.after.slack_channel or due.after.channel, ts=due.after.slack_ts)
+        stamp = Stamp(dedup_key=notification.dedup_key or notification.notification_id, kind=notification.kind,
+                      incident_id=notification.incident_id)  # fmt: skip
+        if self.dry_run:
+            show(self.console, render(delay_of(notification, self.now())), notification.channel)
+            self.summary.rendered += 1
+            return
+        for post in range(MAX_POSTS_PER_RUN):
+            may_repeat = False
+            if notification.maybe_sent:
+                try:
+                    found = self._find(notification, stamp, thread)
+                except CannotCheckError as exc:
+                    may_repeat = True
+                    logger.warning(
+                        "cannot tell whether the alert for %s reached Slack (%s): sending it again, marked as a "
+                        "possible repeat", notification.event_name, exc,
+                    )  # fmt: skip
+                except DeliveryError as exc:
+                    self._failed(notification, exc)
+                    return
+                else:
+                    if found is not None:
+                        self._sent(notification, found, delay_of(notification, self.now()) is not None)
+                        return
+            delay = delay_of(notification, self.now(), may_repeat)
+            message = render(delay)
+            notification.attempts += 1
+            notification.maybe_sent = True
+            notification.updated_at = self.now()
+            self.ledger.update(notification)  # from here until Slack answers, the message may be posted
+            try:
+                if thread is not None:
+                    delivered = self.sender.reply(message, thread, stamp)
+                else:
+                    delivered = self.sender.post(message, notification.channel, stamp)
+            except DeliveryError as exc:
+                notification.maybe_sent = exc.maybe_delivered
+                retry = exc.maybe_delivered and not exc.timed_out and not exc.permanent
+                if not retry or post == MAX_POSTS_PER_RUN - 1:
+                    self._failed(notification, exc)
+                    return
+                notification.last_error = str(exc)
+                self.ledger.update(notification)
+                time.sleep(SECONDS_BEFORE_CHECKING * (post + 1))  # let Slack finish before looking
+                continue
+            self._sent(notification, delivered, delay is not None)
+            return
+
+    def _find(self, notification: Notification, stamp: Stamp, thread: Delivered | None) -> Delivered | None:
+        since = (utc(notification.created_at) if notification.created_at else self.now()) - CLOCK_SKEW
+        return self.sender.find(stamp, notification.channel, thread, since)
+
+    def _sent(self, notification: Notification, delivered: Delivered, late: bool) -> None:
+        notification.status = "sent"
+        notification.maybe_sent = False
+        notification.sent_at = self.now()
+        notification.updated_at = self.now()
+        notification.slack_channel = delivered.channel
+        notification.slack_ts = delivered.ts
+        notification.last_error = None
+        self.ledger.update(notification)
+        self.summary.sent += 1
+        self.summary.late += int(late)
+
+    def _failed(self, notification: Notification, exc: DeliveryError) -> None:
         notification.status = "failed" if exc.permanent else "pending"
         notification.last_error = str(exc)
-        ledger.update(notification)
+        notification.updated_at = self.now()
+        self.ledger.update(notification)
         if exc.permanent:
-            summary.failed += 1
+            self.summary.failed += 1
         else:
-            summary.pending += 1
-        console.print(f"[yellow]alert for {notification.event_name} not delivered:[/] {exc}", markup=True)
-        return
-    notification.status = "sent"
-    notification.sent_at = now()
-    notification.slack_channel = delivered.channel
-    notification.slack_ts = delivered.ts
-    notification.last_error = None
-    ledger.update(notification)
-    summary.sent += 1
+            self.summary.pending += 1
+        what = "may have arrived; the next run checks before sending again" if notification.maybe_sent else "not sent"
+        self.console.print(f"[yellow]alert for {notification.event_name} {what}:[/] {exc}", markup=True)

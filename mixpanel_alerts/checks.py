@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 
 from .events_config import EventsConfig
+from .scratch import scratch_dir
 from .settings import ConfigError, Settings, require_mixpanel_credentials
 
 
@@ -36,7 +37,6 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
         ExportError,
         ExportWindow,
         export_base_url,
-        new_spool_dir,
         rate_limiter_for,
     )
 
@@ -68,18 +68,14 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
         request_timeout=60,
     )
     params = {**ExportWindow(today, today).params(names), "limit": "1"}
-    spool_dir = new_spool_dir()
-    try:
-        download = client.download(params, spool_dir)
-    except ExportError as exc:
-        status = "config" if " 40" in str(exc) else "failed"
-        return status, str(exc)
-    except Exception as exc:
-        return "failed", f"could not reach {base_url}: {type(exc).__name__}: {exc}"
-    finally:
-        import shutil
-
-        shutil.rmtree(spool_dir, ignore_errors=True)
+    with scratch_dir("check") as spool_dir:
+        try:
+            download = client.download(params, spool_dir)
+        except ExportError as exc:
+            status = "config" if " 40" in str(exc) else "failed"
+            return status, str(exc)
+        except Exception as exc:
+            return "failed", f"could not reach {base_url}: {type(exc).__name__}: {exc}"
     auth_kind = "service account" if auth[1] else "legacy project secret"
     return "ok", (
         f"{base_url} accepted the {auth_kind} for project {settings.project_id} "

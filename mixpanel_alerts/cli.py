@@ -17,7 +17,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from .duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
 from .events_config import EventsConfig, load_events_config
+from .scratch import clean_stale
 from .settings import ConfigError, Settings, load_settings, require_mixpanel_credentials
 
 app = typer.Typer(
@@ -120,8 +122,10 @@ def run_collect(settings: Settings, events_config: EventsConfig, backfill: tuple
         cause = _unwrap(exc)
         if isinstance(cause, ConfigError):
             fail(str(cause), 2, redact)
-        if isinstance(cause, ExportError):
+        if isinstance(cause, ExportError | DuckDBFileBusyError):
             fail(str(cause), 1, redact)
+        if is_lock_conflict(cause):
+            fail(busy_message(settings.duckdb_path, cause), 1, redact)
         logging.getLogger("mixpanel_alerts").debug("collect failed", exc_info=True)
         fail(f"{what} failed: {type(cause).__name__}: {cause}", 1, redact)
     console.print(summary.line())
@@ -181,6 +185,8 @@ def _single_writer(settings: Settings, redact: Callable[[str], str]) -> contextl
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(single_writer(settings))
+    except DuckDBFileBusyError as exc:
+        fail(str(exc), 1, redact)
     except Exception as exc:
         fail(f"could not take the single-writer lock: {type(_unwrap(exc)).__name__}: {_unwrap(exc)}", 1, redact)
     return stack
@@ -190,21 +196,31 @@ def _detect_and_alert(
     settings: Settings, events_config: EventsConfig, *, full_refresh: bool, dry_run: bool, redact: Redactor
 ) -> None:
     from alerts.step import choose_sender, run_alerts
+    from pipelines.mixpanel_pipeline import warehouse_ready
 
     from .detection import DetectionError, build_detection, open_incidents_summary
 
     try:
+        warehouse_ready(settings)
         result = build_detection(settings, events_config, full_refresh=full_refresh)
         summary = open_incidents_summary(settings)
-    except DetectionError as exc:
+    except (DetectionError, DuckDBFileBusyError) as exc:
+        if is_lock_conflict(exc):
+            fail(busy_message(settings.duckdb_path, exc), 1, redact)
         fail(str(exc), 1, redact)
     console.print(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
     sender = choose_sender(settings, console)
     if dry_run:
         console.print("alerts (dry run): rendering what would be sent; nothing is sent or recorded")
     try:
-        alerts = run_alerts(settings, console=console, dry_run=dry_run, sender=sender)
+        warehouse_ready(settings)
+        descriptions = {rule.name: rule.description for rule in events_config.events}
+        alerts = run_alerts(settings, console=console, dry_run=dry_run, sender=sender, descriptions=descriptions)
+    except DuckDBFileBusyError as exc:
+        fail(str(exc), 1, redact)
     except Exception as exc:
+        if is_lock_conflict(_unwrap(exc)):
+            fail(busy_message(settings.duckdb_path, _unwrap(exc)), 1, redact)
         fail(f"alert step failed: {type(_unwrap(exc)).__name__}: {_unwrap(exc)}", 1, redact)
     if dry_run:
         console.print(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
@@ -284,6 +300,12 @@ def check() -> None:
         )
     code = run_checks(settings, events_config, console, Redactor(settings.secrets()))
     raise typer.Exit(code)
+
+
+@app.callback()
+def _start() -> None:
+    """Before any command: remove the scratch folders of runs that were killed."""
+    clean_stale()
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import platformdirs
 
-from .events_config import EventsConfig
+from .events_config import CHANNEL_PATTERN, EventsConfig
 from .settings import Settings
 
 PROFILE_NAME = "mixpanel_alerts"
@@ -121,7 +121,9 @@ def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
     ]
     staged = path.with_suffix(".csv.new")
     with open(staged, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        # every field quoted, quotes doubled, "\n" between rows: the options the seed is read with
+        # (dbt_project/macros/*__load_csv_rows.sql), so any name reads back as written
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
         writer.writerow(fields)
         writer.writerows(rows)
     if path.is_file() and path.read_bytes() == staged.read_bytes():
@@ -164,6 +166,7 @@ def detection_vars(settings: Settings, detection_now: datetime | None = None) ->
         "raw_table": settings.table,
         "lookback_minutes": (settings.late_arrival_days + 1) * 24 * 60,
         "detection_now": detection_now.strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
+        "slack_channel_pattern": CHANNEL_PATTERN.pattern,
     }
 
 

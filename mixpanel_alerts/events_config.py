@@ -28,6 +28,10 @@ OPTIONAL_KEYS: dict[str, tuple[type, Any]] = {
 }
 CHANNEL_PATTERN = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
 MAX_WINDOW_MINUTES = 24 * 60
+# The rules table's columns are 64-bit integers (BigQuery INT64, DuckDB BIGINT)
+MAX_INTEGER = 2**63 - 1
+# Text limits: event names far longer than Mixpanel's own, descriptions a person reads in an alert
+MAX_TEXT_CHARS = {"name": 1000, "description": 1000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,14 +132,33 @@ def _parse_rule(entry: Any, index: int, source: str) -> EventRule:
     for key in ("alert_threshold", "time_window_minutes", "cooldown_minutes"):
         if values[key] <= 0:
             raise ConfigError(f"{where} key {key!r}: must be a positive integer, got {values[key]}")
+        if values[key] > MAX_INTEGER:
+            raise ConfigError(f"{where} key {key!r}: at most {MAX_INTEGER} (a 64-bit integer), got {values[key]}")
+    for key, limit in MAX_TEXT_CHARS.items():
+        _check_text(values[key], limit, where, key)
     if values["time_window_minutes"] > MAX_WINDOW_MINUTES:
         raise ConfigError(f"{where} key 'time_window_minutes': at most {MAX_WINDOW_MINUTES} (one day)")
-    if not CHANNEL_PATTERN.match(values["alert_channel"]):
+    if not CHANNEL_PATTERN.fullmatch(values["alert_channel"]):
         raise ConfigError(
             f"{where} key 'alert_channel': {values['alert_channel']!r} is not a Slack channel; "
             "use '#name' (lower case) or a channel id such as C0123456789"
         )
     return EventRule(**values)
+
+
+def _check_text(value: str, limit: int, where: str, key: str) -> None:
+    """Text the warehouse and Slack can hold: not too long, no NUL, valid Unicode (JSON's
+    ``\\ud800`` escape is a lone surrogate, which no UTF-8 file or table can store)."""
+    if len(value) > limit:
+        raise ConfigError(f"{where} key {key!r}: at most {limit} characters, got {len(value)}")
+    if "\x00" in value:
+        raise ConfigError(f"{where} key {key!r}: must not contain the NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{where} key {key!r}: holds a lone surrogate escape (\\ud800-\\udfff), not a character"
+        ) from None
 
 
 def _typed(value: Any, kind: type, where: str, key: str) -> Any:

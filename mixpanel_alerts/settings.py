@@ -54,6 +54,8 @@ class Settings:
     events_config_gcs_path: str | None = None
     events_config_path: Path = Path("config/events_config.json")
     alert_lookback_minutes: int = 60
+    # how long a run waits for another process (a notebook, the DuckDB CLI) to close the DuckDB file
+    duckdb_busy_timeout_seconds: int = 60
 
     @property
     def uses_legacy_secret(self) -> bool:
@@ -169,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         events_config_gcs_path=text("EVENTS_CONFIG_GCS_PATH"),
         events_config_path=path("EVENTS_CONFIG_PATH", "config/events_config.json"),
         alert_lookback_minutes=positive_int("ALERT_LOOKBACK_MINUTES", 60),
+        duckdb_busy_timeout_seconds=positive_int("DUCKDB_BUSY_TIMEOUT_SECONDS", 60),
     )
 
 

@@ -13,15 +13,12 @@ import dataclasses
 import fcntl
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -29,7 +26,9 @@ import pyarrow as pa
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 
+from mixpanel_alerts.duckdb_file import wait_until_free
 from mixpanel_alerts.events_config import EventsConfig
+from mixpanel_alerts.scratch import scratch_dir
 from mixpanel_alerts.settings import Settings
 
 from .mixpanel import CollectStats, mixpanel_source
@@ -82,16 +81,13 @@ def destination(settings: Settings) -> Any:
 @contextlib.contextmanager
 def pipeline_for(settings: Settings) -> Iterator[dlt.Pipeline]:
     """A pipeline in a fresh working folder; its state is restored from the destination."""
-    working_dir = Path(tempfile.mkdtemp(prefix="mixpanel-alerts-pipeline-"))
-    try:
+    with scratch_dir("pipeline") as working_dir:
         yield dlt.pipeline(
             pipeline_name=PIPELINE_NAME,
             pipelines_dir=str(working_dir),
             destination=destination(settings),
             dataset_name=settings.dataset,
         )
-    finally:
-        shutil.rmtree(working_dir, ignore_errors=True)
 
 
 # the writers this process holds, per warehouse target: single_writer is reentrant
@@ -127,13 +123,21 @@ def single_writer(settings: Settings) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _duckdb_file_lock(settings: Settings) -> Iterator[None]:
-    lock_path = settings.duckdb_path.with_name(settings.duckdb_path.name + ".collect.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
+    """``flock`` on the database file itself (DuckDB's own locks are ``fcntl`` locks, which Linux
+    keeps apart), so no lock file is left beside it; then wait a bounded time for other processes
+    to close the file."""
+    path = settings.duckdb_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        wait_until_free(path, settings.duckdb_busy_timeout_seconds)  # creates it
+    with open(path, "rb") as handle:
         if not _try_flock(handle):
-            logger.warning("another run is writing to %s: waiting for it to finish", settings.duckdb_path)
+            logger.warning("another run is writing to %s: waiting for it to finish", path)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            # the lock file of versions before 0.2 (it stayed beside the database)
+            path.with_name(path.name + ".collect.lock").unlink(missing_ok=True)
+            wait_until_free(path, settings.duckdb_busy_timeout_seconds)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -145,6 +149,13 @@ def _try_flock(handle: Any) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def warehouse_ready(settings: Settings) -> None:
+    """Before a step opens the warehouse: on DuckDB, wait (bounded) for other processes to close the
+    file; a ``DuckDBFileBusyError`` names the holder."""
+    if settings.warehouse == "duckdb":
+        wait_until_free(settings.duckdb_path, settings.duckdb_busy_timeout_seconds)
 
 
 LEASE_TABLE = "_mixpanel_alerts_lease"
@@ -267,61 +278,57 @@ def _collect_once(
     backfill: ExportWindow | None,
     source_options: dict[str, Any],
 ) -> None:
-    spool_root = Path(tempfile.mkdtemp(prefix="mixpanel-alerts-spool-"))
-    try:
-        with pipeline_for(settings) as pipeline:
-            missing_table: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
-            if settings.warehouse == "bigquery":
-                from google.api_core.exceptions import NotFound
+    with scratch_dir("spool") as spool_root, pipeline_for(settings) as pipeline:
+        missing_table: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
+        if settings.warehouse == "bigquery":
+            from google.api_core.exceptions import NotFound
 
-                # raised while the rows are fetched, past dlt's translation of query errors
-                missing_table += (NotFound,)
+            # raised while the rows are fetched, past dlt's translation of query errors
+            missing_table += (NotFound,)
 
-            def existing_event_ids(start: datetime, end: datetime) -> Iterator[pa.Table]:
-                """Event ids already stored with an event time in [start, end]; the filter prunes
-                BigQuery partitions, so this reads only the days being exported."""
-                with pipeline.sql_client() as client:
-                    if not client.has_dataset():
-                        return  # first load: nothing stored yet
-                    table = client.make_qualified_table_name(settings.table)
-                    query = f"select event_id from {table} where event_timestamp >= %s and event_timestamp <= %s"
-                    try:
-                        with client.execute_query(query, start, end) as cursor:
-                            yield from cursor.iter_arrow(chunk_size=500_000)
-                    except missing_table:
-                        return  # the dataset exists (made by dlt for another table, or by you), the table not yet
+        def existing_event_ids(start: datetime, end: datetime) -> Iterator[pa.Table]:
+            """Event ids already stored with an event time in [start, end]; the filter prunes
+            BigQuery partitions, so this reads only the days being exported."""
+            with pipeline.sql_client() as client:
+                if not client.has_dataset():
+                    return  # first load: nothing stored yet
+                table = client.make_qualified_table_name(settings.table)
+                query = f"select event_id from {table} where event_timestamp >= %s and event_timestamp <= %s"
+                try:
+                    with client.execute_query(query, start, end) as cursor:
+                        yield from cursor.iter_arrow(chunk_size=500_000)
+                except missing_table:
+                    return  # the dataset exists (made by dlt for another table, or by you), the table not yet
 
-            duckdb_table = None
-            if settings.warehouse == "duckdb":
-                # DuckDB loads the new events straight from the spooled export (see the source)
-                duckdb_table = pipeline.sql_client().make_qualified_table_name(settings.table)
-            source = mixpanel_source(
-                event_names=events_config.enabled_names,
-                project_id=settings.project_id,
-                service_account_username=settings.service_account_username,
-                service_account_secret=settings.service_account_secret,
-                api_secret=settings.api_secret,
-                region=settings.region,
-                export_url=settings.export_url,
-                project_timezone=settings.project_timezone,
-                late_arrival_days=settings.late_arrival_days,
-                start_date=settings.start_date,
-                backfill_start=backfill.from_date if backfill else None,
-                backfill_end=backfill.to_date if backfill else None,
-                table_name=settings.table,
-                existing_event_ids=existing_event_ids,
-                duckdb_table=duckdb_table,
-                spool_root=spool_root,
-                stats=stats,
-                progress=progress,
-                **source_options,
-            )
-            if settings.warehouse == "bigquery":
-                # BigQuery cannot load a JSON column from parquet: it gets JSON lines
-                pipeline.run(source, loader_file_format="jsonl")
-            else:
-                # the SQL model's insert names the raw table's columns; no _dlt_load_id column
-                dlt.config["normalize.model_normalizer.add_dlt_load_id"] = False
-                pipeline.run(source)
-    finally:
-        shutil.rmtree(spool_root, ignore_errors=True)
+        duckdb_table = None
+        if settings.warehouse == "duckdb":
+            # DuckDB loads the new events straight from the spooled export (see the source)
+            duckdb_table = pipeline.sql_client().make_qualified_table_name(settings.table)
+        source = mixpanel_source(
+            event_names=events_config.enabled_names,
+            project_id=settings.project_id,
+            service_account_username=settings.service_account_username,
+            service_account_secret=settings.service_account_secret,
+            api_secret=settings.api_secret,
+            region=settings.region,
+            export_url=settings.export_url,
+            project_timezone=settings.project_timezone,
+            late_arrival_days=settings.late_arrival_days,
+            start_date=settings.start_date,
+            backfill_start=backfill.from_date if backfill else None,
+            backfill_end=backfill.to_date if backfill else None,
+            table_name=settings.table,
+            existing_event_ids=existing_event_ids,
+            duckdb_table=duckdb_table,
+            spool_root=spool_root,
+            stats=stats,
+            progress=progress,
+            **source_options,
+        )
+        if settings.warehouse == "bigquery":
+            # BigQuery cannot load a JSON column from parquet: it gets JSON lines
+            pipeline.run(source, loader_file_format="jsonl")
+        else:
+            # the SQL model's insert names the raw table's columns; no _dlt_load_id column
+            dlt.config["normalize.model_normalizer.add_dlt_load_id"] = False
+            pipeline.run(source)

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.destination.capabilities import DestinationCapabilitiesContext
 from dlt.common.destination.client import SqlModel
+from dlt.common.libs.pyarrow import columns_to_arrow
+from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.typing import TSecretStrValue
 
 from .helpers import (
@@ -109,10 +112,16 @@ def mixpanel_source(
     run_stats: CollectStats = stats if stats is not None else CollectStats()
     names = sorted(set(event_names))
 
+    # the tables this run yields rows for (a first run that yields none still creates them)
+    tables_with_rows: set[str] = set()
+
     @dlt.resource(name=table_name, write_disposition="append")
     def events() -> Iterator[Any]:
-        if not names:
-            return
+        if names:
+            yield from _export(names)
+        yield from _tables_not_created_yet()
+
+    def _export(names: list[str]) -> Iterator[Any]:
         client = ExportClient(
             base_url=base_url,
             project_id=project_id,
@@ -147,6 +156,18 @@ def mixpanel_source(
         state["processing_cursor_ms"] = max(state.get("processing_cursor_ms") or 0, newest_ms, requested_ms)
         state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
 
+    def _tables_not_created_yet() -> Iterator[Any]:
+        """An empty batch for each table that has never had rows, so that a warehouse where no
+        configured event has happened yet still has the raw and rejects tables (detection reads the
+        former, analysts both)."""
+        schema = dlt.current.source_schema()
+        for name, columns in ((table_name, EVENT_COLUMNS), (REJECTS_TABLE, REJECT_COLUMNS)):
+            table = schema.tables.get(name)
+            if name in tables_with_rows or (table is not None and has_table_seen_data(table)):
+                continue
+            arrow_schema = columns_to_arrow(columns, DestinationCapabilitiesContext.generic_capabilities(), "UTC")  # type: ignore[arg-type]
+            yield dlt.mark.with_table_name(arrow_schema.empty_table(), name)
+
     def _export_window(
         client: ExportClient, window: ExportWindow, names: list[str]
     ) -> Generator[Any, None, int | None]:
@@ -177,8 +198,10 @@ def mixpanel_source(
                     model_path.write_text(str(SqlModel(parser.new_events_model(duckdb_table), "duckdb")))
                     if progress:
                         progress("insert", {"events": new_events})
+                    tables_with_rows.add(table_name)
                     yield dlt.mark.with_file_import(str(model_path), "model", new_events)
                 elif new_events:
+                    tables_with_rows.add(table_name)
                     loaded = 0
                     for batch in parser.new_events():
                         loaded += batch.num_rows
@@ -189,6 +212,7 @@ def mixpanel_source(
                     for reject in parser.rejects:
                         reject["from_date"] = window.from_date
                         reject["to_date"] = window.to_date
+                    tables_with_rows.add(REJECTS_TABLE)
                     yield dlt.mark.with_table_name(parser.rejects, REJECTS_TABLE)
                 run_stats.add(parser.stats)
                 return parser.stats.max_processing_ms

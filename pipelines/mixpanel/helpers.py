@@ -57,6 +57,8 @@ ReadMode = Literal["narrow", "full", "objects"]
 
 SPOOL_CHUNK_BYTES = 1 << 20
 ARROW_BATCH_ROWS = 100_000
+# DuckDB's JSON readers refuse a longer line; such a line is a reject (Mixpanel's events are < 1 MB)
+MAX_LINE_BYTES = 32 << 20
 
 
 class ExportError(Exception):
@@ -439,11 +441,19 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
     reject_reason = _REJECT_REASON if checks else "null::varchar"
     paths = ", ".join(_sql_literal(f'$."{field}"') for field in _KEY_PROPERTIES)
     if mode == "objects":
+        # dlt hands the insert to sqlglot, which writes json_extract as the -> operator; DuckDB
+        # reads `a -> b` inside a function's arguments as a lambda, so each extraction stands alone
+        # in its select list
         source = f"""
     select event_name, properties, json_extract_string(properties, [{paths}]) as picked
     from (
-        select json ->> '$.event' as event_name, nullif(json -> '$.properties', 'null') as properties
-        from read_ndjson_objects('{quoted}', maximum_object_size = 33554432)
+        select event_name, nullif(extracted_properties, 'null') as properties
+        from (
+            select
+                json_extract_string(line, '$.event') as event_name,
+                json_extract(line, '$.properties') as extracted_properties
+            from read_ndjson_objects('{quoted}', maximum_object_size = {MAX_LINE_BYTES}) as lines (line)
+        )
     )"""
     else:
         if mode == "narrow":
@@ -456,7 +466,7 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
         source = f"""
     select event as event_name, properties, {picked} as picked
     from read_json(
-        '{quoted}', format = 'newline_delimited', maximum_object_size = 33554432,
+        '{quoted}', format = 'newline_delimited', maximum_object_size = {MAX_LINE_BYTES},
         columns = {{event: 'VARCHAR', properties: {properties_type}}}
     )"""
     return f"""
@@ -602,7 +612,10 @@ class ExportParser:
                 try:
                     self._read(readable)
                 except duckdb.Error:  # JSON objects read_json cannot type: a repeated top-level key
-                    self._read(readable, mode="objects")
+                    try:
+                        self._read(readable, mode="objects")
+                    except duckdb.Error:  # no line may stop the load: find the ones DuckDB cannot read
+                        self._read(self._separate_lines_duckdb_cannot_read(readable), mode="objects")
         row = self.con.execute(
             """
             select
@@ -640,19 +653,73 @@ class ExportParser:
                 line = raw.rstrip(b"\n")
                 if not line.strip():
                     continue
-                try:
-                    value = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    value = None
-                    reason = "not valid JSON"
+                if len(line) > MAX_LINE_BYTES:
+                    value, reason = None, f"longer than {MAX_LINE_BYTES >> 20} MiB"
                 else:
-                    reason = "not a JSON object"
+                    try:
+                        value = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        value, reason = None, "not valid JSON"
+                    else:
+                        reason = "not a JSON object"
                 if not isinstance(value, dict):
                     self._reject(line.decode("utf-8", "replace"), reason, number)
                     self.stats.lines += 1
                     continue
                 target.write(line + b"\n")
         return readable
+
+    def _separate_lines_duckdb_cannot_read(self, path: Path) -> Path:
+        """The lines of ``path`` that DuckDB reads one JSON value at a time, in a new file; the
+        others become rejects. A failing line is found by halving the set of lines until it is alone,
+        so a few bad lines cost a few reads, not one per line."""
+        offsets = [0]
+        with open(path, "rb") as source:
+            for raw in source:
+                offsets.append(offsets[-1] + len(raw))
+        probe = path.with_name("export.probe.jsonl")
+        unreadable: list[tuple[int, str]] = []
+
+        def copy_lines(first: int, last: int, target: Path) -> None:
+            with open(path, "rb") as source, open(target, "wb") as out:
+                source.seek(offsets[first])
+                out.write(source.read(offsets[last] - offsets[first]))
+
+        def readable(first: int, last: int) -> str | None:
+            copy_lines(first, last, probe)
+            try:
+                self.con.execute(
+                    f"select count(*) from ({_export_rows_query(probe, self.event_names, mode='objects')})"
+                ).fetchall()
+            except duckdb.Error as exc:
+                return str(exc).splitlines()[0]
+            return None
+
+        pending = [(0, len(offsets) - 1)]
+        while pending:
+            first, last = pending.pop()
+            error = readable(first, last)
+            if error is None:
+                continue
+            if last - first == 1:
+                unreadable.append((first, error))
+            else:
+                middle = (first + last) // 2
+                pending += [(middle, last), (first, middle)]
+        probe.unlink(missing_ok=True)
+        bad = {index for index, _ in unreadable}
+        kept = path.with_name("export.kept.jsonl")
+        with open(path, "rb") as source, open(kept, "wb") as out:
+            for index, raw in enumerate(source):
+                if index not in bad:
+                    out.write(raw)
+        for index, error in unreadable:
+            copy_lines(index, index + 1, probe)
+            line = probe.read_bytes().rstrip(b"\n").decode("utf-8", "replace")
+            self._reject(line, f"DuckDB cannot read it: {error}"[:500], None)
+            self.stats.lines += 1
+        probe.unlink(missing_ok=True)
+        return kept
 
     def _reject(self, line: str, reason: str, line_number: int | None) -> None:
         self.rejects.append(

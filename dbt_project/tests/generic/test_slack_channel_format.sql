@@ -1,9 +1,6 @@
 {% test slack_channel_format(model, column_name) %}
-    -- '#lower-case-name' or a channel id such as C0123456789
+    -- the events configuration's channel rule (var slack_channel_pattern, which the product sets
+    -- from mixpanel_alerts/events_config.py): '#lower-case-name' or a channel id such as C0123456789
     select * from {{ model }}
-    where not (
-        ({{ column_name }} like '#%' and lower({{ column_name }}) = {{ column_name }})
-        or ({{ column_name }} like 'C%' and upper({{ column_name }}) = {{ column_name }})
-        or ({{ column_name }} like 'G%' and upper({{ column_name }}) = {{ column_name }})
-    )
+    where not {{ matches_pattern(column_name, var('slack_channel_pattern')) }}
 {% endtest %}

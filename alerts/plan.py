@@ -1,0 +1,161 @@
+"""What the alert step must do this run, decided from the incidents and the ledger alone.
+
+``plan`` does no I/O: the ledger's cases (a new incident, one first seen long ago, a pending alert
+after an outage, an incident a late event moved, one whose rule is gone) are tested as plain
+function calls, and ``step`` carries the plan out against the warehouse and Slack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from .ledger import UNDELIVERED, Notification
+from .render import Delay, Incident
+
+# a notification delivered this long after it was recorded says that it is late
+LATE_AFTER = timedelta(minutes=10)
+
+
+@dataclasses.dataclass
+class Due:
+    """A notification to deliver now. ``after``: deliver only once that one (the incident's alert)
+    is sent; ``new``: record it first."""
+
+    notification: Notification
+    incident: Incident
+    new: bool = False
+    after: Notification | None = None
+
+
+@dataclasses.dataclass
+class Plan:
+    inserts: list[Notification] = dataclasses.field(default_factory=list)
+    updates: list[Notification] = dataclasses.field(default_factory=list)
+    due: list[Due] = dataclasses.field(default_factory=list)
+    skipped: int = 0
+    withdrawn: int = 0
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now: datetime, lookback: timedelta) -> Plan:
+    """Decide, for every incident and every undelivered notification, what to record and send.
+
+    - An incident the ledger has not seen is recorded ``pending`` (sent this run), or ``skipped``
+      when its last anomalous minute is older than ``lookback`` (a backfill, a first run).
+    - A ``pending``/``failed`` notification is due whenever its incident still exists, however long
+      ago it was recorded: the lookback applies to first sightings only.
+    - A late event that makes the minutes before an incident anomalous changes its first minute and
+      so its id: the incident is the recorded one continued, and takes over its notifications.
+    - A notification whose incident no longer exists (its rule was removed or changed) is
+      ``withdrawn``; it is not sent.
+    """
+    result = Plan()
+    known = dict(ledger)
+    live: set[str] = set()
+    for incident in sorted(incidents, key=lambda item: item.first_anomalous_minute):
+        live.add(incident.incident_id)
+        firing_id = f"{incident.incident_id}:firing"
+        firing = known.get(firing_id)
+        if firing is None:
+            continued = continued_notification(known.values(), incident)
+            if continued is not None:
+                firing = _take_over(continued, incident, now, known, result)
+                resolved = known.get(f"{continued.incident_id}:resolved")
+                if resolved is not None:
+                    _take_over(resolved, incident, now, known, result)
+            else:
+                recent = utc(incident.last_anomalous_minute) >= now - lookback
+                firing = Notification(
+                    notification_id=firing_id,
+                    incident_id=incident.incident_id,
+                    kind="firing",
+                    event_name=incident.event_name,
+                    channel=incident.alert_channel,
+                    status="pending" if recent else "skipped",
+                    created_at=now,
+                    updated_at=now,
+                    first_anomalous_minute=incident.first_anomalous_minute,
+                )
+                known[firing_id] = firing
+                result.inserts.append(firing)
+        elif firing.first_anomalous_minute is None:  # recorded by an earlier version
+            firing.first_anomalous_minute = incident.first_anomalous_minute
+            result.updates.append(firing)
+        if firing.status == "skipped":
+            result.skipped += 1
+            continue
+        if firing.status in UNDELIVERED:
+            result.due.append(Due(firing, incident))
+        if incident.status != "over" or firing.status not in ("sent", *UNDELIVERED):
+            continue
+        resolved_id = f"{incident.incident_id}:resolved"
+        resolved = known.get(resolved_id)
+        if resolved is None:
+            resolved = dataclasses.replace(
+                firing, notification_id=resolved_id, kind="resolved", status="pending", attempts=0,
+                last_error=None, sent_at=None, slack_ts=None, created_at=now, updated_at=now, maybe_sent=False,
+                dedup_key=resolved_id,
+            )  # fmt: skip
+            known[resolved_id] = resolved
+            result.due.append(Due(resolved, incident, new=True, after=firing))
+        elif resolved.status in UNDELIVERED:
+            result.due.append(Due(resolved, incident, after=firing))
+    for notification in list(known.values()):
+        if notification.status in UNDELIVERED and notification.incident_id not in live:
+            notification.status = "withdrawn"
+            notification.last_error = "its incident no longer exists: the rule was removed or changed"
+            notification.maybe_sent = False
+            notification.updated_at = now
+            result.updates.append(notification)
+            result.withdrawn += 1
+    return result
+
+
+def _take_over(
+    notification: Notification, incident: Incident, now: datetime, known: dict[str, Notification], result: Plan
+) -> Notification:
+    """``notification`` (of the incident ``incident`` continues) under ``incident``'s id; an
+    undelivered one is superseded by its copy, which keeps its ``dedup_key``."""
+    copy = dataclasses.replace(
+        notification, notification_id=f"{incident.incident_id}:{notification.kind}", incident_id=incident.incident_id,
+        first_anomalous_minute=incident.first_anomalous_minute, created_at=notification.created_at or now,
+        updated_at=now,
+    )  # fmt: skip
+    known[copy.notification_id] = copy
+    result.inserts.append(copy)
+    if notification.status in UNDELIVERED:
+        notification.status = "superseded"
+        notification.maybe_sent = False
+        notification.last_error = f"continued by incident {incident.incident_id}"
+        notification.updated_at = now
+        result.updates.append(notification)
+    return copy
+
+
+def continued_notification(known: Iterable[Notification], incident: Incident) -> Notification | None:
+    """The alert of an incident this one continues: same event, and its first anomalous minute
+    lies within this incident (a minute stays anomalous: late events only add to its count)."""
+    first, last = utc(incident.first_anomalous_minute), utc(incident.last_anomalous_minute)
+    candidates = [
+        (utc(notification.first_anomalous_minute), notification.notification_id, notification)
+        for notification in known
+        if notification.kind == "firing"
+        and notification.status not in ("superseded", "withdrawn")
+        and notification.event_name == incident.event_name
+        and notification.first_anomalous_minute is not None
+        and first <= utc(notification.first_anomalous_minute) <= last
+    ]
+    return min(candidates)[2] if candidates else None
+
+
+def delay_of(notification: Notification, now: datetime, may_repeat: bool = False) -> Delay | None:
+    """How late a notification is, if it is: earlier attempts failed, or it waited past LATE_AFTER."""
+    recorded = utc(notification.created_at) if notification.created_at else now
+    if notification.attempts == 0 and now - recorded < LATE_AFTER and not may_repeat:
+        return None
+    return Delay(due_since=recorded, attempts=notification.attempts, may_repeat=may_repeat)
