@@ -46,7 +46,8 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
     """Decide, for every incident and every undelivered notification, what to record and send.
 
     - An incident the ledger has not seen is recorded ``pending`` (sent this run), or ``skipped``
-      when its last anomalous minute is older than ``lookback`` (a backfill, a first run).
+      when its last anomalous minute is older than ``lookback`` (a backfill, a first run); a
+      skipped one that goes on into the lookback becomes ``pending``.
     - A ``pending``/``failed`` notification is due whenever its incident still exists, however long
       ago it was recorded: the lookback applies to first sightings only.
     - A late event that makes the minutes before an incident anomalous changes its first minute and
@@ -87,8 +88,13 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
             firing.first_anomalous_minute = incident.first_anomalous_minute
             result.updates.append(firing)
         if firing.status == "skipped":
-            result.skipped += 1
-            continue
+            if utc(incident.last_anomalous_minute) < now - lookback:
+                result.skipped += 1
+                continue
+            # first seen long after it began (a backfill, a first run), it has gone on until now
+            firing.status = "pending"
+            firing.updated_at = now
+            result.updates.append(firing)
         if firing.status in UNDELIVERED:
             result.due.append(Due(firing, incident))
         if incident.status != "over" or firing.status not in ("sent", *UNDELIVERED):

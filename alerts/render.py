@@ -8,7 +8,7 @@ values, SQL) never becomes markup:
   it cannot close the code block it sits in;
 - every ``mrkdwn`` text object is ``verbatim``: Slack turns no bare URL or ``#channel`` into a link
   and parses no mention;
-- headers are ``plain_text``, and the SQL to investigate names the event with a string literal that
+- headers are ``plain_text`` (escaped too, as Slack asks of all text), and the SQL to investigate names the event with a string literal that
   spells a backtick or a line break as ``chr(…)`` (alerts/step.py).
 
 Block Kit's limits are respected by truncating, never by failing.
@@ -174,7 +174,7 @@ def firing_message(
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": truncate(f"🚨 {incident.event_name}", MAX_HEADER_TEXT),
+                "text": truncate(f"🚨 {escape(incident.event_name)}", MAX_HEADER_TEXT),
                 "emoji": True,
             },
         },

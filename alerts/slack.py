@@ -148,12 +148,12 @@ class Pacer:
         self.last = time.monotonic()
 
 
-def transport_error(exc: Exception, what: str) -> DeliveryError:
+def transport_error(exc: Exception, what: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> DeliveryError:
     """A request that got no answer: did it reach Slack? A refused connection or a failed name
     lookup never did; a timeout, a reset or a cut answer may have."""
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, TimeoutError | socket.timeout):
-        return DeliveryError(f"{what}: no answer in {REQUEST_TIMEOUT_SECONDS} s", permanent=False, maybe_delivered=True,
+        return DeliveryError(f"{what}: no answer in {timeout:g} s", permanent=False, maybe_delivered=True,
                              timed_out=True)  # fmt: skip
     if isinstance(reason, ConnectionRefusedError | socket.gaierror):
         return DeliveryError(f"{what}: unreachable ({type(reason).__name__})", permanent=False)
@@ -168,10 +168,11 @@ class WebhookSender:
 
     description = "the Slack webhook"
 
-    def __init__(self, url: str, pacer: Pacer | None = None, max_retries: int = 3) -> None:
-        self.client = WebhookClient(
-            url, timeout=REQUEST_TIMEOUT_SECONDS, retry_handlers=post_retry_handlers(max_retries)
-        )
+    def __init__(
+        self, url: str, pacer: Pacer | None = None, max_retries: int = 3, timeout: int = REQUEST_TIMEOUT_SECONDS
+    ) -> None:
+        self.timeout = timeout
+        self.client = WebhookClient(url, timeout=timeout, retry_handlers=post_retry_handlers(max_retries))
         self.pacer = pacer or Pacer()
 
     def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered:
@@ -181,7 +182,7 @@ class WebhookSender:
                 text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
             )
         except Exception as exc:
-            raise transport_error(exc, "webhook") from None
+            raise transport_error(exc, "webhook", self.timeout) from None
         if response.status_code == 200:
             return Delivered(channel="webhook", ts=None)
         body = (response.body or "").strip()
@@ -208,9 +209,17 @@ class BotSender:
 
     description = "the Slack bot"
 
-    def __init__(self, token: str, api_url: str, pacer: Pacer | None = None, max_retries: int = 3) -> None:
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        pacer: Pacer | None = None,
+        max_retries: int = 3,
+        timeout: int = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         base_url = api_url if api_url.endswith("/") else api_url + "/"
-        common = {"token": token, "base_url": base_url, "timeout": REQUEST_TIMEOUT_SECONDS}
+        self.timeout = timeout
+        common = {"token": token, "base_url": base_url, "timeout": timeout}
         self.client = WebClient(**common, retry_handlers=post_retry_handlers(max_retries))  # type: ignore[arg-type]
         self.reader = WebClient(**common, retry_handlers=read_retry_handlers(max_retries))  # type: ignore[arg-type]
         self.pacer = pacer or Pacer()
@@ -229,7 +238,7 @@ class BotSender:
                 maybe_delivered=status >= 500,
             ) from None
         except Exception as exc:
-            raise transport_error(exc, "Slack chat.postMessage") from None
+            raise transport_error(exc, "Slack chat.postMessage", self.timeout) from None
         channel_id = str(response.get("channel") or kwargs["channel"])
         if not CHANNEL_ID.match(str(kwargs["channel"])):
             self.remember(str(kwargs["channel"]), channel_id)
@@ -306,6 +315,6 @@ class BotSender:
             raise DeliveryError(f"Slack {method.replace('_', '.')} answered {error}", permanent=False,
                                 maybe_delivered=True) from None  # fmt: skip
         except Exception as exc:
-            unanswered = transport_error(exc, f"Slack {method.replace('_', '.')}")
+            unanswered = transport_error(exc, f"Slack {method.replace('_', '.')}", self.timeout)
             unanswered.maybe_delivered = True  # nothing was posted now, but the earlier post stays unknown
             raise unanswered from None

@@ -103,9 +103,9 @@ def show(console: Console, message: Message, channel: str) -> None:
 
 def choose_sender(settings: Settings, console: Console) -> Sender:
     if settings.slack_bot_token:
-        return BotSender(settings.slack_bot_token, settings.slack_api_url)
+        return BotSender(settings.slack_bot_token, settings.slack_api_url, timeout=settings.slack_timeout_seconds)
     if settings.slack_webhook_url:
-        return WebhookSender(settings.slack_webhook_url)
+        return WebhookSender(settings.slack_webhook_url, timeout=settings.slack_timeout_seconds)
     return TerminalSender(console)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -198,10 +199,11 @@ def _detect_and_alert(
     from alerts.step import choose_sender, run_alerts
     from pipelines.mixpanel_pipeline import warehouse_ready
 
-    from .detection import DetectionError, build_detection, open_incidents_summary
+    from .detection import DetectionError, build_detection, open_incidents_summary, require_raw_table
 
     try:
         warehouse_ready(settings)
+        require_raw_table(settings)
         result = build_detection(settings, events_config, full_refresh=full_refresh)
         summary = open_incidents_summary(settings)
     except (DetectionError, DuckDBFileBusyError) as exc:
@@ -306,6 +308,62 @@ def check() -> None:
 def _start() -> None:
     """Before any command: remove the scratch folders of runs that were killed."""
     clean_stale()
+
+
+QUERY_SQL = typer.Argument(help="one SQL statement; tables are in the dataset's schema, e.g. mixpanel_data.incidents")
+QUERY_FORMAT = typer.Option("--format", help="table, csv or json (one object per line)")
+
+
+@app.command(name="query")
+def query_command(
+    sql: Annotated[str, QUERY_SQL],
+    output: Annotated[str, QUERY_FORMAT] = "table",
+) -> None:
+    """Read the DuckDB warehouse safely while cron runs write it: a read-only query between runs.
+
+    DuckDB lets a run write the file only while no other process has it open, so a notebook or the
+    DuckDB CLI that keeps it open makes runs wait and then fail. This takes the same turn as a run
+    (it waits for a running one, and a run waits for it), opens the file read-only for this query
+    alone, prints the rows and lets go. On BigQuery, query the dataset directly.
+    """
+    import csv
+    import json
+
+    import duckdb
+
+    from pipelines.mixpanel_pipeline import single_writer
+
+    settings = _settings()
+    if output not in ("table", "csv", "json"):
+        fail(f"--format {output!r}: use table, csv or json", 2)
+    if settings.warehouse != "duckdb":
+        fail("query reads the DuckDB file (WAREHOUSE=duckdb); on BigQuery, query the dataset directly", 2)
+    if not settings.duckdb_path.exists():
+        fail(f"DUCKDB_PATH={settings.duckdb_path} does not exist yet: run `mixpanel-alerts collect` first", 2)
+    try:
+        with single_writer(settings), duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+            cursor = con.execute(sql)
+            columns = [column[0] for column in cursor.description or []]
+            rows = cursor.fetchall()
+    except DuckDBFileBusyError as exc:
+        fail(str(exc), 1)
+    except duckdb.Error as exc:
+        fail(f"query failed: {exc}", 2)
+    if output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif output == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str, ensure_ascii=False))
+    else:
+        from rich.table import Table
+
+        table = Table(*columns, show_lines=False)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row))
+        Console(highlight=False).print(table)
+        console.print(f"{len(rows)} row(s)")
 
 
 def main(argv: list[str] | None = None) -> Any:

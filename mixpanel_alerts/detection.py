@@ -212,6 +212,29 @@ def build_detection(
     return DetectionResult(seconds=(datetime.now() - started).total_seconds(), nodes=nodes, workdir=workdir)
 
 
+def require_raw_table(settings: Settings) -> None:
+    """Detection reads the raw table, which the first collect creates (even when it finds no event)."""
+    from dlt.common.destination.exceptions import DestinationUndefinedEntity
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    from pipelines.mixpanel_pipeline import pipeline_for
+
+    missing: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
+    if settings.warehouse == "bigquery":
+        from google.api_core.exceptions import NotFound
+
+        missing += (NotFound,)
+    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(settings.table)
+        try:
+            client.execute_sql(f"select 1 from {table} where 1 = 0")
+        except missing:
+            raise DetectionError(
+                f"the raw table {settings.dataset}.{settings.table} does not exist yet: run `mixpanel-alerts collect` "
+                "(or `run`) first, or check BIGQUERY_DATASET and BIGQUERY_TABLE"
+            ) from None
+
+
 def open_incidents_summary(settings: Settings) -> str:
     """One line: how many anomalies and incidents the marts hold, and how many are open."""
     from pipelines.mixpanel_pipeline import pipeline_for

@@ -56,6 +56,8 @@ class Settings:
     alert_lookback_minutes: int = 60
     # how long a run waits for another process (a notebook, the DuckDB CLI) to close the DuckDB file
     duckdb_busy_timeout_seconds: int = 60
+    # how long a Slack request may take before its answer counts as lost
+    slack_timeout_seconds: int = 30
 
     @property
     def uses_legacy_secret(self) -> bool:
@@ -172,6 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         events_config_path=path("EVENTS_CONFIG_PATH", "config/events_config.json"),
         alert_lookback_minutes=positive_int("ALERT_LOOKBACK_MINUTES", 60),
         duckdb_busy_timeout_seconds=positive_int("DUCKDB_BUSY_TIMEOUT_SECONDS", 60),
+        slack_timeout_seconds=positive_int("SLACK_TIMEOUT_SECONDS", 30),
     )
 
 

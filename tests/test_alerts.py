@@ -4,6 +4,10 @@ incident, retried through faults, never twice; rendering, escaping and Block Kit
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +29,7 @@ from alerts.render import (
     sparkline,
 )
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
-from tests.conftest import output_of, query, rule, run_overlapping, write_events_config
+from tests.conftest import CLI, output_of, query, rule, run_overlapping, write_events_config
 from tests.slack_fake import BOT_TOKEN, SlackFake
 
 ERRORS = "impression_error_null_pointer_detected"
@@ -350,3 +354,140 @@ def test_resolved_text_and_sparkline() -> None:
     assert "resolved" in resolved_message(_incident(status="over", ended_at=datetime(2024, 1, 1, 12, 3))).text
     assert sparkline([0, 0, 0]) == "▁▁▁"
     assert sparkline([0, 5, 10]) == "▁▅█"
+
+
+def test_a_pending_alert_is_sent_late_however_long_slack_was_down(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    """Slack down for longer than ALERT_LOOKBACK_MINUTES: the alert recorded pending is delivered
+    when Slack is back, saying it is late (it used to stay pending for ever, unsent, with exit 0)."""
+    sim.add_events(spike(ERRORS, 3, 9))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    slack_fake.inject(*["503"] * 3)
+    down = run_pipeline(run_cli, env)
+    assert down.returncode == 1, output_of(down)
+    assert ledger(db_path)[0][2] == "pending"
+
+    # the outage has outlasted the lookback: the incident's last minute is now older than it
+    back = run_pipeline(run_cli, {**env, "ALERT_LOOKBACK_MINUTES": "1"})
+    assert back.returncode == 0, output_of(back)
+    assert len(slack_fake.messages) == 1
+    assert "late" in slack_fake.messages[0]["text"]
+    assert "Late" in json.dumps(slack_fake.messages[0]["blocks"])
+    assert ledger(db_path)[0][2] == "sent"
+    assert "(1 late)" in output_of(back)
+
+
+def test_an_alert_whose_rule_was_removed_is_withdrawn_not_left_pending(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 3, 9))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    slack_fake.inject(*["503"] * 3)
+    assert run_pipeline(run_cli, env).returncode == 1
+    write_events_config(tmp_path, {"events": [rule(CHECKOUT, alert_channel="#alerts-checkout")]})
+    result = run_cli(["detect", "--full-refresh"], env)
+    assert result.returncode == 0, output_of(result)
+    assert slack_fake.messages == []
+    assert [row[2] for row in ledger(db_path)] == ["withdrawn"]
+    assert "1 withdrawn" in output_of(result)
+
+
+def bot_env(setup: Callable[..., dict[str, str]], slack_fake: SlackFake, **overrides: str) -> dict[str, str]:
+    return setup(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url, **overrides)
+
+
+def test_a_stalled_post_that_slack_processes_later_is_not_sent_twice(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    """Slack answers after the client gave up, but posts the message: the next run finds it in
+    the channel by its metadata instead of posting again."""
+    sim.add_events(spike(ERRORS, 2, 9))
+    env = bot_env(setup, slack_fake, SLACK_TIMEOUT_SECONDS="1")
+    slack_fake.inject("stall:3")
+    first = run_pipeline(run_cli, env)
+    assert first.returncode == 1, output_of(first)
+    assert "may have arrived" in output_of(first)
+    time.sleep(3)  # Slack finishes the post
+    assert len(slack_fake.messages) == 1
+    second = run_pipeline(run_cli, env)
+    assert second.returncode == 0, output_of(second)
+    assert len(slack_fake.messages) == 1
+    rows = query(db_path, f"select status, slack_ts, maybe_sent from {LEDGER}")
+    assert rows == [("sent", slack_fake.messages[0]["ts"], False)]
+    assert slack_fake.messages[0]["metadata"]["event_payload"]["kind"] == "firing"
+
+
+@pytest.mark.parametrize("fault", ["process-then-drop", "process-then-500"])
+def test_a_post_whose_answer_is_lost_is_found_in_the_same_run(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path, fault: str,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    slack_fake.inject(fault)
+    result = run_pipeline(run_cli, bot_env(setup, slack_fake))
+    assert result.returncode == 0, output_of(result)
+    assert len(slack_fake.messages) == 1
+    assert ledger(db_path)[0][2] == "sent"
+
+
+def run_killed_mid_post(env: dict[str, str], cwd: Path, slack_fake: SlackFake) -> None:
+    """Start `run`, and kill it (SIGKILL) while its post is in flight: Slack has the message."""
+    slack_fake.inject("hold")
+    process = subprocess.Popen(
+        [CLI, "run"], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        assert slack_fake.held.wait(timeout=120), "the post never reached Slack"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        slack_fake.release()
+
+
+def test_a_run_killed_mid_post_is_not_sent_twice_with_a_bot_token(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, db_path: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    env = bot_env(setup, slack_fake)
+    run_killed_mid_post(env, tmp_path, slack_fake)
+    assert len(slack_fake.messages) == 1
+    assert query(db_path, f"select status, maybe_sent from {LEDGER}") == [("pending", True)]
+    again = run_pipeline(run_cli, env)
+    assert again.returncode == 0, output_of(again)
+    assert len(slack_fake.messages) == 1
+    assert ledger(db_path)[0][2] == "sent"
+
+
+def test_a_run_killed_mid_post_with_a_webhook_sends_again_saying_so(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, tmp_path: Path,
+) -> None:  # fmt: skip
+    """The window a webhook leaves (it cannot read the channel back): the message goes out again,
+    marked as a possible repeat."""
+    sim.add_events(spike(ERRORS, 2, 9))
+    env = setup(SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    run_killed_mid_post(env, tmp_path, slack_fake)
+    again = run_pipeline(run_cli, env)
+    assert again.returncode == 0, output_of(again)
+    assert len(slack_fake.messages) == 2
+    assert "may have arrived" in json.dumps(slack_fake.messages[1]["blocks"])
+
+
+def test_without_the_history_scope_a_maybe_sent_alert_goes_out_marked(
+    sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+    slack_fake: SlackFake, tmp_path: Path,
+) -> None:  # fmt: skip
+    sim.add_events(spike(ERRORS, 2, 9))
+    slack_fake.scopes.discard("channels:history")
+    env = bot_env(setup, slack_fake)
+    run_killed_mid_post(env, tmp_path, slack_fake)
+    again = run_pipeline(run_cli, env)
+    assert again.returncode == 0, output_of(again)
+    assert "channels:history" in output_of(again)
+    assert len(slack_fake.messages) == 2
+    assert "may have arrived" in json.dumps(slack_fake.messages[1]["blocks"])

@@ -24,6 +24,7 @@ from tests.conftest import (
     summary_numbers,
     write_events_config,
 )
+from tests.hostile import hostile_lines
 
 
 def event_counts(db_path) -> dict[str, int]:
@@ -296,3 +297,40 @@ def test_large_gzip_export_loads_every_event(sim, make_env, run_cli, db_path):
     assert [r.status for r in sim.requests] == [200]
     assert query(db_path, f"select count(*), count(distinct event_id) from {EVENTS_TABLE}") == [(20_000, 20_000)]
     assert summary_numbers(output_of(result))["loaded"] == 20_000
+
+
+class ServesHostileLines(ExportSimulator):
+    """A host whose export also holds hostile lines (tests/hostile.py) for the requested events."""
+
+    hostile_first = False
+    hostile: list[bytes] = []
+
+    def body_for(self, params: dict[str, str]) -> bytes:
+        body = super().body_for(params)
+        hostile = b"".join(line + b"\n" for line in self.hostile)
+        return hostile + body if self.hostile_first else body + hostile
+
+
+@pytest.mark.parametrize("hostile_first", [True, False], ids=["hostile-first", "hostile-last"])
+def test_no_line_fails_a_load(start_sim, make_env, run_cli, db_path, hostile_first):
+    """Repeated keys, wrong types, broken JSON: each line is an event or a reject, never a failed
+    collect (a repeated top-level key once failed every run, and with it all alerting)."""
+    sim = start_sim(ServesHostileLines)
+    sim.hostile_first = hostile_first
+    sim.hostile = hostile_lines(ENABLED_NAMES[0], int((datetime.now(UTC) - timedelta(hours=2)).timestamp() * 1000))
+    events = recent_traffic(40)
+    sim.add_events(events)
+    env = make_env(sim)
+
+    first = run_cli(["collect"], env)
+    second = run_cli(["collect"], env)
+
+    assert first.returncode == 0, output_of(first)
+    assert second.returncode == 0, output_of(second)
+    loaded = summary_numbers(output_of(first))
+    stored, distinct = query(db_path, f"select count(*), count(distinct event_id) from {EVENTS_TABLE}")[0]
+    assert stored == distinct == loaded["loaded"] > len(events)
+    rejects = query(db_path, f"select count(*) from {REJECTS_TABLE}")[0][0]
+    assert rejects == loaded["rejected"] > 0
+    assert summary_numbers(output_of(second))["loaded"] == 0
+    assert query(db_path, f"select count(*) from {EVENTS_TABLE}")[0][0] == stored

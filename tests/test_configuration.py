@@ -66,6 +66,27 @@ INVALID_EVENTS_CONFIGS = [
     pytest.param(
         {"events": [rule("page_view", cooldown_minutes=0)]}, ["page_view", "cooldown_minutes"], id="cooldown-0"
     ),
+    # values JSON allows but the rules table cannot hold: they once broke the seed, and all detection
+    pytest.param(
+        {"events": [rule("page_view", alert_threshold=2**63)]}, ["page_view", "alert_threshold", "64-bit"], id="2^63"
+    ),
+    pytest.param({"events": [rule("page_view", cooldown_minutes=2**64)]}, ["page_view", "cooldown_minutes"], id="2^64"),
+    pytest.param(
+        {"events": [rule("page_view", description="d" * (1 << 20))]},
+        ["page_view", "description", "1000 characters"],
+        id="1MB-description",
+    ),
+    pytest.param({"events": [rule("x" * 1001)]}, ["events[0]", "name", "1000 characters"], id="long-name"),
+    pytest.param({"events": [rule("nul\u0000name")]}, ["events[0]", "name", "NUL"], id="nul-in-name"),
+    pytest.param(
+        '{"events": [{"name": "lone \\ud800", "enabled": true, "alert_threshold": 5, '
+        '"alert_channel": "#a", "time_window_minutes": 1}]}',
+        ["events[0]", "name", "surrogate"],
+        id="lone-surrogate",
+    ),
+    pytest.param(
+        {"events": [rule("page_view", alert_channel="#alerts\n")]}, ["page_view", "alert_channel"], id="channel-newline"
+    ),
 ]
 
 

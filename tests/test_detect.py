@@ -12,6 +12,7 @@ import pytest
 
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
 from tests.conftest import output_of, query, rule, write_events_config
+from tests.hostile import HOSTILE_NAMES
 
 ERRORS = "impression_error_null_pointer_detected"
 CHECKOUT = "checkout_completed"
@@ -208,4 +209,88 @@ def test_detect_without_raw_table_fails_clearly(
     write_events_config(tmp_path, events_config())
     result = run_cli(["detect"], make_env())
     assert result.returncode == 1  # type: ignore[attr-defined]
-    assert "dbt build failed" in output_of(result)  # type: ignore[arg-type]
+    error = [line for line in output_of(result).splitlines() if line.startswith("error:")]  # type: ignore[arg-type]
+    assert len(error) == 1 and "mixpanel_data.mixpanel_events does not exist yet" in error[0]
+    assert "mixpanel-alerts collect" in error[0]
+
+
+def test_a_first_run_before_any_configured_event_happened(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path,
+    db_path: Path,
+) -> None:  # fmt: skip
+    """A fresh warehouse where none of the configured events has happened yet: the runs succeed
+    (detection once failed on the missing raw table, on every run), and the tables exist."""
+    write_events_config(tmp_path, {"events": [rule("not_happened_yet"), rule("nor_this", enabled=False)]})
+    sim.add_events(burst("something_else", datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5), 3))
+    env = make_env(sim)
+    for _ in range(2):
+        result = run_cli(["run"], env)
+        assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+    tables = {row[0] for row in query(db_path, "select table_name from information_schema.tables")}
+    assert {"mixpanel_events", "mixpanel_rejects", "alert_rules", "incidents", "alert_notifications"} <= tables
+    assert query(db_path, "select count(*) from mixpanel_data.mixpanel_events") == [(0,)]
+
+
+def _rules_config(names: list[str]) -> dict[str, object]:
+    return {
+        "events": [
+            rule(name, alert_threshold=index + 1, description=names[(index + 1) % len(names)])
+            for index, name in enumerate(names)
+        ]
+    }
+
+
+def test_the_rules_seed_reads_back_exactly_what_was_validated(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path,
+    db_path: Path,
+) -> None:  # fmt: skip
+    """Names that DuckDB's CSV sniffer, agate or a careless writer would change: quotes (a file
+    whose only quotes are single ones was read with ' as the quote character), backticks, SQL and
+    Jinja syntax, line breaks, tabs, RTL marks, "null", "true", 300 characters."""
+    document = _rules_config(HOSTILE_NAMES)
+    write_events_config(tmp_path, document)
+    env = make_env(sim)
+    for command in ("collect", "detect"):
+        result = run_cli([command], env)
+        assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+    stored = query(
+        db_path,
+        "select event_name, alert_threshold, alert_channel, description, enabled from mixpanel_data.alert_rules",
+    )
+    expected = [
+        (entry["name"], entry["alert_threshold"], entry["alert_channel"], entry["description"], True)
+        for entry in document["events"]  # type: ignore[attr-defined]
+    ]
+    assert sorted(stored) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["'quoted'", "plain_event"], ["'quoted'"], ["'quoted'", 'with "double" quotes']],
+    ids=["single-quotes-only", "alone", "mixed-quotes"],
+)
+def test_a_rule_whose_name_has_quotes_is_monitored(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path,
+    db_path: Path, names: list[str],
+) -> None:  # fmt: skip
+    write_events_config(tmp_path, {"events": [rule(name, alert_threshold=3) for name in names]})
+    minute = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=20)
+    sim.add_events([event for name in names for event in burst(name, minute, 6)])
+    env = make_env(sim)
+    for command in ("collect", "detect"):
+        result = run_cli([command], env)
+        assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+    incidents = query(db_path, "select event_name, peak_count from mixpanel_data.incidents order by 1")
+    assert incidents == sorted((name, 6) for name in names)
+
+
+def test_a_direct_message_channel_id_passes_validation_and_detection(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path,
+) -> None:  # fmt: skip
+    """One channel rule for the configuration and the dbt test: a D… id passed the first and
+    failed every detect on the second."""
+    write_events_config(tmp_path, {"events": [rule(ERRORS, alert_channel="D0123ABCD"), rule(CHECKOUT)]})
+    env = make_env(sim)
+    for command in ("collect", "detect"):
+        result = run_cli([command], env)
+        assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]

@@ -3,12 +3,18 @@ counts new events, and the full read that the DuckDB destination inserts from.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dlt
 import duckdb
+import pytest
+from dlt.common.destination.client import SqlModel
 
-from pipelines.mixpanel.helpers import ExportParser
+from pipelines.mixpanel.helpers import MAX_LINE_BYTES, ExportParser, ReadMode
+from pipelines.mixpanel.settings import EVENT_COLUMNS
+from tests.hostile import hostile_lines
 
 NAMES = ["page_view", "checkout_completed"]
 INSERTED_AT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
@@ -66,15 +72,31 @@ def test_the_inserted_rows_carry_the_counted_keys(tmp_path: Path) -> None:
 
 
 def warehouse_rows(tmp_path: Path, parser: ExportParser, name: str) -> list[tuple[object, ...]]:
-    """What the destination's insert writes, in a fresh DuckDB file."""
-    with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as warehouse:
-        warehouse.execute(
-            "create table events (event_id varchar, event_name varchar, event_timestamp timestamptz, "
-            "distinct_id varchar, insert_id varchar, properties json, mp_processing_time timestamptz, "
-            "inserted_at timestamptz)"
+    """What the DuckDB destination's load writes, in a fresh DuckDB file: the model goes through dlt
+    (which rewrites it with sqlglot before DuckDB runs it), as in a collect."""
+    pipeline = dlt.pipeline(
+        pipeline_name=name,
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
+        dataset_name="raw",
+    )
+    model = tmp_path / f"{name}.model"
+    model.write_text(
+        str(SqlModel(parser.new_events_model(pipeline.sql_client().make_qualified_table_name("events")), "duckdb"))
+    )
+
+    @dlt.resource(name="events", columns=EVENT_COLUMNS)  # type: ignore[call-overload]
+    def events() -> Iterator[object]:
+        yield dlt.mark.with_file_import(str(model), "model", 1)
+
+    dlt.config["normalize.model_normalizer.add_dlt_load_id"] = False
+    pipeline.run(events())
+    with pipeline.sql_client() as client:
+        columns = ", ".join(EVENT_COLUMNS)
+        rows = client.execute_sql(
+            f"select {columns} from {client.make_qualified_table_name('events')} order by event_id"
         )
-        warehouse.execute(f"insert into events {parser.new_events_model('events')}")
-        return warehouse.execute("select * from events order by event_id").fetchall()
+    return [tuple(row) for row in rows or []]
 
 
 def test_the_insert_skips_the_checks_only_when_the_first_read_found_no_reject(tmp_path: Path) -> None:
@@ -162,3 +184,60 @@ def test_a_file_read_json_cannot_type_is_read_as_json_values_with_the_same_keys(
     assert parser.count_new_events() == len(LINES) + 2
     rows = warehouse_rows(tmp_path, parser, "repeated_key")
     assert [row for row in rows if row[4] != "r"] == expected
+
+
+HOSTILE = hostile_lines("page_view", 1_700_000_100_000)
+
+
+@pytest.mark.parametrize("mode", ["narrow", "full", "objects"])
+def test_every_read_mode_loads_through_dlt(tmp_path: Path, mode: ReadMode) -> None:
+    """Whichever read the parser ends with, dlt can run its insert: sqlglot rewrites the model, and
+    DuckDB once read a rewritten ``json -> '$.properties'`` as a lambda, so one repeated key in an
+    export failed every collect."""
+    parser = parser_for(tmp_path, LINES)
+    parser.parse()
+    parser._read(parser.spool_path, mode=mode)
+    parser.read_mode = mode
+    parser.count_new_events()
+    assert [row[0] for row in warehouse_rows(tmp_path, parser, mode)] == sorted(row[0] for row in keys(parser))
+
+
+@pytest.mark.parametrize("hostile_first", [True, False], ids=["hostile-first", "hostile-last"])
+def test_hostile_lines_are_events_or_rejects_and_load(tmp_path: Path, hostile_first: bool) -> None:
+    lines = [*HOSTILE, *LINES] if hostile_first else [*LINES, *HOSTILE]
+    parser = parser_for(tmp_path, lines)
+    parser.parse()
+    new = parser.count_new_events()
+    blank = sum(1 for line in lines if not line.strip())
+    assert parser.stats.valid + parser.stats.ignored + parser.stats.rejected == len(lines) - blank
+    assert new >= len(LINES)
+    rows = warehouse_rows(tmp_path, parser, "hostile")
+    assert len(rows) == new == len({row[0] for row in rows})
+    batches = list(parser.new_events())  # the Arrow path a BigQuery destination loads from
+    assert sum(batch.num_rows for batch in batches) == new
+
+
+def test_lines_duckdb_cannot_read_are_found_by_halving(tmp_path: Path) -> None:
+    """The last resort when even the one-value-per-line read fails: the lines DuckDB cannot read are
+    found by halving, rejected, and the rest is read."""
+    good = [
+        b'{"event":"page_view","properties":{"time":%d,"$insert_id":"g%d"}}' % (1_700_000_000_000 + n, n)
+        for n in range(1000)
+    ]
+    bad = b'{"event":"page_view","properties":{"time":1,"s":"\\ud800 lone surrogate"}}'
+    lines = [bad, *good[:400], bad, *good[400:], bad]
+    parser = parser_for(tmp_path, lines)
+    kept = parser._separate_lines_duckdb_cannot_read(parser.spool_path)
+    assert len(kept.read_bytes().splitlines()) == len(good)
+    assert len(parser.rejects) == 3
+    assert all(reject["reason"].startswith("DuckDB cannot read it") for reject in parser.rejects)
+    parser._read(kept, mode="objects")
+    assert len(keys(parser)) == len(good)
+
+
+def test_a_line_longer_than_the_readers_limit_is_a_reject(tmp_path: Path) -> None:
+    huge = b'{"event":"page_view","properties":{"time":1700000000,"blob":"' + b"x" * MAX_LINE_BYTES + b'"}}'
+    parser = parser_for(tmp_path, [*LINES, huge])
+    parser.parse()
+    assert [reject["reason"] for reject in parser.rejects] == [f"longer than {MAX_LINE_BYTES >> 20} MiB"]
+    assert parser.count_new_events() == len(LINES)

@@ -1,0 +1,354 @@
+"""Every block of every Slack message kind is safe with hostile content.
+
+Each message (firing, through a webhook, late, late and maybe repeated, with a BigQuery console
+link, resolved, resolved late) is built for every hostile event name, with a hostile description,
+channel and sample properties, and the SQL to investigate built by the alert step itself. Every text
+object is walked: mrkdwn is verbatim and holds no ``<``/``>`` but the product's own console link,
+no data opens or closes a code block, and no mention or link reaches the JSON unescaped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pytest
+
+import alerts.render as render
+from alerts.render import Delay, Incident, Message, escape, firing_message, resolved_message
+from alerts.step import Warehouse, sql_string
+from mixpanel_alerts.settings import Settings
+from tests.hostile import HOSTILE_NAMES
+
+HOSTILE = "x```<!channel> `` <@U123> <https://evil.example|click> &"
+# HOSTILE as escape() must spell it: Slack's control characters as entities, backtick runs broken
+HOSTILE_ESCAPED = "x`\u200b`\u200b`&lt;!channel&gt; `\u200b` &lt;@U123&gt; &lt;https://evil.example|click&gt; &amp;"
+NAMES = [*HOSTILE_NAMES, HOSTILE]
+RAW_MARKUP = ("<!channel>", "<!here>", "<@U123>", "<https://evil")
+CHANNEL = "#alerts ``` <!channel> & <@U123>"
+DESCRIPTION = "see ``` <!here> <https://evil.example|x> & @channel `"
+WEBHOOK_NOTE = "the webhook's channel <!here> ```"
+MINUTE = datetime(2024, 1, 1, 12, 0)
+
+DUCKDB = Settings()
+BIGQUERY = Settings(warehouse="bigquery", gcp_project_id="my-project")
+CONSOLE_LINK = "<https://console.cloud.google.com/bigquery?project=my-project|open the query>"
+BIGQUERY_TABLE = "`my-project.mixpanel_data.mixpanel_events`"
+SLACK_LIMITS = {"blocks": 50, "section": 3000, "header": 150, "field": 2000, "fields": 10}
+
+
+def slug(name: str) -> str:
+    if len(name) > 40:
+        return f"{len(name)}-chars"
+    return re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-")[:24] or "symbols"
+
+
+NAME_IDS = [slug(name) for name in NAMES]
+
+
+def hostile_properties(value_size: int = 0) -> dict[str, Any]:
+    """Keys and values with backticks, fences, mentions, links and ampersands; ``value_size`` pads values."""
+    pad = ("&<!here>```" * (value_size // 11 + 1))[:value_size]
+    return {
+        "error_message": "boom ``` <!here> <https://evil.example|x> @channel & `tick`" + pad,
+        "reason`with```<!here>": "``` <!channel> & <@U123>" + pad,
+        "<https://evil.example|x>": "@channel <!here>" + pad,
+        "status &": "`" + pad,
+        "": "empty key" + pad,
+        "distinct_id": "<!here>" + pad,
+        "$current_url": "<https://evil.example|x>" + pad,
+        "$os": {"nested": "<!channel> ```"},
+        "app_version": ["```", "<@U123>"],
+    }
+
+
+def hostile_samples(value_size: int = 0) -> list[dict[str, Any]]:
+    properties = hostile_properties(value_size)
+    return [
+        {"event_at": MINUTE, "properties": properties},
+        {"event_at": "<!channel> ``` not a time &", "properties": json.dumps(properties)},
+        {"event_at": None, "properties": "<!here> ``` not json"},
+    ]
+
+
+def incident(name: str, *, status: str = "open", channel: str = CHANNEL) -> Incident:
+    return Incident(
+        incident_id="f06b143917021cc559325cff36477c0e",
+        event_name=name,
+        started_at=MINUTE,
+        first_anomalous_minute=MINUTE,
+        last_anomalous_minute=MINUTE + timedelta(minutes=2),
+        ended_at=MINUTE + timedelta(minutes=3) if status == "over" else None,
+        status=status,
+        peak_count=12,
+        total_events=30,
+        alert_threshold=5,
+        time_window_minutes=1,
+        alert_channel=channel,
+        anomalous_minutes=3,
+    )
+
+
+def firing(name: str, settings: Settings = DUCKDB, **options: Any) -> Message:
+    """A firing message as the alert step renders it, with the step's own investigation SQL."""
+    channel = options.pop("channel", CHANNEL)
+    value_size = options.pop("value_size", 0)
+    subject = incident(name, channel=channel)
+    # investigation() reads only the settings, never the client
+    investigation = Warehouse(client=None, settings=settings).investigation(subject)
+    return firing_message(
+        subject,
+        minute_counts=[0, 1, 3, 12, 7],
+        samples=hostile_samples(value_size),
+        investigation=investigation,
+        description=options.pop("description", DESCRIPTION),
+        **options,
+    )
+
+
+DELAY = Delay(due_since=datetime(2024, 1, 1, 9, 0, tzinfo=UTC), attempts=4)
+KINDS: dict[str, Callable[[str], Message]] = {
+    "firing": lambda name: firing(name),
+    "firing-webhook": lambda name: firing(name, delivered_to=WEBHOOK_NOTE),
+    "firing-late": lambda name: firing(name, delay=DELAY),
+    "firing-late-may-repeat": lambda name: firing(name, delay=Delay(DELAY.due_since, 1, may_repeat=True)),
+    "firing-bigquery": lambda name: firing(name, BIGQUERY, delivered_to=WEBHOOK_NOTE),
+    "resolved": lambda name: resolved_message(incident(name, status="over")),
+    "resolved-late": lambda name: resolved_message(incident(name, status="over"), delay=DELAY),
+}
+
+
+def text_objects(message: Message) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, text object) for every text object of every block; fails on a block it cannot walk."""
+    for block in message.blocks:
+        assert block["type"] in ("header", "section", "context"), block
+        assert set(block) <= {"type", "text", "fields", "elements"}, f"a part this walk misses: {block}"
+        if "text" in block:
+            yield block["type"], block["text"]
+        for field in block.get("fields", []):
+            yield "field", field
+        for element in block.get("elements", []):
+            yield "context", element
+
+
+def assert_mrkdwn_safe(text: str, *, bigquery: bool = False) -> None:
+    # the product's own console link is the one piece of markup allowed, in the Investigate heading
+    unlinked = text.replace(f"*Investigate*: {CONSOLE_LINK}\n", "*Investigate*\n", 1) if bigquery else text
+    assert "<" not in unlinked and ">" not in unlinked, f"markup from data: {text!r}"
+    fences = text.count("```")
+    assert fences in (0, 2), f"data opened or closed a code block: {text!r}"
+    if fences == 2:
+        heading, _, rest = text.partition("\n```")
+        assert heading == (f"*Investigate*: {CONSOLE_LINK}" if bigquery else "*Investigate*"), text
+        assert rest.endswith("```"), f"the SQL fence does not close the text: {text!r}"
+        sql = rest[: -len("```")]
+        if bigquery:
+            assert sql.startswith(f"select event_timestamp, distinct_id, properties from {BIGQUERY_TABLE}\n")
+            sql = sql.replace(BIGQUERY_TABLE, "", 1)
+        assert "`" not in sql, f"a backtick inside the SQL fence: {sql!r}"
+
+
+def without_header_text(message: Message) -> list[dict[str, Any]]:
+    return [block for block in message.blocks if block["type"] != "header"]
+
+
+def assert_message_safe(message: Message, *, bigquery: bool = False) -> None:
+    objects = list(text_objects(message))
+    assert objects, "a message without text"
+    for where, text_object in objects:
+        if where == "header":
+            assert text_object["type"] == "plain_text", "a header is plain text: Slack parses no markup in it"
+            continue
+        assert text_object["type"] == "mrkdwn", (where, text_object)
+        assert text_object.get("verbatim") is True, f"not verbatim: {text_object}"
+        assert_mrkdwn_safe(text_object["text"], bigquery=bigquery)
+    assert "<" not in message.text and ">" not in message.text and "```" not in message.text, message.text
+    # the header's plain text is checked on its own (test_header_holds_no_raw_markup)
+    body = json.dumps(without_header_text(message), ensure_ascii=False) + json.dumps(message.text, ensure_ascii=False)
+    for markup in RAW_MARKUP:
+        assert markup not in body, f"{markup} reaches Slack unescaped"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("name", NAMES, ids=NAME_IDS)
+def test_every_block_of_every_message_is_safe(kind: str, name: str) -> None:
+    message = KINDS[kind](name)
+    assert_message_safe(message, bigquery=kind == "firing-bigquery")
+    if kind.startswith("firing"):
+        assert escape(name) in message.text, "the notification names the event"
+        assert message.text.startswith(":rotating_light: late: ") is kind.startswith("firing-late")
+        header = message.blocks[0]
+        assert header["type"] == "header" and header["text"]["type"] == "plain_text"
+        sections = [block["text"]["text"] for block in message.blocks if block["type"] == "section"]
+        assert sum(text.startswith("*Investigate*") for text in sections) == 1
+        assert sum(":hourglass: *Late*" in text for text in sections) == int("late" in kind)
+        assert ("An earlier post of this message may have arrived" in "\n".join(sections)) is kind.endswith("repeat")
+    else:
+        assert "resolved" in message.text and escape(name) in message.text
+        assert ("resolved (late)" in message.text) is kind.endswith("late")
+    assert len(message.blocks) <= SLACK_LIMITS["blocks"]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_known_hostile_values_are_shown_escaped(kind: str) -> None:
+    """The exact escaped forms: these fail if escaping (or the backtick-run breaking) were skipped."""
+    message = KINDS[kind](HOSTILE)
+    texts = [text_object["text"] for where, text_object in text_objects(message) if where != "header"]
+    everything = "\n".join(texts)
+    if kind.startswith("resolved"):
+        assert texts[0].startswith(
+            f":white_check_mark: resolved{' (late)' if 'late' in kind else ''}: {HOSTILE_ESCAPED} "
+        )
+        return
+    [summary] = [text for text in texts if "events during the incident)." in text]
+    assert summary.startswith(f"*{HOSTILE_ESCAPED}* had *12* events in 1 min")
+    assert "_see `\u200b`\u200b` &lt;!here&gt; &lt;https://evil.example|x&gt; &amp; @channel `_" in summary
+    assert "*Channel*\n#alerts `\u200b`\u200b` &lt;!channel&gt; &amp; &lt;@U123&gt;" in texts
+    # a sample property's key sits in inline code: its backticks become modifier letters
+    assert (
+        "`reason\u02cbwith\u02cb\u200b\u02cb\u200b\u02cb&lt;!here&gt;`: "
+        "`\u200b`\u200b` &lt;!channel&gt; &amp; &lt;@U123&gt;" in everything
+    )
+    assert (
+        "`error_message`: boom `\u200b`\u200b` &lt;!here&gt; &lt;https://evil.example|x&gt; @channel &amp; `tick`"
+        in everything
+    )
+    assert "• &lt;!channel&gt; `\u200b`\u200b` not a time &amp;" in everything
+    # the SQL names the event with chr(96) for each backtick and escaped control characters
+    expected_sql = (
+        "where event_name = 'x' || chr(96) || chr(96) || chr(96) || '&lt;!channel&gt; ' || chr(96) || chr(96) || "
+        "' &lt;@U123&gt; &lt;https://evil.example|click&gt; &amp;'\n"
+    )
+    assert expected_sql in everything
+    if kind == "firing-webhook":
+        assert texts[-1] == (
+            "incident f06b143917021cc559325cff36477c0e · rule channel #alerts `\u200b`\u200b` &lt;!channel&gt; &amp; "
+            "&lt;@U123&gt; (sent through the webhook's channel &lt;!here&gt; `\u200b`\u200b`)"
+        )
+
+
+def test_header_holds_no_raw_markup() -> None:
+    """No raw mention or link anywhere in the message's JSON, the header included: Slack asks for the
+    three characters to be escaped in all text."""
+    body = json.dumps(firing(HOSTILE).blocks, ensure_ascii=False)
+    for markup in RAW_MARKUP:
+        assert markup not in body
+
+
+def _unverbatim(text: str, limit: int = render.MAX_SECTION_TEXT) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": render.truncate(text, limit)}
+
+
+def _entities_only(value: object) -> str:
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "broken"),
+    [("escape", str), ("escape", _entities_only), ("mrkdwn", _unverbatim)],
+    ids=["escaping-skipped", "backtick-runs-kept", "verbatim-removed"],
+)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_checks_catch_a_broken_renderer(
+    monkeypatch: pytest.MonkeyPatch, attribute: str, broken: Callable[..., Any], kind: str
+) -> None:
+    """Proof that the assertions above bite: with the renderer broken, they fail."""
+    monkeypatch.setattr(render, attribute, broken)
+    message = KINDS[kind](HOSTILE)
+    with pytest.raises(AssertionError):
+        assert_message_safe(message, bigquery=kind == "firing-bigquery")
+    if attribute == "escape":
+        with pytest.raises(AssertionError):
+            test_known_hostile_values_are_shown_escaped(kind)
+
+
+# names beyond HOSTILE_NAMES that sql_string must spell: every character it treats specially, alone and in runs
+SQL_EDGE_NAMES = {
+    "empty": "",
+    "backtick": "`",
+    "quote": "'",
+    "backslash-quote": "\\'",
+    "controls": "a\r\n\tb\x1f",
+    "mixed": "a'b''c\\\\d```e",
+}
+
+
+@pytest.mark.parametrize("name", [*NAMES, *SQL_EDGE_NAMES.values()], ids=[*NAME_IDS, *SQL_EDGE_NAMES])
+def test_sql_string_means_the_name_in_duckdb(name: str) -> None:
+    literal = sql_string(name)
+    assert "`" not in literal and "\n" not in literal and "\r" not in literal
+    with duckdb.connect() as connection:
+        row = connection.execute("select " + literal).fetchone()
+    assert row is not None and row[0] == name
+
+
+@pytest.mark.parametrize("name", NAMES, ids=NAME_IDS)
+def test_investigation_sql_finds_exactly_the_incidents_events_in_duckdb(name: str) -> None:
+    """The SQL shown in the message, run as is: the event's rows in the incident, nothing else."""
+    subject = incident(name)
+    sql = Warehouse(client=None, settings=DUCKDB).investigation(subject).sql
+    inside, after = MINUTE + timedelta(minutes=1, seconds=30), MINUTE + timedelta(minutes=3)
+    rows = [
+        (inside, "match", name),
+        (after, "after-the-incident", name),
+        (inside, "other-event", name + "x"),
+        (inside, "prefix", name[:-1]),
+    ]
+    with duckdb.connect() as connection:
+        connection.execute("create schema mixpanel_data")
+        connection.execute(
+            "create table mixpanel_data.mixpanel_events "
+            "(event_timestamp timestamp, distinct_id varchar, properties varchar, event_name varchar)"
+        )
+        connection.executemany("insert into mixpanel_data.mixpanel_events values (?, ?, '{}', ?)", rows)
+        found = connection.execute(sql).fetchall()
+    assert found == [(inside, "match", "{}")]
+
+
+def _long(size: int) -> str:
+    return (HOSTILE * (size // len(HOSTILE) + 1))[:size]
+
+
+@pytest.mark.parametrize(
+    ("name_size", "settings"),
+    [(300, DUCKDB), (300, BIGQUERY), (5000, DUCKDB), (5000, BIGQUERY)],
+    ids=["300-char-name", "300-char-name-bigquery", "5000-char-name-sql-cut", "5000-char-name-sql-cut-bigquery"],
+)
+def test_block_kit_limits_with_huge_content(name_size: int, settings: Settings) -> None:
+    name = _long(name_size)
+    bigquery = settings is BIGQUERY
+    messages = [
+        firing(
+            name, settings, channel=_long(5000), description=_long(5000), delivered_to=_long(5000),
+            value_size=5000, delay=Delay(DELAY.due_since, 10**6, may_repeat=True),
+        ),
+        resolved_message(incident(name, status="over", channel=_long(5000)), delay=DELAY),
+    ]  # fmt: skip
+    for message in messages:
+        assert 1 <= len(message.blocks) <= SLACK_LIMITS["blocks"]
+        assert len(message.text) <= 4000, "Slack cuts a longer notification text"
+        for block in message.blocks:
+            if block["type"] == "header":
+                assert 1 <= len(block["text"]["text"]) <= SLACK_LIMITS["header"]
+            elif block["type"] == "section":
+                assert 1 <= len(block["text"]["text"]) <= SLACK_LIMITS["section"]
+                assert len(block.get("fields", [])) <= SLACK_LIMITS["fields"]
+                for field in block.get("fields", []):
+                    assert 1 <= len(field["text"]) <= SLACK_LIMITS["field"]
+            else:
+                for element in block["elements"]:
+                    assert 1 <= len(element["text"]) <= SLACK_LIMITS["field"]
+        # cut to fit, and still safe: the SQL fence closes even when the SQL is cut
+        assert_message_safe(message, bigquery=bigquery and message is messages[0])
+    investigate = next(
+        block["text"]["text"]
+        for block in messages[0].blocks
+        if block["type"] == "section" and block["text"]["text"].startswith("*Investigate*")
+    )
+    assert investigate.endswith("```")
+    if name_size == 5000:
+        assert investigate.endswith("…```"), "the SQL is cut inside its fence"
