@@ -31,6 +31,10 @@ lint:
 test: lint
     python -m pytest -q
 
+# fault-injection scenarios end to end (kills, Slack outages, overlaps, hostile input): one figure line each
+reliability:
+    python -m pytest -m reliability tests/reliability -q -p no:cacheprovider -rA --durations=0
+
 # start the BigQuery emulator for tests/test_bigquery.py: eval "$(just bq-emulator)"
 bq-emulator:
     @scripts/bq_emulator.sh start

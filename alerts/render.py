@@ -8,8 +8,9 @@ values, SQL) never becomes markup:
   it cannot close the code block it sits in;
 - every ``mrkdwn`` text object is ``verbatim``: Slack turns no bare URL or ``#channel`` into a link
   and parses no mention;
-- headers are ``plain_text`` (escaped too, as Slack asks of all text), and the SQL to investigate names the event with a string literal that
-  spells a backtick or a line break as ``chr(…)`` (alerts/step.py).
+- headers are ``plain_text``, escaped too (Slack asks it of all text);
+- the SQL to investigate names the event with a string expression that spells quotes, backticks
+  and line breaks as ``chr(…)`` (alerts/step.py).
 
 Block Kit's limits are respected by truncating, never by failing.
 """

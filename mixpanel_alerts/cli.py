@@ -199,11 +199,16 @@ def _detect_and_alert(
     from alerts.step import choose_sender, run_alerts
     from pipelines.mixpanel_pipeline import warehouse_ready
 
-    from .detection import DetectionError, build_detection, open_incidents_summary, require_raw_table
+    from .detection import DetectionError, build_detection, open_incidents_summary, raw_table_exists
 
     try:
         warehouse_ready(settings)
-        require_raw_table(settings)
+        if not raw_table_exists(settings):
+            console.print(
+                f"[yellow]note:[/] no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing "
+                "to detect (run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)",
+                markup=True,
+            )
         result = build_detection(settings, events_config, full_refresh=full_refresh)
         summary = open_incidents_summary(settings)
     except (DetectionError, DuckDBFileBusyError) as exc:

@@ -212,8 +212,8 @@ def build_detection(
     return DetectionResult(seconds=(datetime.now() - started).total_seconds(), nodes=nodes, workdir=workdir)
 
 
-def require_raw_table(settings: Settings) -> None:
-    """Detection reads the raw table, which the first collect creates (even when it finds no event)."""
+def raw_table_exists(settings: Settings) -> bool:
+    """Whether the raw table exists: a collect makes it (on BigQuery with the first configured event)."""
     from dlt.common.destination.exceptions import DestinationUndefinedEntity
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
@@ -225,14 +225,11 @@ def require_raw_table(settings: Settings) -> None:
 
         missing += (NotFound,)
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(settings.table)
         try:
-            client.execute_sql(f"select 1 from {table} where 1 = 0")
+            client.execute_sql(f"select 1 from {client.make_qualified_table_name(settings.table)} where 1 = 0")
         except missing:
-            raise DetectionError(
-                f"the raw table {settings.dataset}.{settings.table} does not exist yet: run `mixpanel-alerts collect` "
-                "(or `run`) first, or check BIGQUERY_DATASET and BIGQUERY_TABLE"
-            ) from None
+            return False
+    return True
 
 
 def open_incidents_summary(settings: Settings) -> str:

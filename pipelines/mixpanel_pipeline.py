@@ -320,6 +320,8 @@ def _collect_once(
             table_name=settings.table,
             existing_event_ids=existing_event_ids,
             duckdb_table=duckdb_table,
+            # an empty load file is a risk on BigQuery; detection copes with a missing raw table
+            create_empty_tables=settings.warehouse != "bigquery",
             spool_root=spool_root,
             stats=stats,
             progress=progress,

@@ -322,3 +322,39 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
         assert len(slack.messages) == 1, "the incident that starts earlier is not alerted again"
     finally:
         slack.stop()
+
+
+def test_first_run_and_hostile_rule_names_on_bigquery(
+    bigquery: Any, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+) -> None:  # fmt: skip
+    """Runs where no configured event has happened yet succeed; the rules seed reads back exactly
+    what was validated (quoted newlines, quotes, backticks…)."""
+    from tests.hostile import HOSTILE_NAMES
+
+    sim = start_sim()
+    dataset = f"t_{uuid.uuid4().hex[:10]}"
+    document = {
+        "events": [
+            rule(name, alert_threshold=index + 1, description=HOSTILE_NAMES[(index + 1) % len(HOSTILE_NAMES)])
+            for index, name in enumerate(HOSTILE_NAMES)
+        ]
+    }
+    write_events_config(tmp_path, document)
+    result = run_cli(["run"], bigquery_env(dataset, sim))
+    assert result.returncode == 0, output_of(result)
+    stored = bigquery.query(
+        f"select event_name, alert_threshold, alert_channel, description, enabled from {dataset}.alert_rules"
+    )
+    expected = [
+        (entry["name"], entry["alert_threshold"], entry["alert_channel"], entry["description"], True)
+        for entry in document["events"]
+    ]
+    assert sorted(tuple(row) for row in stored) == sorted(expected)
+    # no configured event has happened: on BigQuery the raw table waits for the first one (no empty
+    # load), and detection reads it as empty meanwhile
+    tables = {table.table_id for table in bigquery.list_tables(dataset)}
+    assert {"alert_rules", "incidents", "alert_notifications"} <= tables
+    assert "mixpanel_events" not in tables
+    again = run_cli(["run"], bigquery_env(dataset, sim))
+    assert again.returncode == 0, output_of(again)

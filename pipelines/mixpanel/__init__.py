@@ -68,6 +68,7 @@ def mixpanel_source(
     request_backoff_factor: float = 1.0,
     existing_event_ids: Any = None,
     duckdb_table: str | None = None,
+    create_empty_tables: bool = True,
     spool_root: Path | None = None,
     stats: Any = None,
     progress: Any = None,
@@ -91,6 +92,8 @@ def mixpanel_source(
             events then load as a SQL model that DuckDB runs straight from the spooled export at
             load time (no Arrow or parquet round trip), skipping ids already in that table. The
             spool must outlive the load, so it goes under ``spool_root``, which the caller removes.
+        create_empty_tables: a run that finds no event (or no reject) still creates the table, with
+            an empty batch; off for destinations that should not load an empty file (BigQuery).
         spool_root: where export bodies are spooled (default: a temporary folder per request,
             removed once its events are extracted).
         stats: a ``CollectStats`` to fill in; progress: ``(stage, numbers)`` callback.
@@ -119,7 +122,8 @@ def mixpanel_source(
     def events() -> Iterator[Any]:
         if names:
             yield from _export(names)
-        yield from _tables_not_created_yet()
+        if create_empty_tables:
+            yield from _tables_not_created_yet()
 
     def _export(names: list[str]) -> Iterator[Any]:
         client = ExportClient(

@@ -173,6 +173,12 @@ def fresh_spike(names: Iterable[str], count: int = 9) -> list[SimEvent]:
     return events
 
 
+def processed_now(events: Iterable[SimEvent]) -> list[SimEvent]:
+    """The events as Mixpanel would have them when they arrive now: processed now."""
+    now_ms = int(time.time() * 1000)
+    return [dataclasses.replace(event, processing_ms=now_ms) for event in events]
+
+
 def event_totals(db_path: Path) -> tuple[int, int]:
     """Rows and distinct event ids in the raw table (0, 0 if it does not exist)."""
     if not db_path.exists():

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('mixpanel', 'events') }}
+    {{ raw_events_or_empty() }}
 
 ),
 
