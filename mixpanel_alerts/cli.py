@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -369,6 +370,48 @@ def query_command(
             table.add_row(*("" if value is None else str(value) for value in row))
         Console(highlight=False).print(table)
         console.print(f"{len(rows)} row(s)")
+
+
+@app.command()
+def snapshot(
+    target: Annotated[
+        Path, typer.Argument(help="the copy to write, e.g. /tmp/analysis.duckdb (replaced if it exists)")
+    ],
+) -> None:
+    """Copy the DuckDB warehouse to another file, between runs, for a long analysis session.
+
+    A notebook may keep the copy open for as long as it likes: runs never see it. The copy is
+    consistent (taken in the same turn as a run, like `query`) and complete (every schema and table).
+    """
+    import duckdb
+
+    from pipelines.mixpanel_pipeline import single_writer
+
+    settings = _settings()
+    if settings.warehouse != "duckdb":
+        fail("snapshot copies the DuckDB file (WAREHOUSE=duckdb)", 2)
+    if not settings.duckdb_path.exists():
+        fail(f"DUCKDB_PATH={settings.duckdb_path} does not exist yet: run `mixpanel-alerts collect` first", 2)
+    target = target.expanduser().resolve()
+    if target == settings.duckdb_path.resolve():
+        fail("the snapshot must be another file than DUCKDB_PATH", 2)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    source, copy = (str(path).replace("'", "''") for path in (settings.duckdb_path, partial))
+    started = time.monotonic()
+    try:
+        with single_writer(settings), duckdb.connect() as con:
+            con.execute(f"attach '{source}' as warehouse (read_only); attach '{copy}' as snapshot")
+            con.execute("copy from database warehouse to snapshot")
+    except DuckDBFileBusyError as exc:
+        partial.unlink(missing_ok=True)
+        fail(str(exc), 1)
+    except duckdb.Error as exc:
+        partial.unlink(missing_ok=True)
+        fail(f"snapshot failed: {exc}", 1)
+    partial.replace(target)
+    size = target.stat().st_size / 1e6
+    console.print(f"snapshot: {target} ({size:,.1f} MB) in {time.monotonic() - started:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -130,3 +130,19 @@ def test_killed_runs_leave_nothing_behind(
     result = run_cli(["check"], env)
     assert not [path for path in left if path.exists()], output_of(result)
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(DB_FILE)) == [DB_FILE]
+
+
+def test_snapshot_copies_the_warehouse_for_a_long_session(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    hold_file: Callable[[Path], subprocess.Popen[str]],
+) -> None:  # fmt: skip
+    events = recent_traffic(15)
+    sim.add_events(events)
+    env = make_env(sim)
+    assert run_cli(["collect"], env).returncode == 0
+    copy = tmp_path / "analysis.duckdb"
+    result = run_cli(["snapshot", str(copy)], env)
+    assert result.returncode == 0, output_of(result)
+    assert query(copy, f"select count(*) from {EVENTS_TABLE}") == [(len(events),)]
+    hold_file(copy)  # a notebook keeps the copy open: runs are not blocked
+    assert run_cli(["run"], env).returncode == 0
