@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
+from .duckdb_file import busy_message, is_lock_conflict
 from .events_config import EventsConfig
 from .scratch import scratch_dir
 from .settings import ConfigError, Settings, require_mixpanel_credentials
@@ -96,7 +97,9 @@ def check_warehouse(settings: Settings) -> tuple[str, str]:
                 "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                 [settings.dataset, settings.table],
             ).fetchone()
-    except (OSError, Exception) as exc:
+    except Exception as exc:
+        if is_lock_conflict(exc):
+            return "failed", busy_message(path, exc)
         return "failed", f"DUCKDB_PATH={path}: cannot open the database: {exc}"
     exists = "exists" if tables and tables[0] else "will be created by the first collect"
     return "ok", f"DuckDB {path}: raw table {settings.dataset}.{settings.table} {exists}"

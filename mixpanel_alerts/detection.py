@@ -25,6 +25,9 @@ from .settings import Settings
 
 PROFILE_NAME = "mixpanel_alerts"
 PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests")
+# where DuckDB spills past memory during a build, inside the working copy (a stable path keeps dbt's
+# partial parsing: the profile does not change between runs); emptied before each build
+SPILL_DIR = "spill"
 # Scans of all history (uniqueness of the raw table): for `dbt test` by analysts, not every run.
 DETECT_EXCLUDE = ("source:*", "tag:full_history", "test_type:unit")
 
@@ -91,7 +94,7 @@ def prepare_workdir(settings: Settings, events_config: EventsConfig, base: Path 
                 shutil.copy2(source / name, target)
         stamp.write_text(digest)
     write_rules_seed(events_config, workdir / "seeds" / "alert_rules.csv")
-    (workdir / "profiles.yml").write_text(json.dumps(profile(settings), indent=2))
+    (workdir / "profiles.yml").write_text(json.dumps(profile(settings, workdir / SPILL_DIR), indent=2))
     return workdir
 
 
@@ -132,8 +135,9 @@ def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
         staged.replace(path)
 
 
-def profile(settings: Settings) -> dict[str, Any]:
-    """A dbt profile from the contract's variables (YAML is a superset of JSON)."""
+def profile(settings: Settings, spill_dir: Path | None = None) -> dict[str, Any]:
+    """A dbt profile from the contract's variables (YAML is a superset of JSON). On DuckDB,
+    ``spill_dir`` takes what queries spill past memory (a scratch folder, removed even after a kill)."""
     if settings.warehouse == "bigquery":
         output: dict[str, Any] = {
             "type": "bigquery",
@@ -157,6 +161,8 @@ def profile(settings: Settings) -> dict[str, Any]:
             "threads": 1,
             "settings": {"TimeZone": "UTC"},
         }
+        if spill_dir is not None:
+            output["settings"]["temp_directory"] = str(spill_dir)
     return {PROFILE_NAME: {"target": settings.warehouse, "outputs": {settings.warehouse: output}}}
 
 
@@ -202,6 +208,8 @@ def build_detection(
     """``dbt build`` of the rules seed, the detection models and their tests."""
     started = datetime.now()
     workdir = prepare_workdir(settings, events_config, workdir_base)
+    # what a killed build spilled (this run holds the warehouse's single-writer turn)
+    shutil.rmtree(workdir / SPILL_DIR, ignore_errors=True)
     args = ["build", "--vars", json.dumps(detection_vars(settings, detection_now)), "--quiet"]
     for selector in DETECT_EXCLUDE:
         args += ["--exclude", selector]

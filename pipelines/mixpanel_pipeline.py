@@ -13,12 +13,14 @@ import dataclasses
 import fcntl
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -60,7 +62,9 @@ class CollectSummary:
         )
 
 
-def destination(settings: Settings) -> Any:
+def destination(settings: Settings, spill_dir: Path | None = None) -> Any:
+    """The dlt destination. On DuckDB, ``spill_dir`` takes the files a query spills past its memory
+    limit: DuckDB's default, a folder beside the database, keeps them for ever after a kill."""
     if settings.warehouse == "bigquery":
         return dlt.destinations.bigquery(location=settings.location, project_id=settings.gcp_project_id)
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -75,6 +79,8 @@ def destination(settings: Settings) -> Any:
         # the insert streams from the spool; past this DuckDB spills to disk (the peak RSS halves)
         "memory_limit": "1GB",
     }
+    if spill_dir is not None:
+        global_config["temp_directory"] = str(spill_dir)
     return dlt.destinations.duckdb(DuckDbCredentials(str(settings.duckdb_path), global_config=global_config))
 
 
@@ -85,7 +91,7 @@ def pipeline_for(settings: Settings) -> Iterator[dlt.Pipeline]:
         yield dlt.pipeline(
             pipeline_name=PIPELINE_NAME,
             pipelines_dir=str(working_dir),
-            destination=destination(settings),
+            destination=destination(settings, working_dir / "spill"),
             dataset_name=settings.dataset,
         )
 
@@ -135,9 +141,11 @@ def _duckdb_file_lock(settings: Settings) -> Iterator[None]:
             logger.warning("another run is writing to %s: waiting for it to finish", path)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            # the lock file of versions before 0.2 (it stayed beside the database)
-            path.with_name(path.name + ".collect.lock").unlink(missing_ok=True)
             wait_until_free(path, settings.duckdb_busy_timeout_seconds)
+            # no other process has the file open: what is beside it is left over (the lock file of
+            # earlier versions, and spill files of a process killed while DuckDB's default held them)
+            path.with_name(path.name + ".collect.lock").unlink(missing_ok=True)
+            shutil.rmtree(path.with_name(path.name + ".tmp"), ignore_errors=True)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
