@@ -94,7 +94,11 @@ class Ledger:
                 self.client.execute_sql(f"alter table {self.table} add column {name} {types[index]}")
 
     def all(self) -> dict[str, Notification]:
-        names = ", ".join(COLUMNS)
+        """Every notification; a ledger of an earlier version (fewer columns) reads too, so that a
+        dry run, which changes nothing, still sees what was sent."""
+        with self.client.execute_query(f"select * from {self.table} limit 0") as cursor:
+            present = {column[0] for column in cursor.description}
+        names = ", ".join(name if name in present else f"null as {name}" for name in COLUMNS)
         rows = self.client.execute_sql(f"select {names} from {self.table}") or []
         return {row[0]: Notification(*row) for row in rows}
 

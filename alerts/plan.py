@@ -159,9 +159,14 @@ def continued_notification(known: Iterable[Notification], incident: Incident) ->
     return min(candidates)[2] if candidates else None
 
 
-def delay_of(notification: Notification, now: datetime, may_repeat: bool = False) -> Delay | None:
-    """How late a notification is, if it is: earlier attempts failed, or it waited past LATE_AFTER."""
+def delay_of(
+    notification: Notification, now: datetime, may_repeat: bool = False, earlier_attempts: int | None = None
+) -> Delay | None:
+    """How late a notification is, if it is: attempts of earlier runs failed (``earlier_attempts``,
+    by default all its attempts), or it waited past LATE_AFTER."""
+    attempts = notification.attempts if earlier_attempts is None else earlier_attempts
     recorded = utc(notification.created_at) if notification.created_at else now
-    if notification.attempts == 0 and now - recorded < LATE_AFTER and not may_repeat:
+    late = attempts > 0 or now - recorded >= LATE_AFTER
+    if not late and not may_repeat:
         return None
-    return Delay(due_since=recorded, attempts=notification.attempts, may_repeat=may_repeat)
+    return Delay(due_since=recorded, attempts=attempts, late=late, may_repeat=may_repeat)

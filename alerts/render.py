@@ -74,6 +74,8 @@ class Delay:
 
     due_since: datetime
     attempts: int
+    # later than it was due: earlier runs could not deliver it
+    late: bool = True
     # an earlier post may have reached Slack and could not be checked (webhook): say it may repeat
     may_repeat: bool = False
 
@@ -95,10 +97,12 @@ def mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
 def _delay_lines(delay: Delay | None) -> list[str]:
     if delay is None:
         return []
-    lines = [
-        f":hourglass: *Late*: due since {_minute(delay.due_since)}; Slack could not be reached until now "
-        f"({delay.attempts} earlier attempt{'s' if delay.attempts != 1 else ''})."
-    ]
+    lines = []
+    if delay.late:
+        lines.append(
+            f":hourglass: *Late*: due since {_minute(delay.due_since)}; Slack could not be reached until now "
+            f"({delay.attempts} earlier attempt{'s' if delay.attempts != 1 else ''})."
+        )
     if delay.may_repeat:
         lines.append("An earlier post of this message may have arrived: Slack did not confirm it.")
     return lines
@@ -163,7 +167,7 @@ def firing_message(
     ``description`` the rule's; ``delay`` says the message is late."""
     event = escape(incident.event_name)
     window = f"{incident.time_window_minutes} min" if incident.time_window_minutes > 1 else "1 min"
-    late = "late: " if delay else ""
+    late = "late: " if delay and delay.late else ""
     text = truncate(
         f":rotating_light: {late}{event}: {incident.peak_count} events in {window} "
         f"(threshold {incident.alert_threshold}) since {_minute(incident.started_at)}",
@@ -221,7 +225,7 @@ def firing_message(
 
 def resolved_message(incident: Incident, *, delay: Delay | None = None) -> Message:
     event = escape(incident.event_name)
-    late = " (late)" if delay else ""
+    late = " (late)" if delay and delay.late else ""
     text = truncate(
         f":white_check_mark: resolved{late}: {event} is back under its threshold of {incident.alert_threshold} "
         f"since {_minute(incident.ended_at)} (peak {incident.peak_count}).",

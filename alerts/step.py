@@ -270,6 +270,7 @@ class Delivery:
             show(self.console, render(delay_of(notification, self.now())), notification.channel)
             self.summary.rendered += 1
             return
+        earlier_attempts = notification.attempts  # this run's retries do not make it late
         for post in range(MAX_POSTS_PER_RUN):
             may_repeat = False
             if notification.maybe_sent:
@@ -286,9 +287,9 @@ class Delivery:
                     return
                 else:
                     if found is not None:
-                        self._sent(notification, found, delay_of(notification, self.now()) is not None)
+                        self._sent(notification, found, delay_of(notification, self.now(), False, earlier_attempts))
                         return
-            delay = delay_of(notification, self.now(), may_repeat)
+            delay = delay_of(notification, self.now(), may_repeat, earlier_attempts)
             message = render(delay)
             notification.attempts += 1
             notification.maybe_sent = True
@@ -309,14 +310,14 @@ class Delivery:
                 self.ledger.update(notification)
                 time.sleep(SECONDS_BEFORE_CHECKING * (post + 1))  # let Slack finish before looking
                 continue
-            self._sent(notification, delivered, delay is not None)
+            self._sent(notification, delivered, delay)
             return
 
     def _find(self, notification: Notification, stamp: Stamp, thread: Delivered | None) -> Delivered | None:
         since = (utc(notification.created_at) if notification.created_at else self.now()) - CLOCK_SKEW
         return self.sender.find(stamp, notification.channel, thread, since)
 
-    def _sent(self, notification: Notification, delivered: Delivered, late: bool) -> None:
+    def _sent(self, notification: Notification, delivered: Delivered, delay: Delay | None) -> None:
         notification.status = "sent"
         notification.maybe_sent = False
         notification.sent_at = self.now()
@@ -326,7 +327,7 @@ class Delivery:
         notification.last_error = None
         self.ledger.update(notification)
         self.summary.sent += 1
-        self.summary.late += int(late)
+        self.summary.late += int(delay is not None and delay.late)
 
     def _failed(self, notification: Notification, exc: DeliveryError) -> None:
         notification.status = "failed" if exc.permanent else "pending"
@@ -337,5 +338,5 @@ class Delivery:
             self.summary.failed += 1
         else:
             self.summary.pending += 1
-        what = "may have arrived; the next run checks before sending again" if notification.maybe_sent else "not sent"
+        what = "may have arrived (Slack did not confirm it)" if notification.maybe_sent else "not sent"
         self.console.print(f"[yellow]alert for {notification.event_name} {what}:[/] {exc}", markup=True)

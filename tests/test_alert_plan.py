@@ -197,15 +197,26 @@ def test_undelivered_alert_of_an_incident_now_over_is_due_with_its_resolved_noti
         (0, LATE_AFTER - timedelta(seconds=1), False, False),
         (0, LATE_AFTER, False, True),
         (1, timedelta(0), False, True),
-        (0, timedelta(0), True, True),
+        (0, timedelta(0), True, False),
+        (2, timedelta(0), True, True),
     ],
-    ids=["fresh", "just-under-late-after", "late-after-reached", "an-attempt-failed", "may-repeat"],
+    ids=["fresh", "just-under-late-after", "late-after-reached", "an-attempt-failed", "may-repeat", "late-and-repeat"],
 )
 def test_delay_of(attempts: int, recorded_ago: timedelta, may_repeat: bool, late: bool) -> None:
     created = NOW - recorded_ago
     waiting = notification(attempts=attempts, created_at=created)
-    expected = Delay(due_since=created, attempts=attempts, may_repeat=may_repeat) if late else None
-    assert delay_of(waiting, NOW, may_repeat) == expected
+    delay = delay_of(waiting, NOW, may_repeat)
+    if not late and not may_repeat:
+        assert delay is None
+    else:
+        assert delay == Delay(due_since=created, attempts=attempts, late=late, may_repeat=may_repeat)
+
+
+def test_retries_within_a_run_do_not_make_an_alert_late() -> None:
+    """Only attempts of earlier runs count: a retry seconds later in the same run is not late."""
+    waiting = notification(attempts=2, created_at=NOW)
+    assert delay_of(waiting, NOW, earlier_attempts=0) is None
+    assert delay_of(waiting, NOW, earlier_attempts=1) == Delay(due_since=NOW, attempts=1)
 
 
 def test_delay_of_a_notification_without_created_at_counts_from_now() -> None:
