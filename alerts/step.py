@@ -271,9 +271,10 @@ class Delivery:
             self.summary.rendered += 1
             return
         earlier_attempts = notification.attempts  # this run's retries do not make it late
+        unconfirmed = bool(notification.maybe_sent)  # an earlier post may have arrived, and nobody has looked
         for post in range(MAX_POSTS_PER_RUN):
             may_repeat = False
-            if notification.maybe_sent:
+            if unconfirmed:
                 try:
                     found = self._find(notification, stamp, thread)
                 except CannotCheckError as exc:
@@ -289,6 +290,7 @@ class Delivery:
                     if found is not None:
                         self._sent(notification, found, delay_of(notification, self.now(), False, earlier_attempts))
                         return
+                    unconfirmed = False  # looked: it is not there
             delay = delay_of(notification, self.now(), may_repeat, earlier_attempts)
             message = render(delay)
             notification.attempts += 1
@@ -301,14 +303,16 @@ class Delivery:
                 else:
                     delivered = self.sender.post(message, notification.channel, stamp)
             except DeliveryError as exc:
-                notification.maybe_sent = exc.maybe_delivered
-                retry = exc.maybe_delivered and not exc.timed_out and not exc.permanent
-                if not retry or post == MAX_POSTS_PER_RUN - 1:
+                # a copy may be out there: this one, or an earlier one nobody could look for
+                unconfirmed = exc.maybe_delivered or may_repeat
+                notification.maybe_sent = unconfirmed
+                if exc.permanent or exc.timed_out or post == MAX_POSTS_PER_RUN - 1:
+                    # a timeout: Slack may still be posting it; the next run looks first
                     self._failed(notification, exc)
                     return
                 notification.last_error = str(exc)
                 self.ledger.update(notification)
-                time.sleep(SECONDS_BEFORE_CHECKING * (post + 1))  # let Slack finish before looking
+                time.sleep(SECONDS_BEFORE_CHECKING * (post + 1))  # and let Slack finish before looking
                 continue
             self._sent(notification, delivered, delay)
             return

@@ -215,9 +215,26 @@ def build_detection(
         args += ["--exclude", selector]
     if full_refresh:
         args.append("--full-refresh")
-    result = run_dbt(args, workdir)
+    try:
+        result = run_dbt(args, workdir)
+    finally:
+        close_duckdb_connection(settings)
     nodes = len(getattr(result.result, "results", []) or [])
     return DetectionResult(seconds=(datetime.now() - started).total_seconds(), nodes=nodes, workdir=workdir)
+
+
+def close_duckdb_connection(settings: Settings) -> None:
+    """dbt-duckdb keeps its database open after a build, for the life of the process. Close it: a
+    later connection that closes (the alert step's) would drop DuckDB's lock on the file while this
+    one could still write, and another process could then open it too."""
+    if settings.warehouse != "duckdb":
+        return
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
+        environment.close()
+    DuckDBConnectionManager.close_all_connections()
 
 
 def raw_table_exists(settings: Settings) -> bool:

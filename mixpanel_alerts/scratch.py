@@ -1,6 +1,6 @@
 """Scratch folders for one run (export spools, dlt's working folder), cleaned even after a kill.
 
-Each folder lives under ``$TMPDIR/mixpanel-alerts/`` and is locked (``flock``) by the process that
+Each folder lives under ``$TMPDIR/mixpanel-alerts-UID/`` and is locked (``flock``) by the process that
 made it for as long as it exists. A process killed with ``kill -9`` cannot remove its folders, but
 its locks die with it: the next run removes every folder nobody holds (``clean_stale``).
 """
@@ -19,12 +19,14 @@ from pathlib import Path
 
 logger = logging.getLogger("mixpanel_alerts")
 
-# a folder is only judged stale once it is older than this: its maker locks it right after making it
+# a folder whose maker still lives is only judged stale once older than this (its maker locks it
+# right after making it); one whose maker is dead (its pid is in its name) is stale at once
 STALE_AFTER_SECONDS = 60.0
 
 
 def scratch_root() -> Path:
-    return Path(tempfile.gettempdir()) / "mixpanel-alerts"
+    """One folder per user: another user's runs could not write in a shared one."""
+    return Path(tempfile.gettempdir()) / f"mixpanel-alerts-{os.getuid()}"
 
 
 @contextlib.contextmanager
@@ -51,7 +53,7 @@ def clean_stale(now: float | None = None) -> int:
     removed = 0
     for path in root.iterdir():
         try:
-            if not path.is_dir() or now - path.stat().st_mtime < STALE_AFTER_SECONDS:
+            if not path.is_dir() or (_maker_alive(path) and now - path.stat().st_mtime < STALE_AFTER_SECONDS):
                 continue
             handle = os.open(path, os.O_RDONLY)
         except OSError:  # removed meanwhile by its owner or another cleaner
@@ -68,3 +70,17 @@ def clean_stale(now: float | None = None) -> int:
     if removed:
         logger.info("removed %s scratch folder(s) left by killed runs under %s", removed, root)
     return removed
+
+
+def _maker_alive(path: Path) -> bool:
+    """Whether the process whose pid the folder's name holds (``purpose-pid-…``) still runs."""
+    try:
+        pid = int(path.name.split("-")[1])
+        os.kill(pid, 0)
+    except (IndexError, ValueError):
+        return True  # not a name of ours: judge by age alone
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True

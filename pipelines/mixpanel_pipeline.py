@@ -129,34 +129,50 @@ def single_writer(settings: Settings) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _duckdb_file_lock(settings: Settings) -> Iterator[None]:
-    """``flock`` on the database file itself (DuckDB's own locks are ``fcntl`` locks, which Linux
-    keeps apart), so no lock file is left beside it; then wait a bounded time for other processes
-    to close the file."""
+    """A ``flock`` on a lock file beside the database (``.NAME.lock``), which exists only while a
+    run holds it; then a bounded wait for other processes to close the database file.
+
+    Not a lock on the database file itself: closing any descriptor of a file drops every ``fcntl``
+    lock the process holds on it, DuckDB's included, so a lock there would, once let go, leave
+    DuckDB's own lock gone while a connection in this process could still write."""
     path = settings.duckdb_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        wait_until_free(path, settings.duckdb_busy_timeout_seconds)  # creates it
-    with open(path, "rb") as handle:
-        if not _try_flock(handle):
-            logger.warning("another run is writing to %s: waiting for it to finish", path)
+    lock_path = path.with_name(f".{path.name}.lock")
+    handle = _take_lock_file(lock_path)
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+        wait_until_free(path, settings.duckdb_busy_timeout_seconds)
+        # no other process has the file open: what is beside it is left over (the lock file of
+        # earlier versions, and spill files of a process killed while DuckDB's default held them)
+        path.with_name(path.name + ".collect.lock").unlink(missing_ok=True)
+        shutil.rmtree(path.with_name(path.name + ".tmp"), ignore_errors=True)
+        yield
+    finally:
+        # removed while still held: a run waiting on this file sees it is gone and takes a new one
+        lock_path.unlink(missing_ok=True)
+        os.close(handle)
+
+
+def _take_lock_file(lock_path: Path) -> int:
+    """The descriptor of ``lock_path``, exclusively locked; waits for the run that holds it."""
+    warned = False
+    while True:
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not warned:
+                holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "another run"
+                logger.warning("another run (%s) is writing to %s: waiting for it", holder, lock_path.parent)
+                warned = True
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            wait_until_free(path, settings.duckdb_busy_timeout_seconds)
-            # no other process has the file open: what is beside it is left over (the lock file of
-            # earlier versions, and spill files of a process killed while DuckDB's default held them)
-            path.with_name(path.name + ".collect.lock").unlink(missing_ok=True)
-            shutil.rmtree(path.with_name(path.name + ".tmp"), ignore_errors=True)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _try_flock(handle: Any) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+            if os.fstat(handle).st_ino == os.stat(lock_path).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        os.close(handle)  # the holder removed that file as it let go: lock the one there now
 
 
 def warehouse_ready(settings: Settings) -> None:

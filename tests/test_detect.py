@@ -293,3 +293,22 @@ def test_a_direct_message_channel_id_passes_validation_and_detection(
     for command in ("collect", "detect"):
         result = run_cli([command], env)
         assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+
+
+def test_every_hostile_event_name_is_collected_and_monitored(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path,
+    db_path: Path,
+) -> None:  # fmt: skip
+    """Each name travels through the export request, the load's SQL (in a text file that dlt reads
+    back: a carriage return there once dropped every event of its name), the seed and dbt."""
+    write_events_config(tmp_path, {"events": [rule(name, alert_threshold=3) for name in HOSTILE_NAMES]})
+    minute = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=20)
+    sim.add_events([event for name in HOSTILE_NAMES for event in burst(name, minute, 4)])
+    env = make_env(sim)
+    for command in ("collect", "detect"):
+        result = run_cli([command], env)
+        assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+    stored = query(db_path, "select event_name, count(*) from mixpanel_data.mixpanel_events group by 1")
+    assert sorted(stored) == sorted((name, 4) for name in HOSTILE_NAMES)
+    incidents = query(db_path, "select event_name, peak_count from mixpanel_data.incidents")
+    assert sorted(incidents) == sorted((name, 4) for name in HOSTILE_NAMES)

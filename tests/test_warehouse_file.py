@@ -17,6 +17,11 @@ import pytest
 from mixpanel_alerts.simulator import ExportSimulator
 from tests.conftest import CLI, DB_FILE, EVENTS_TABLE, output_of, query, recent_traffic
 
+
+def scratch_root_in(tmpdir: Path) -> Path:
+    return tmpdir / f"mixpanel-alerts-{os.getuid()}"
+
+
 HOLD = (
     "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
     "print('open', flush=True); time.sleep(600)"
@@ -118,7 +123,7 @@ def test_killed_runs_leave_nothing_behind(
         [CLI, "collect"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    scratch = scratch_tmp / "mixpanel-alerts"
+    scratch = scratch_root_in(scratch_tmp)
     deadline = time.monotonic() + 60
     while not (scratch.is_dir() and len(list(scratch.iterdir())) >= 2) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -409,7 +409,21 @@ _REJECT_REASON = f"""case
 
 
 def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    """A DuckDB string expression for ``value``. Control characters are spelled ``chr(n)``: the
+    query travels in a text file (dlt's model file), read back with newline translation, which
+    would turn a ``\\r`` in an event name into ``\\n`` and silently drop that event's rows."""
+    pieces: list[str] = []
+    plain = ""
+    for character in value:
+        if ord(character) < 32:
+            pieces += [f"'{plain}'"] if plain else []
+            pieces.append(f"chr({ord(character)})")
+            plain = ""
+        else:
+            plain += "''" if character == "'" else character
+    if plain or not pieces:
+        pieces.append(f"'{plain}'")
+    return "(" + " || ".join(pieces) + ")" if len(pieces) > 1 else pieces[0]
 
 
 def _timestamptz_literal(moment: datetime) -> str:

@@ -30,7 +30,7 @@ def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 @pytest.fixture
 def scratch_tmp(tmp_path: Path) -> Path:
-    """A TMPDIR of the test's own: the CLI's scratch folders land in ``<it>/mixpanel-alerts/``."""
+    """A TMPDIR of the test's own: the CLI's scratch folders land in ``<it>/mixpanel-alerts-UID/``."""
     path = tmp_path / "tmp"
     path.mkdir()
     return path

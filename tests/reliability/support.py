@@ -56,10 +56,6 @@ class Spawned:
                 [CLI, *args], env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
             )
 
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
     def running(self) -> bool:
         return self.process.poll() is None
 
@@ -76,8 +72,6 @@ class Spawned:
             self.kill()
             raise
         seconds = time.monotonic() - self.started
-        with contextlib.suppress(OSError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # nothing of it may outlive it
         output = self.log.read_text(encoding="utf-8", errors="replace")
         assert_no_secrets(output, self.env)
         return Finished(code, output, seconds)
@@ -314,7 +308,7 @@ def ledger_statuses(db_path: Path) -> Counter[str]:
 
 
 def scratch_leftovers(tmpdir: Path) -> list[str]:
-    root = tmpdir / "mixpanel-alerts"
+    root = tmpdir / f"mixpanel-alerts-{os.getuid()}"
     return sorted(path.name for path in root.iterdir()) if root.is_dir() else []
 
 
