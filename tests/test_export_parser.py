@@ -241,3 +241,19 @@ def test_a_line_longer_than_the_readers_limit_is_a_reject(tmp_path: Path) -> Non
     parser.parse()
     assert [reject["reason"] for reject in parser.rejects] == [f"longer than {MAX_LINE_BYTES >> 20} MiB"]
     assert parser.count_new_events() == len(LINES)
+
+
+@pytest.mark.parametrize("mode", ["narrow", "full", "objects"])
+def test_an_event_name_that_is_not_a_string_is_a_reject(tmp_path: Path, mode: ReadMode) -> None:
+    """`"event": true` is not the event named "true" (a VARCHAR read once turned it into that name)."""
+    lines = [
+        b'{"event":true,"properties":{"time":1700000000,"$insert_id":"b"}}',
+        b'{"event":12,"properties":{"time":1700000001,"$insert_id":"n"}}',
+        b'{"event":"true","properties":{"time":1700000002,"$insert_id":"s"}}',
+    ]
+    spool = tmp_path / "export.jsonl"
+    spool.write_bytes(b"\n".join(lines) + b"\n")
+    parser = ExportParser(spool, event_names=["true", "12"], project_timezone="UTC", inserted_at=INSERTED_AT)
+    parser._read(spool, mode=mode)
+    reasons = parser.con.execute("select reject_reason from export_keys order by time_ms nulls first").fetchall()
+    assert sorted(reason or "" for (reason,) in reasons) == ["", *["event name is not a string"] * 2]

@@ -403,6 +403,7 @@ _LAST_MS = 253402128000000  # 9999-12-30 00:00:00 UTC
 _USABLE_TIME = f"coalesce(event_time > 0 and event_time <= {_LAST_MS}, false)"
 _REJECT_REASON = f"""case
             when event_name is null or event_name = '' then 'no event name'
+            when not event_is_text then 'event name is not a string'
             when properties is null then 'no properties'
             when not {_USABLE_TIME} then 'no usable properties.time'
         end"""
@@ -459,12 +460,15 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
         # reads `a -> b` inside a function's arguments as a lambda, so each extraction stands alone
         # in its select list
         source = f"""
-    select event_name, properties, json_extract_string(properties, [{paths}]) as picked
+    select event_name, event_is_text, properties, json_extract_string(properties, [{paths}]) as picked
     from (
-        select event_name, nullif(extracted_properties, 'null') as properties
+        select
+            json_extract_string(extracted_event, '$') as event_name,
+            coalesce(json_type(extracted_event) = 'VARCHAR', false) as event_is_text,
+            nullif(extracted_properties, 'null') as properties
         from (
             select
-                json_extract_string(line, '$.event') as event_name,
+                json_extract(line, '$.event') as extracted_event,
                 json_extract(line, '$.properties') as extracted_properties
             from read_ndjson_objects('{quoted}', maximum_object_size = {MAX_LINE_BYTES}) as lines (line)
         )
@@ -477,11 +481,16 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
         else:
             properties_type = "'JSON'"
             picked = f"json_extract_string(properties, [{paths}])"
+        # `event` read as JSON, not VARCHAR, which would turn `"event": true` into the name "true"
         source = f"""
-    select event as event_name, properties, {picked} as picked
+    select
+        json_extract_string(event, '$') as event_name,
+        coalesce(json_type(event) = 'VARCHAR', false) as event_is_text,
+        properties,
+        {picked} as picked
     from read_json(
         '{quoted}', format = 'newline_delimited', maximum_object_size = {MAX_LINE_BYTES},
-        columns = {{event: 'VARCHAR', properties: {properties_type}}}
+        columns = {{event: 'JSON', properties: {properties_type}}}
     )"""
     return f"""
 with source as ({source}
@@ -489,6 +498,7 @@ with source as ({source}
 typed as (
     select
         event_name,
+        event_is_text,
         properties,
         try_cast(picked[1] as double) as event_time,
         picked[2] as distinct_id,
