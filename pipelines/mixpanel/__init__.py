@@ -213,11 +213,13 @@ def mixpanel_source(
                             progress("load", {"events": loaded})
                         yield batch
                 if parser.rejects:
-                    for reject in parser.rejects:
+                    # one row per distinct reject (its id is the line's hash): the summary counts lines
+                    rejects = list({reject["reject_id"]: reject for reject in parser.rejects}.values())
+                    for reject in rejects:
                         reject["from_date"] = window.from_date
                         reject["to_date"] = window.to_date
                     tables_with_rows.add(REJECTS_TABLE)
-                    yield dlt.mark.with_table_name(parser.rejects, REJECTS_TABLE)
+                    yield dlt.mark.with_table_name(rejects, REJECTS_TABLE)
                 run_stats.add(parser.stats)
                 return parser.stats.max_processing_ms
             finally:

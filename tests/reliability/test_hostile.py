@@ -49,7 +49,8 @@ class ServesHostileLines(ExportSimulator):
         body = super().body_for(params) + b"".join(
             line + b"\n" for line in hostile_lines("page_view", self.hostile_at_ms)
         )
-        self.served.append(body.count(b"\n"))
+        # a blank line (only whitespace) is no line of JSON lines: neither an event nor a reject
+        self.served.append(sum(1 for line in body.split(b"\n") if line.strip()))
         return body
 
 
