@@ -20,11 +20,12 @@ collect:
 detect:
     mixpanel-alerts detect
 
-# ruff, ruff format, mypy and sqlfluff (dbt models, lower-case keywords)
+# ruff, ruff format, mypy, the import layers (import-linter) and sqlfluff (dbt models, lower-case keywords)
 lint:
     ruff check .
     ruff format --check .
     mypy
+    lint-imports
     cd dbt_project && sqlfluff lint models macros
 
 # lint, then the whole test suite

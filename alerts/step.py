@@ -22,7 +22,8 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.panel import Panel
 
-from mixpanel_alerts.settings import Settings
+from mixpanel_alerts.core.config import Settings
+from mixpanel_alerts.core.warehouse import pipeline_for
 
 from .ledger import Ledger, Notification
 from .plan import Due, delay_of, plan, utc
@@ -97,7 +98,8 @@ def show(console: Console, message: Message, channel: str) -> None:
         for element in block.get("elements", []):
             lines.append(element.get("text", ""))
     title = next((block["text"]["text"] for block in message.blocks if block["type"] == "header"), message.text)
-    panel = Panel("\n".join(lines), title=f"{title} → {channel}", title_align="left", expand=False)
+    text = "\n".join(lines).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")  # as Slack shows it
+    panel = Panel(text, title=f"{title} → {channel}", title_align="left", expand=False)
     console.print(panel, soft_wrap=False, markup=False)
 
 
@@ -194,8 +196,6 @@ def run_alerts(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AlertSummary:
     """Record and send what ``plan`` decides; ``dry_run`` renders it and writes nothing."""
-    from pipelines.mixpanel_pipeline import pipeline_for
-
     summary = AlertSummary()
     sender = sender or choose_sender(settings, console)
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:

@@ -28,8 +28,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mixpanel_alerts.events_config import parse_events_config
-from mixpanel_alerts.settings import ConfigError, Settings
+from mixpanel_alerts.core.config import ConfigError, Settings
+from mixpanel_alerts.core.events_config import parse_events_config
 
 ROLES = (
     # the seed's IAM setup: load, query and read BigQuery; read secrets

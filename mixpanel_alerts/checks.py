@@ -8,10 +8,13 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
-from .duckdb_file import busy_message, is_lock_conflict
-from .events_config import EventsConfig
-from .scratch import scratch_dir
-from .settings import ConfigError, Settings, require_mixpanel_credentials
+from .core.config import ConfigError, Settings
+from .core.credentials import mixpanel_credentials
+from .core.duckdb_file import busy_message, is_lock_conflict
+from .core.events_config import EventsConfig
+from .core.scratch import scratch_dir
+from .pipelines.mixpanel.client import ExportClient, ExportError, export_base_url, rate_limiter_for
+from .pipelines.mixpanel.window import ExportWindow
 
 
 def run_checks(settings: Settings, events_config: EventsConfig, console: Console, redact: Callable[[str], str]) -> int:
@@ -33,42 +36,22 @@ def run_checks(settings: Settings, events_config: EventsConfig, console: Console
 
 
 def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str, str]:
-    from pipelines.mixpanel.helpers import (
-        ExportClient,
-        ExportError,
-        ExportWindow,
-        export_base_url,
-        rate_limiter_for,
-    )
-
     try:
-        require_mixpanel_credentials(settings)
-        if not settings.project_id:
-            raise ConfigError("MIXPANEL_PROJECT_ID is not set")
+        credentials = mixpanel_credentials(settings)
         base_url = export_base_url(settings.region, settings.export_url)
     except (ConfigError, ExportError) as exc:
         return "config", str(exc)
-    if settings.service_account_username and settings.service_account_secret:
-        auth = (settings.service_account_username, settings.service_account_secret)
-    elif settings.api_secret:
-        auth = (settings.api_secret, "")
-    else:
-        return (
-            "config",
-            "no Mixpanel secret: set MIXPANEL_SERVICE_ACCOUNT_SECRET, MIXPANEL_API_SECRET or MIXPANEL_API_SECRET_NAME",
-        )
     today = datetime.now(UTC).astimezone(ZoneInfo(settings.project_timezone)).date()
-    names = events_config.enabled_names[:1]
     client = ExportClient(
         base_url=base_url,
-        project_id=settings.project_id,
-        auth=auth,
-        limiter=rate_limiter_for(base_url, settings.project_id, 3, 60),
+        project_id=credentials.project_id,
+        auth=credentials.auth,
+        limiter=rate_limiter_for(base_url, credentials.project_id, 3, 60),
         max_attempts=2,
         backoff_factor=1.0,
         request_timeout=60,
     )
-    params = {**ExportWindow(today, today).params(names), "limit": "1"}
+    params = {**ExportWindow(today, today).params(events_config.enabled_names[:1]), "limit": "1"}
     with scratch_dir("check") as spool_dir:
         try:
             download = client.download(params, spool_dir)
@@ -77,9 +60,8 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
             return status, str(exc)
         except Exception as exc:
             return "failed", f"could not reach {base_url}: {type(exc).__name__}: {exc}"
-    auth_kind = "service account" if auth[1] else "legacy project secret"
     return "ok", (
-        f"{base_url} accepted the {auth_kind} for project {settings.project_id} "
+        f"{base_url} accepted the {credentials.kind} for project {credentials.project_id} "
         f"({download.bytes_received} bytes for today's first event)"
     )
 

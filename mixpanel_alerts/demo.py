@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from rich.console import Console
-
-from .events_config import parse_events_config
-from .settings import ConfigError, Settings, load_settings
+from .core.config import ConfigError, Settings, load_settings
+from .core.events_config import parse_events_config
+from .orchestration import Reporter, run
 from .simulator import ExportSimulator, SimEvent, make_event
 
 DEMO_DATABASE = Path("data/demo.duckdb")
@@ -46,11 +43,8 @@ def demo_traffic(now: datetime, seed: int = 11) -> list[SimEvent]:
     return events
 
 
-def run_demo(
-    console: Console,
-    run_collect: Callable[..., Any],
-    run_detect: Callable[..., Any],
-) -> None:
+def run_demo(reporter: Reporter) -> None:
+    """collect → detect → alert against a simulator serving two hours of traffic with a spike."""
     try:
         user_settings = load_settings()
     except ConfigError:
@@ -78,10 +72,9 @@ def run_demo(
             table="mixpanel_events",
         )
         events_config = parse_events_config(DEMO_CONFIG, "the demo configuration")
-        console.print(f"demo: a Mixpanel export simulator serves two hours of traffic at {simulator.url}")
-        run_collect(settings, events_config)
-        run_detect(settings, events_config)
-    console.print(
+        reporter.info(f"demo: a Mixpanel export simulator serves two hours of traffic at {simulator.url}")
+        run(settings, events_config, reporter)
+    reporter.info(
         f"\ndemo done: the data is in {DEMO_DATABASE} (schema mixpanel_data: mixpanel_events, anomalies, "
         "incidents, alert_notifications).\nNext: copy .env.example to .env, set MIXPANEL_PROJECT_ID and a "
         "service account (MIXPANEL_SERVICE_ACCOUNT_USERNAME/SECRET), list your events in "

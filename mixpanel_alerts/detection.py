@@ -20,8 +20,9 @@ from typing import Any
 
 import platformdirs
 
-from .events_config import CHANNEL_PATTERN, EventsConfig
-from .settings import Settings
+from .core.config import Settings
+from .core.events_config import CHANNEL_PATTERN, EventsConfig
+from .core.warehouse import pipeline_for
 
 PROFILE_NAME = "mixpanel_alerts"
 PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests")
@@ -242,8 +243,6 @@ def raw_table_exists(settings: Settings) -> bool:
     from dlt.common.destination.exceptions import DestinationUndefinedEntity
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-    from pipelines.mixpanel_pipeline import pipeline_for
-
     missing: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
     if settings.warehouse == "bigquery":
         from google.api_core.exceptions import NotFound
@@ -259,8 +258,6 @@ def raw_table_exists(settings: Settings) -> bool:
 
 def open_incidents_summary(settings: Settings) -> str:
     """One line: how many anomalies and incidents the marts hold, and how many are open."""
-    from pipelines.mixpanel_pipeline import pipeline_for
-
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
         anomalies = client.make_qualified_table_name("anomalies")
         incidents = client.make_qualified_table_name("incidents")

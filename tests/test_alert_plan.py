@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from alerts.ledger import UNDELIVERED, Notification
-from alerts.plan import LATE_AFTER, Due, continued_notification, delay_of, plan
-from alerts.render import Delay, Incident
+from mixpanel_alerts.alerts.ledger import UNDELIVERED, Notification
+from mixpanel_alerts.alerts.plan import LATE_AFTER, Due, continued_notification, delay_of, plan
+from mixpanel_alerts.alerts.render import Delay, Incident
 
 EVENT = "impression_error_null_pointer_detected"
 OTHER_EVENT = "checkout_completed"

@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from alerts.ledger import COLUMNS as LEDGER_COLUMNS
-from alerts.render import (
+from mixpanel_alerts.alerts.ledger import COLUMNS as LEDGER_COLUMNS
+from mixpanel_alerts.alerts.render import (
     MAX_BLOCKS,
     MAX_HEADER_TEXT,
     MAX_SECTION_TEXT,

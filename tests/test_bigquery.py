@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from alerts.ledger import COLUMNS as LEDGER_COLUMNS
+from mixpanel_alerts.alerts.ledger import COLUMNS as LEDGER_COLUMNS
 from tests.conftest import output_of, rule, write_events_config
 
 EMULATOR = os.environ.get("BIGQUERY_EMULATOR_HOST")
@@ -200,8 +200,8 @@ def test_a_run_waits_for_the_lease_another_run_holds_on_bigquery(
 ) -> None:  # fmt: skip
     """Runs against one dataset take turns: while another run's lease is valid, collect waits;
     once it lapses (a run that died), collect takes it, loads, and gives it back."""
+    from mixpanel_alerts.core.warehouse import LEASE_TABLE
     from mixpanel_alerts.simulator import make_event
-    from pipelines.mixpanel_pipeline import LEASE_TABLE
 
     sim = start_sim()
     now = datetime.now(UTC)
@@ -230,8 +230,8 @@ def test_the_lease_holder_renews_it_while_it_works(bigquery: Any, monkeypatch: p
     """The renewing thread moves the lease's expiry forward, and only the holder's."""
     import threading
 
-    from pipelines import mixpanel_pipeline
-    from pipelines.mixpanel_pipeline import LEASE_TABLE, _renew_lease
+    from mixpanel_alerts.core import warehouse
+    from mixpanel_alerts.core.warehouse import LEASE_TABLE, _renew_lease
 
     dataset = f"t_{uuid.uuid4().hex[:10]}"
     bigquery.query(f"create schema {dataset}").result()
@@ -240,7 +240,7 @@ def test_the_lease_holder_renews_it_while_it_works(bigquery: Any, monkeypatch: p
     bigquery.query(
         f"insert into {table} values ('run', 'me', timestamp_add(current_timestamp(), interval 2 second))"
     ).result()
-    monkeypatch.setattr(mixpanel_pipeline, "LEASE_RENEW_SECONDS", 0.2)
+    monkeypatch.setattr(warehouse, "LEASE_RENEW_SECONDS", 0.2)
     stop = threading.Event()
     renewer = threading.Thread(target=_renew_lease, args=(bigquery, table, "me", stop))
     renewer.start()

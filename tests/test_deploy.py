@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mixpanel_alerts.settings import Settings
+from mixpanel_alerts.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "deploy.py"

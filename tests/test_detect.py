@@ -190,8 +190,8 @@ def test_rules_table_follows_the_configuration(
 
 def test_dbt_unit_tests_pass(pipeline: Callable[[], None], tmp_path: Path, db_path: Path) -> None:
     """The maths' unit tests in the yml files (5 vs 6, W = 3, zero fill, late recount, incidents)."""
+    from mixpanel_alerts.core.config import load_settings
     from mixpanel_alerts.detection import detection_vars, run_dbt, warehouse_key
-    from mixpanel_alerts.settings import load_settings
 
     pipeline()
     settings = load_settings({"DUCKDB_PATH": str(db_path)}, cwd=tmp_path)

@@ -12,8 +12,8 @@ import duckdb
 import pytest
 from dlt.common.destination.client import SqlModel
 
-from pipelines.mixpanel.helpers import MAX_LINE_BYTES, ExportParser, ReadMode
-from pipelines.mixpanel.settings import EVENT_COLUMNS
+from mixpanel_alerts.pipelines.mixpanel.parser import MAX_LINE_BYTES, ExportParser, ReadMode
+from mixpanel_alerts.pipelines.mixpanel.settings import EVENT_COLUMNS
 from tests.hostile import hostile_lines
 
 NAMES = ["page_view", "checkout_completed"]

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from pipelines.mixpanel.helpers import ExportError, ExportWindow, backfill_windows, export_base_url, incremental_window
+from mixpanel_alerts.pipelines.mixpanel.client import ExportError, export_base_url
+from mixpanel_alerts.pipelines.mixpanel.window import ExportWindow, backfill_windows, incremental_window
 
 MARGIN_MINUTES = 30
 

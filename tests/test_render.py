@@ -18,10 +18,10 @@ from typing import Any
 import duckdb
 import pytest
 
-import alerts.render as render
-from alerts.render import Delay, Incident, Message, escape, firing_message, resolved_message
-from alerts.step import Warehouse, sql_string
-from mixpanel_alerts.settings import Settings
+import mixpanel_alerts.alerts.render as render
+from mixpanel_alerts.alerts.render import Delay, Incident, Message, escape, firing_message, resolved_message
+from mixpanel_alerts.alerts.step import Warehouse, sql_string
+from mixpanel_alerts.core.config import Settings
 from tests.hostile import HOSTILE_NAMES
 
 HOSTILE = "x```<!channel> `` <@U123> <https://evil.example|click> &"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import urlsplit
 
-from .settings import ConfigError, Settings
+from .config import ConfigError, Settings
 
 
 def secret_resource(name: str, project_id: str | None) -> str:

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from .settings import ConfigError, Settings
+from .config import ConfigError, Settings
 
 REQUIRED_KEYS = {
     "name": str,

@@ -186,18 +186,3 @@ def _service_account_info(raw: str | None) -> dict[str, str] | None:
     except ValueError:
         raise ConfigError("DESTINATION__BIGQUERY__CREDENTIALS is not valid JSON (a service-account key)") from None
     return info if isinstance(info, dict) and info.get("type") == "service_account" else None
-
-
-def require_mixpanel_credentials(settings: Settings) -> None:
-    if not (settings.service_account_username or settings.api_secret or settings.api_secret_name):
-        raise ConfigError(
-            "no Mixpanel credentials: set MIXPANEL_SERVICE_ACCOUNT_USERNAME and MIXPANEL_SERVICE_ACCOUNT_SECRET "
-            "(preferred), or MIXPANEL_API_SECRET / MIXPANEL_API_SECRET_NAME"
-        )
-    if settings.service_account_username and not settings.project_id:
-        raise ConfigError("MIXPANEL_PROJECT_ID is required: service-account requests must name the project")
-    if not (settings.service_account_secret or settings.api_secret):
-        raise ConfigError(
-            "no Mixpanel secret: set MIXPANEL_SERVICE_ACCOUNT_SECRET (or MIXPANEL_API_SECRET), or "
-            "MIXPANEL_API_SECRET_NAME to read it from Google Secret Manager"
-        )

@@ -1,0 +1,171 @@
+"""A run: collect → detect (dbt) → alert, in the warehouse's single-writer turn.
+
+Each step reports through a ``Reporter`` (lines for the user, download and load progress) and
+fails with ``ConfigError`` (something the user must set: exit 2) or ``StepError`` (a step failed
+after its retries: exit 1); the CLI prints and maps them. Nothing here parses arguments or exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from datetime import date
+from typing import Protocol
+
+from rich.console import Console
+
+from .alerts.step import AlertSummary, choose_sender, run_alerts
+from .core.config import ConfigError, Settings
+from .core.credentials import mixpanel_credentials
+from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
+from .core.events_config import EventsConfig
+from .core.warehouse import single_writer, warehouse_ready
+from .detection import DetectionError, build_detection, open_incidents_summary, raw_table_exists
+from .pipelines.mixpanel.client import ExportError
+from .pipelines.mixpanel_pipeline import CollectSummary, ProgressCallback, collect
+
+logger = logging.getLogger("mixpanel_alerts")
+
+
+class StepError(Exception):
+    """A step failed after its retries; the message says what failed and, where it can, what to do."""
+
+
+class Reporter(Protocol):
+    """Where a run tells the user what it does."""
+
+    console: Console  # the terminal, where alerts are shown when Slack is not configured
+
+    def info(self, text: str) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def progress(self) -> ProgressCallback: ...
+
+
+@dataclasses.dataclass
+class DetectOutcome:
+    alerts: AlertSummary
+    dry_run: bool
+
+
+def target(settings: Settings) -> str:
+    if settings.warehouse == "bigquery":
+        return f"bigquery {settings.gcp_project_id}.{settings.dataset}.{settings.table}"
+    return f"duckdb {settings.duckdb_path} ({settings.dataset}.{settings.table})"
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """dlt wraps step errors; find the one a user should read."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "exception", None) or seen.__cause__
+        if inner is None or inner is seen:
+            return seen
+        seen = inner
+
+
+@contextlib.contextmanager
+def writer_turn(settings: Settings) -> Iterator[None]:
+    """The warehouse's single-writer turn (a later run waits for it); a failure to take it is a
+    ``StepError`` that says why."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(single_writer(settings))
+    except DuckDBFileBusyError as exc:
+        raise StepError(str(exc)) from None
+    except Exception as exc:
+        cause = unwrap(exc)
+        raise StepError(f"could not take the single-writer lock: {type(cause).__name__}: {cause}") from None
+    with stack:
+        yield
+
+
+def collect_step(
+    settings: Settings, events_config: EventsConfig, reporter: Reporter, backfill: tuple[date, date] | None = None
+) -> CollectSummary:
+    """Export the enabled events (or the backfill's days) into the raw table."""
+    mixpanel_credentials(settings)  # a ConfigError names what is missing before anything is asked
+    what = f"backfill {backfill[0]}..{backfill[1]}" if backfill else "collect"
+    reporter.info(f"{what}: {len(events_config.enabled_names)} enabled event(s) into {target(settings)}")
+    try:
+        summary = collect(settings, events_config, progress=reporter.progress(), backfill=backfill)
+    except Exception as exc:
+        cause = unwrap(exc)
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, ExportError | DuckDBFileBusyError):
+            raise StepError(str(cause)) from None
+        if is_lock_conflict(cause):
+            raise StepError(busy_message(settings.duckdb_path, cause)) from None
+        logger.debug("collect failed", exc_info=True)
+        raise StepError(f"{what} failed: {type(cause).__name__}: {cause}") from None
+    reporter.info(summary.line())
+    return summary
+
+
+def detect_step(
+    settings: Settings,
+    events_config: EventsConfig,
+    reporter: Reporter,
+    *,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+) -> DetectOutcome:
+    """dbt build of the detection models, then the alert step."""
+    reporter.info(f"detect: dbt build of the detection models on {target(settings)}")
+    with writer_turn(settings):
+        try:
+            warehouse_ready(settings)
+            if not raw_table_exists(settings):
+                reporter.note(
+                    f"no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing to detect "
+                    "(run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)"
+                )
+            result = build_detection(settings, events_config, full_refresh=full_refresh)
+            summary = open_incidents_summary(settings)
+        except (DetectionError, DuckDBFileBusyError) as exc:
+            if is_lock_conflict(exc):
+                raise StepError(busy_message(settings.duckdb_path, exc)) from None
+            raise StepError(str(exc)) from None
+        reporter.info(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
+        return DetectOutcome(alert_step(settings, events_config, reporter, dry_run=dry_run), dry_run)
+
+
+def alert_step(
+    settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False
+) -> AlertSummary:
+    """One Slack message per new incident (the terminal when Slack is not configured), never twice;
+    a ``StepError`` while any stays undelivered (the next run sends it)."""
+    sender = choose_sender(settings, reporter.console)
+    if dry_run:
+        reporter.info("alerts (dry run): rendering what would be sent; nothing is sent or recorded")
+    try:
+        warehouse_ready(settings)
+        descriptions = {rule.name: rule.description for rule in events_config.events}
+        alerts = run_alerts(
+            settings, console=reporter.console, dry_run=dry_run, sender=sender, descriptions=descriptions
+        )
+    except DuckDBFileBusyError as exc:
+        raise StepError(str(exc)) from None
+    except Exception as exc:
+        cause = unwrap(exc)
+        if is_lock_conflict(cause):
+            raise StepError(busy_message(settings.duckdb_path, cause)) from None
+        raise StepError(f"alert step failed: {type(cause).__name__}: {cause}") from None
+    if dry_run:
+        reporter.info(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
+        return alerts
+    reporter.info(alerts.line(sender.description))
+    if alerts.pending or alerts.failed:
+        raise StepError(f"{alerts.pending + alerts.failed} alert(s) not delivered; they stay pending for the next run")
+    return alerts
+
+
+def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False) -> None:
+    """collect, then detect and alert, in one turn on the warehouse (on BigQuery: one lease)."""
+    with writer_turn(settings):
+        collect_step(settings, events_config, reporter)
+        detect_step(settings, events_config, reporter, dry_run=dry_run)
