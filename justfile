@@ -36,6 +36,10 @@ test: lint
 reliability:
     python -m pytest -m reliability tests/reliability -q -p no:cacheprovider -rA --durations=0
 
+# write config/events_config.schema.json from the events configuration's model (a test keeps it in sync)
+schema:
+    python -c "import json; from mixpanel_alerts.core.events_config import events_config_schema as s; print(json.dumps(s(), indent=2, ensure_ascii=False))" > config/events_config.schema.json
+
 # start the BigQuery emulator for tests/test_bigquery.py: eval "$(just bq-emulator)"
 bq-emulator:
     @scripts/bq_emulator.sh start

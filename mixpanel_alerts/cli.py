@@ -24,7 +24,7 @@ from rich.console import Console
 
 from . import orchestration
 from .checks import run_checks
-from .core.config import ConfigError, Settings, load_settings
+from .core.config import ConfigError, Settings, load_dotenv, load_settings
 from .core.duckdb_file import DuckDBFileBusyError
 from .core.events_config import EventsConfig, load_events_config
 from .core.scratch import clean_stale
@@ -291,6 +291,8 @@ def _start(show_version: Annotated[bool, VERSION] = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    # the working directory's .env, under the process environment: dlt and dbt read it there too
+    load_dotenv()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")

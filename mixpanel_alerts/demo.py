@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,20 +55,21 @@ def run_demo(reporter: Reporter) -> None:
         database = Path.cwd() / DEMO_DATABASE
         for stale in (database, database.with_name(database.name + ".wal")):
             stale.unlink(missing_ok=True)
-        settings = dataclasses.replace(
-            user_settings,
-            project_id=simulator.project_id,
-            service_account_username=simulator.service_account[0],
-            service_account_secret=simulator.service_account[1],
-            api_secret=None,
-            api_secret_name=None,
-            export_url=simulator.url,
-            project_timezone="UTC",
-            start_date=(now - timedelta(days=1)).date(),
-            warehouse="duckdb",
-            duckdb_path=database,
-            dataset="mixpanel_data",
-            table="mixpanel_events",
+        settings = user_settings.model_copy(
+            update=dict(
+                project_id=simulator.project_id,
+                service_account_username=simulator.service_account[0],
+                service_account_secret=simulator.service_account[1],
+                api_secret=None,
+                api_secret_name=None,
+                export_url=simulator.url,
+                project_timezone="UTC",
+                start_date=(now - timedelta(days=1)).date(),
+                warehouse="duckdb",
+                duckdb_path=database,
+                dataset="mixpanel_data",
+                table="mixpanel_events",
+            )
         )
         events_config = parse_events_config(DEMO_CONFIG, "the demo configuration")
         reporter.info(f"demo: a Mixpanel export simulator serves two hours of traffic at {simulator.url}")

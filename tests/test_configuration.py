@@ -225,6 +225,17 @@ def test_invalid_backfill_dates_are_usage_errors(sim, make_env, run_cli):
     assert sim.requests == []
 
 
+def test_dlt_variables_in_dotenv_reach_dlt(sim, make_env, run_cli, tmp_path):
+    """.env goes into the process environment at start, so dlt's own variables work there too (it
+    was read for the product's settings only: a SOURCES__… knob in .env was silently ignored)."""
+    sim.add_events(recent_traffic(10))
+    (tmp_path / ".env").write_text("SOURCES__MIXPANEL__REQUEST_MAX_ATTEMPTS=1\n", encoding="utf-8")
+    sim.inject("503")
+    result = run_cli(["collect"], make_env(sim))
+    assert result.returncode == 1, output_of(result)
+    assert [request.status for request in sim.requests] == [503], "one attempt only, as .env says"
+
+
 def test_dotenv_is_read_and_the_process_environment_wins(sim, make_env, run_cli, tmp_path, db_path):
     sim.add_events(recent_traffic(10))
     (tmp_path / ".env").write_text(
@@ -265,3 +276,16 @@ def test_paths_are_relative_to_the_working_directory(sim, make_env, run_cli, tmp
     assert result.returncode == 0, output_of(result)
     assert query(workdir / expected, f"select count(*) from {EVENTS_TABLE}") == [(10,)]
     assert not list(workdir.glob("**/.dlt"))
+
+
+def test_the_shipped_json_schema_matches_the_model():
+    """config/events_config.schema.json is generated from the model (`just schema`); editors use it."""
+    from pathlib import Path
+
+    from mixpanel_alerts.core.events_config import events_config_schema, parse_events_config
+
+    root = Path(__file__).resolve().parents[1]
+    assert json.loads((root / "config" / "events_config.schema.json").read_text()) == events_config_schema()
+    example = root / "config" / "events_config.json"
+    assert json.loads(example.read_text())["$schema"] == "./events_config.schema.json"
+    assert parse_events_config(example.read_text(), str(example)).events

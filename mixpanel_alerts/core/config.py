@@ -1,20 +1,24 @@
-"""The one place where the contract's environment variables are read and validated.
+"""The settings: one declarative model of the environment variables, the one place they are read.
 
 Values come from the process environment and from a ``.env`` file in the working directory (the
-process environment wins). Everything downstream receives typed arguments, never ``os.environ``.
+process environment wins). ``load_dotenv`` puts the file's values into the process environment at
+start, so dlt's own ``SOURCES__…``/``DESTINATION__…`` variables and dbt's ``env_var()`` see them
+too. Everything downstream receives typed arguments, never ``os.environ``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
+import dotenv
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator as model_check
 
 REGIONS = ("us", "eu", "in")
 WAREHOUSES = ("duckdb", "bigquery")
@@ -24,40 +28,129 @@ class ConfigError(Exception):
     """Bad configuration: the message names the setting and how to fix it (exit code 2)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    project_id: str | None = None
-    service_account_username: str | None = dataclasses.field(default=None, repr=False)
-    service_account_secret: str | None = dataclasses.field(default=None, repr=False)
-    api_secret: str | None = dataclasses.field(default=None, repr=False)
-    api_secret_name: str | None = None
+def _positive_int(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str):
+        return value
+    name = _alias(info)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number; set it to a positive integer") from None
+    if number <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return number
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+
+
+def _alias(info: ValidationInfo) -> str:
+    field = Settings.model_fields[info.field_name] if info.field_name else None
+    return str(field.alias) if field and field.alias else str(info.field_name)
+
+
+class Settings(BaseModel):
+    """Every setting, named by its environment variable (the alias); ``load_settings`` fills it."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    project_id: str | None = Field(None, alias="MIXPANEL_PROJECT_ID")
+    service_account_username: str | None = Field(None, alias="MIXPANEL_SERVICE_ACCOUNT_USERNAME", repr=False)
+    service_account_secret: str | None = Field(None, alias="MIXPANEL_SERVICE_ACCOUNT_SECRET", repr=False)
+    api_secret: str | None = Field(None, alias="MIXPANEL_API_SECRET", repr=False)
+    api_secret_name: str | None = Field(None, alias="MIXPANEL_API_SECRET_NAME")
     # where Secret Manager is reached; only for tests against a local server
-    secret_manager_endpoint: str | None = None
+    secret_manager_endpoint: str | None = Field(None, alias="SECRET_MANAGER_ENDPOINT")
     # a service-account key given to dlt as JSON (DESTINATION__BIGQUERY__CREDENTIALS); dbt and the
     # checks use it too, else Application Default Credentials
-    gcp_service_account_info: dict[str, str] | None = dataclasses.field(default=None, repr=False)
-    region: str = "us"
-    export_url: str | None = None
-    project_timezone: str = "UTC"
-    late_arrival_days: int = 5
-    start_date: date | None = None
-    warehouse: str = "duckdb"
-    duckdb_path: Path = Path("data/mixpanel.duckdb")
-    gcp_project_id: str | None = None
-    dataset: str = "mixpanel_data"
-    table: str = "mixpanel_events"
-    location: str = "US"
-    slack_webhook_url: str | None = dataclasses.field(default=None, repr=False)
-    slack_bot_token: str | None = dataclasses.field(default=None, repr=False)
-    slack_api_url: str = "https://slack.com/api/"
-    events_config: str | None = None
-    events_config_gcs_path: str | None = None
-    events_config_path: Path = Path("config/events_config.json")
-    alert_lookback_minutes: int = 60
+    gcp_service_account_info: dict[str, Any] | None = Field(
+        None, alias="DESTINATION__BIGQUERY__CREDENTIALS", repr=False
+    )
+    region: Annotated[Literal["us", "eu", "in"], BeforeValidator(_lower)] = Field("us", alias="MIXPANEL_REGION")
+    export_url: str | None = Field(None, alias="MIXPANEL_EXPORT_URL")
+    project_timezone: str = Field("UTC", alias="MIXPANEL_PROJECT_TIMEZONE")
+    late_arrival_days: PositiveInt = Field(5, alias="MIXPANEL_LATE_ARRIVAL_DAYS")
+    start_date: date | None = Field(None, alias="MIXPANEL_START_DATE")
+    warehouse: Annotated[Literal["duckdb", "bigquery"], BeforeValidator(_lower)] = Field("duckdb", alias="WAREHOUSE")
+    duckdb_path: Path = Field(Path("data/mixpanel.duckdb"), alias="DUCKDB_PATH")
+    gcp_project_id: str | None = Field(None, alias="GCP_PROJECT_ID")
+    dataset: str = Field("mixpanel_data", alias="BIGQUERY_DATASET", pattern=r"^[A-Za-z0-9_]+$")
+    table: str = Field("mixpanel_events", alias="BIGQUERY_TABLE", pattern=r"^[A-Za-z0-9_]+$")
+    location: str = Field("US", alias="BIGQUERY_LOCATION")
+    slack_webhook_url: str | None = Field(None, alias="SLACK_WEBHOOK_URL", repr=False)
+    slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN", repr=False)
+    slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
+    events_config: str | None = Field(None, alias="EVENTS_CONFIG")
+    events_config_gcs_path: str | None = Field(None, alias="EVENTS_CONFIG_GCS_PATH")
+    events_config_path: Path = Field(Path("config/events_config.json"), alias="EVENTS_CONFIG_PATH")
+    alert_lookback_minutes: PositiveInt = Field(60, alias="ALERT_LOOKBACK_MINUTES")
     # how long a run waits for another process (a notebook, the DuckDB CLI) to close the DuckDB file
-    duckdb_busy_timeout_seconds: int = 60
+    duckdb_busy_timeout_seconds: PositiveInt = Field(60, alias="DUCKDB_BUSY_TIMEOUT_SECONDS")
     # how long a Slack request may take before its answer counts as lost
-    slack_timeout_seconds: int = 30
+    slack_timeout_seconds: PositiveInt = Field(30, alias="SLACK_TIMEOUT_SECONDS")
+
+    @field_validator("project_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"MIXPANEL_PROJECT_TIMEZONE={value!r} is not an IANA timezone (e.g. UTC, America/Los_Angeles)"
+            ) from None
+        return value
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"MIXPANEL_START_DATE={value!r} is not a date; use YYYY-MM-DD") from None
+        return value
+
+    @field_validator("export_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"MIXPANEL_EXPORT_URL={value!r} must be an http(s) URL such as https://data.mixpanel.com")
+        return value
+
+    @field_validator("gcp_service_account_info", mode="before")
+    @classmethod
+    def _service_account_info(cls, value: Any) -> Any:
+        """dlt's variable may hold a key (JSON) or other credentials; only a key serves dbt too."""
+        if not isinstance(value, str):
+            return value
+        if not value.lstrip().startswith("{"):
+            return None
+        try:
+            info = json.loads(value)
+        except ValueError:
+            raise ValueError("DESTINATION__BIGQUERY__CREDENTIALS is not valid JSON (a service-account key)") from None
+        return info if isinstance(info, dict) and info.get("type") == "service_account" else None
+
+    @field_validator("duckdb_path", "events_config_path")
+    @classmethod
+    def _relative_to_cwd(cls, value: Path, info: ValidationInfo) -> Path:
+        value = value.expanduser()
+        cwd = (info.context or {}).get("cwd")
+        return value if value.is_absolute() or cwd is None else Path(cwd) / value
+
+    @model_check(mode="after")
+    def _together(self) -> Settings:
+        if self.warehouse == "bigquery" and not self.gcp_project_id:
+            raise ValueError("GCP_PROJECT_ID is required when WAREHOUSE=bigquery")
+        username, secret = self.service_account_username, self.service_account_secret
+        if bool(username) != bool(secret) and not (username and self.api_secret_name):
+            missing = "MIXPANEL_SERVICE_ACCOUNT_SECRET" if username else "MIXPANEL_SERVICE_ACCOUNT_USERNAME"
+            raise ValueError(f"{missing} is not set: a service account needs both its username and its secret")
+        return self
 
     @property
     def uses_legacy_secret(self) -> bool:
@@ -68,121 +161,54 @@ class Settings:
     def secrets(self) -> list[str]:
         """Values that must never appear in output."""
         key = (self.gcp_service_account_info or {}).get("private_key")
-        values = [
-            key,
-            self.service_account_secret,
-            self.api_secret,
-            self.slack_webhook_url,
-            self.slack_bot_token,
-        ]
+        values = [key, self.service_account_secret, self.api_secret, self.slack_webhook_url, self.slack_bot_token]
         return [value for value in values if value]
+
+
+def load_dotenv(cwd: Path | None = None) -> None:
+    """Put the working directory's ``.env`` into the process environment, under what is set there
+    already: dlt's and dbt's own variables in the file then work as if exported."""
+    path = (cwd or Path.cwd()) / ".env"
+    if path.is_file():
+        dotenv.load_dotenv(path, override=False)
 
 
 def read_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
     """The process environment over the working directory's ``.env``."""
-    cwd = cwd or Path.cwd()
     values: dict[str, str] = {}
-    dotenv = cwd / ".env"
-    if dotenv.is_file():
-        values.update({key: value for key, value in dotenv_values(dotenv).items() if value is not None})
+    dotenv_path = (cwd or Path.cwd()) / ".env"
+    if dotenv_path.is_file():
+        values.update({key: value for key, value in dotenv.dotenv_values(dotenv_path).items() if value is not None})
     values.update(os.environ if environ is None else environ)
     return values
 
 
 def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """The settings from ``environ`` (default: the process environment) over ``cwd``'s ``.env``;
+    paths are relative to ``cwd``. A ``ConfigError`` names the variable and how to fix it."""
     cwd = cwd or Path.cwd()
-    env = {key: value.strip() for key, value in read_environment(environ, cwd).items()}
-
-    def text(name: str) -> str | None:
-        return env.get(name) or None
-
-    def positive_int(name: str, default: int) -> int:
-        raw = text(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a whole number; set it to a positive integer") from None
-        if value <= 0:
-            raise ConfigError(f"{name}={raw!r} must be a positive integer")
-        return value
-
-    region = (text("MIXPANEL_REGION") or "us").lower()
-    if region not in REGIONS:
-        raise ConfigError(f"MIXPANEL_REGION={region!r} is not a Mixpanel region; use one of: {', '.join(REGIONS)}")
-    project_timezone = text("MIXPANEL_PROJECT_TIMEZONE") or "UTC"
+    aliases = {str(field.alias) for field in Settings.model_fields.values()}
+    values = {key: value.strip() for key, value in read_environment(environ, cwd).items() if key in aliases}
     try:
-        ZoneInfo(project_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"MIXPANEL_PROJECT_TIMEZONE={project_timezone!r} is not an IANA timezone (e.g. UTC, America/Los_Angeles)"
-        ) from None
-    start_date = None
-    if raw_start := text("MIXPANEL_START_DATE"):
-        try:
-            start_date = date.fromisoformat(raw_start)
-        except ValueError:
-            raise ConfigError(f"MIXPANEL_START_DATE={raw_start!r} is not a date; use YYYY-MM-DD") from None
-    warehouse = (text("WAREHOUSE") or "duckdb").lower()
-    if warehouse not in WAREHOUSES:
-        raise ConfigError(f"WAREHOUSE={warehouse!r} is not supported; use duckdb or bigquery")
-    if warehouse == "bigquery" and not text("GCP_PROJECT_ID"):
-        raise ConfigError("GCP_PROJECT_ID is required when WAREHOUSE=bigquery")
-    if (export_url := text("MIXPANEL_EXPORT_URL")) and not export_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"MIXPANEL_EXPORT_URL={export_url!r} must be an http(s) URL such as https://data.mixpanel.com"
-        )
-    username, secret = text("MIXPANEL_SERVICE_ACCOUNT_USERNAME"), text("MIXPANEL_SERVICE_ACCOUNT_SECRET")
-    if bool(username) != bool(secret) and not (username and text("MIXPANEL_API_SECRET_NAME")):
-        missing = "MIXPANEL_SERVICE_ACCOUNT_SECRET" if username else "MIXPANEL_SERVICE_ACCOUNT_USERNAME"
-        raise ConfigError(f"{missing} is not set: a service account needs both its username and its secret")
-
-    def path(name: str, default: str) -> Path:
-        value = Path(text(name) or default).expanduser()
-        return value if value.is_absolute() else cwd / value
-
-    for name in ("BIGQUERY_DATASET", "BIGQUERY_TABLE"):
-        value = text(name)
-        if value and not value.replace("_", "").isalnum():
-            raise ConfigError(f"{name}={value!r} may contain only letters, digits and underscores")
-
-    return Settings(
-        project_id=text("MIXPANEL_PROJECT_ID"),
-        service_account_username=username,
-        service_account_secret=secret,
-        api_secret=text("MIXPANEL_API_SECRET"),
-        api_secret_name=text("MIXPANEL_API_SECRET_NAME"),
-        secret_manager_endpoint=text("SECRET_MANAGER_ENDPOINT"),
-        gcp_service_account_info=_service_account_info(text("DESTINATION__BIGQUERY__CREDENTIALS")),
-        region=region,
-        export_url=export_url,
-        project_timezone=project_timezone,
-        late_arrival_days=positive_int("MIXPANEL_LATE_ARRIVAL_DAYS", 5),
-        start_date=start_date,
-        warehouse=warehouse,
-        duckdb_path=path("DUCKDB_PATH", "data/mixpanel.duckdb"),
-        gcp_project_id=text("GCP_PROJECT_ID"),
-        dataset=text("BIGQUERY_DATASET") or "mixpanel_data",
-        table=text("BIGQUERY_TABLE") or "mixpanel_events",
-        location=text("BIGQUERY_LOCATION") or "US",
-        slack_webhook_url=text("SLACK_WEBHOOK_URL"),
-        slack_bot_token=text("SLACK_BOT_TOKEN"),
-        slack_api_url=text("SLACK_API_URL") or "https://slack.com/api/",
-        events_config=text("EVENTS_CONFIG"),
-        events_config_gcs_path=text("EVENTS_CONFIG_GCS_PATH"),
-        events_config_path=path("EVENTS_CONFIG_PATH", "config/events_config.json"),
-        alert_lookback_minutes=positive_int("ALERT_LOOKBACK_MINUTES", 60),
-        duckdb_busy_timeout_seconds=positive_int("DUCKDB_BUSY_TIMEOUT_SECONDS", 60),
-        slack_timeout_seconds=positive_int("SLACK_TIMEOUT_SECONDS", 30),
-    )
+        return Settings.model_validate({key: value for key, value in values.items() if value}, context={"cwd": cwd})
+    except ValidationError as exc:
+        raise ConfigError(config_message(exc)) from None
 
 
-def _service_account_info(raw: str | None) -> dict[str, str] | None:
-    if not raw or not raw.lstrip().startswith("{"):
-        return None
-    try:
-        info = json.loads(raw)
-    except ValueError:
-        raise ConfigError("DESTINATION__BIGQUERY__CREDENTIALS is not valid JSON (a service-account key)") from None
-    return info if isinstance(info, dict) and info.get("type") == "service_account" else None
+def config_message(exc: ValidationError) -> str:
+    """The first problem of a settings validation, in words that name the variable."""
+    error = exc.errors()[0]
+    fields = {str(field.alias): field for field in Settings.model_fields.values()}
+    name = str(error["loc"][0]) if error["loc"] else ""
+    value = error.get("input")
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    if error["type"] == "literal_error" and name == "MIXPANEL_REGION":
+        return f"{name}={value!r} is not a Mixpanel region; use one of: {', '.join(REGIONS)}"
+    if error["type"] == "literal_error" and name == "WAREHOUSE":
+        return f"{name}={value!r} is not supported; use duckdb or bigquery"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{name}={value!r} may contain only letters, digits and underscores"
+    if name in fields:
+        return f"{name}={value!r}: {error['msg']}"
+    return str(error["msg"])

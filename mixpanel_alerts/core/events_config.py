@@ -1,7 +1,8 @@
-"""The events configuration (the seed's JSON format): load and validate.
+"""The events configuration: one declarative model (pydantic) that validates it, documents it and
+emits its JSON Schema (``config/events_config.schema.json``, which editors use).
 
 Precedence: ``EVENTS_CONFIG`` (a JSON string), then ``EVENTS_CONFIG_GCS_PATH`` (``gs://bucket/path``),
-then ``EVENTS_CONFIG_PATH`` (a file). Every problem is reported with the event and the key.
+then ``EVENTS_CONFIG_PATH`` (a file). Every problem is reported with the event, its index and the key.
 """
 
 from __future__ import annotations
@@ -9,40 +10,92 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import ConfigError, Settings
 
-REQUIRED_KEYS = {
-    "name": str,
-    "enabled": bool,
-    "alert_threshold": int,
-    "alert_channel": str,
-    "time_window_minutes": int,
-}
-OPTIONAL_KEYS: dict[str, tuple[type, Any]] = {
-    # anomalous minutes of one event less than this apart form one incident
-    "cooldown_minutes": (int, 5),
-    # free text shown in alerts
-    "description": (str, ""),
-}
+# The one channel rule: the dbt test of `alert_rules` gets this pattern too (var slack_channel_pattern)
 CHANNEL_PATTERN = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
 MAX_WINDOW_MINUTES = 24 * 60
 # The rules table's columns are 64-bit integers (BigQuery INT64, DuckDB BIGINT)
 MAX_INTEGER = 2**63 - 1
 # Text limits: event names far longer than Mixpanel's own, descriptions a person reads in an alert
-MAX_TEXT_CHARS = {"name": 1000, "description": 1000}
+MAX_TEXT_CHARS = 1000
+SCHEMA_FILE = "events_config.schema.json"
+
+Count = Annotated[int, Field(gt=0, le=MAX_INTEGER)]
 
 
-@dataclasses.dataclass(frozen=True)
-class EventRule:
-    name: str
-    enabled: bool
-    alert_threshold: int
-    alert_channel: str
-    time_window_minutes: int
-    cooldown_minutes: int = 5
-    description: str = ""
+class EventRule(BaseModel):
+    """One monitored event."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(
+        min_length=1, max_length=MAX_TEXT_CHARS, description="Mixpanel event name, case-sensitive, unique in the file"
+    )
+    enabled: bool = Field(description="false: neither collected nor monitored")
+    alert_threshold: Count = Field(description="the most events allowed in one window; more is an anomaly")
+    alert_channel: str = Field(
+        pattern=CHANNEL_PATTERN.pattern,
+        description="Slack channel: '#lower-case-name' or a channel id (C…, G…, D…)",
+    )
+    time_window_minutes: Annotated[int, Field(gt=0, le=MAX_WINDOW_MINUTES)] = Field(
+        description="window length W in whole minutes: the window of minute m is the W minutes ending with m"
+    )
+    cooldown_minutes: Count = Field(5, description="anomalous minutes less than this apart form one incident")
+    description: str = Field("", max_length=MAX_TEXT_CHARS, description="free text shown with alerts")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or value != value.strip():
+            raise ValueError("must be a non-empty event name without surrounding spaces")
+        return _storable(value)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        return _storable(value)
+
+    @field_validator("alert_channel", mode="before")
+    @classmethod
+    def _channel(cls, value: Any) -> Any:
+        # fullmatch: the pattern's `$` alone would let a trailing line break through
+        if isinstance(value, str) and not CHANNEL_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel; use '#name' (lower case) or a channel id such as C0123456789"
+            )
+        return value
+
+
+class EventsDocument(BaseModel):
+    """The events configuration file."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: str | None = Field(None, alias="$schema", description="the JSON Schema this file follows")
+    events: list[EventRule] = Field(description="the monitored events")
+
+
+def _storable(value: str) -> str:
+    """Text the warehouse and Slack can hold: no NUL, valid Unicode (JSON's ``\\ud800`` escape is a
+    lone surrogate, which no UTF-8 file or table can store)."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("holds a lone surrogate escape (\\ud800-\\udfff), not a character") from None
+    return value
+
+
+def events_config_schema() -> dict[str, Any]:
+    """The JSON Schema of the events configuration (``config/events_config.schema.json``)."""
+    schema = EventsDocument.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +149,11 @@ def parse_events_config(text: str, source: str) -> EventsConfig:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    if not isinstance(document, dict) or set(document) != {"events"} or not isinstance(document["events"], list):
+    if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise ConfigError(f'{source}: expected an object with one key, "events", holding a list of events')
+    unknown = sorted(set(document) - {"events", "$schema"})
+    if unknown:
+        raise ConfigError(f'{source}: unknown key {unknown[0]!r}: the file holds "events" (and "$schema")')
     rules = []
     seen: set[str] = set()
     for index, entry in enumerate(document["events"]):
@@ -116,59 +172,45 @@ def _parse_rule(entry: Any, index: int, source: str) -> EventRule:
     name = entry.get("name")
     if isinstance(name, str) and name.strip():
         where = f"{source}: event {name!r} (events[{index}])"
-    unknown = sorted(set(entry) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        known = ", ".join([*REQUIRED_KEYS, *OPTIONAL_KEYS])
-        raise ConfigError(f"{where} key {unknown[0]!r}: unknown key (known keys: {known})")
-    values: dict[str, Any] = {}
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in entry:
-            raise ConfigError(f"{where} key {key!r}: missing")
-        values[key] = _typed(entry[key], kind, where, key)
-    for key, (kind, default) in OPTIONAL_KEYS.items():
-        values[key] = _typed(entry[key], kind, where, key) if key in entry else default
-    if not values["name"].strip() or values["name"] != values["name"].strip():
-        raise ConfigError(f"{where} key 'name': must be a non-empty event name without surrounding spaces")
-    for key in ("alert_threshold", "time_window_minutes", "cooldown_minutes"):
-        if values[key] <= 0:
-            raise ConfigError(f"{where} key {key!r}: must be a positive integer, got {values[key]}")
-        if values[key] > MAX_INTEGER:
-            raise ConfigError(f"{where} key {key!r}: at most {MAX_INTEGER} (a 64-bit integer), got {values[key]}")
-    for key, limit in MAX_TEXT_CHARS.items():
-        _check_text(values[key], limit, where, key)
-    if values["time_window_minutes"] > MAX_WINDOW_MINUTES:
-        raise ConfigError(f"{where} key 'time_window_minutes': at most {MAX_WINDOW_MINUTES} (one day)")
-    if not CHANNEL_PATTERN.fullmatch(values["alert_channel"]):
-        raise ConfigError(
-            f"{where} key 'alert_channel': {values['alert_channel']!r} is not a Slack channel; "
-            "use '#name' (lower case) or a channel id such as C0123456789"
-        )
-    return EventRule(**values)
-
-
-def _check_text(value: str, limit: int, where: str, key: str) -> None:
-    """Text the warehouse and Slack can hold: not too long, no NUL, valid Unicode (JSON's
-    ``\\ud800`` escape is a lone surrogate, which no UTF-8 file or table can store)."""
-    if len(value) > limit:
-        raise ConfigError(f"{where} key {key!r}: at most {limit} characters, got {len(value)}")
-    if "\x00" in value:
-        raise ConfigError(f"{where} key {key!r}: must not contain the NUL character (\\u0000)")
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(
-            f"{where} key {key!r}: holds a lone surrogate escape (\\ud800-\\udfff), not a character"
-        ) from None
+        return EventRule.model_validate(entry)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=_error_order)
+        raise ConfigError(f"{where} key {errors[0]['loc'][0]!r}: {_rule_message(errors[0])}") from None
 
 
-def _typed(value: Any, kind: type, where: str, key: str) -> Any:
-    # bool is an int in Python; JSON true must not pass as a threshold of 1
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where} key {key!r}: must be an integer, got {json.dumps(value)}")
-    if kind is not int and not isinstance(value, kind):
-        raise ConfigError(f"{where} key {key!r}: must be a {_json_type(kind)}, got {json.dumps(value)}")
-    return value
+def _error_order(error: Any) -> tuple[int, int]:
+    """Unknown keys first, then missing ones, then the rest in the model's order."""
+    fields = list(EventRule.model_fields)
+    kind = {"extra_forbidden": 0, "missing": 1}.get(error["type"], 2)
+    key = error["loc"][0] if error["loc"] else ""
+    return kind, fields.index(key) if key in fields else len(fields)
 
 
-def _json_type(kind: type) -> str:
-    return {str: "string", bool: "boolean (true or false)", int: "integer"}[kind]
+def _rule_message(error: Any) -> str:
+    value, kind, ctx = error.get("input"), error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return f"unknown key (known keys: {', '.join(EventRule.model_fields)})"
+    if kind == "missing":
+        return "missing"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer, got {json.dumps(value)}"
+    if kind == "bool_type":
+        return f"must be a boolean (true or false), got {json.dumps(value)}"
+    if kind == "string_type":
+        return f"must be a string, got {json.dumps(value)}"
+    if kind == "greater_than":
+        return f"must be a positive integer, got {value}"
+    if kind == "less_than_equal" and ctx.get("le") == MAX_WINDOW_MINUTES:
+        return f"at most {MAX_WINDOW_MINUTES} (one day), got {value}"
+    if kind == "less_than_equal":
+        return f"at most {MAX_INTEGER} (a 64-bit integer), got {value}"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters, got {len(value)}"
+    if kind == "string_unicode":
+        return "holds a lone surrogate escape (\\ud800-\\udfff), not a character"
+    if kind in ("string_too_short",):
+        return "must be a non-empty event name without surrounding spaces"
+    if kind == "value_error":
+        return str(ctx["error"])
+    return str(error["msg"])

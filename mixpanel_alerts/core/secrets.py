@@ -7,7 +7,6 @@ the legacy project secret. A short name is looked up in GCP_PROJECT_ID; a full r
 
 from __future__ import annotations
 
-import dataclasses
 from urllib.parse import urlsplit
 
 from .config import ConfigError, Settings
@@ -76,5 +75,5 @@ def resolve_secrets(settings: Settings) -> Settings:
         secret_resource(settings.api_secret_name, settings.gcp_project_id), settings.secret_manager_endpoint
     )
     if settings.service_account_username:
-        return dataclasses.replace(settings, service_account_secret=value)
-    return dataclasses.replace(settings, api_secret=value)
+        return settings.model_copy(update={"service_account_secret": value})
+    return settings.model_copy(update={"api_secret": value})
