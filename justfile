@@ -20,13 +20,23 @@ collect:
 detect:
     mixpanel-alerts detect
 
-# ruff, ruff format, mypy, the import layers (import-linter) and sqlfluff (dbt models, lower-case keywords)
+# ruff, ruff format, mypy, the import layers (import-linter) and sqlfluff (dbt templater, lower-case keywords)
 lint:
     ruff check .
     ruff format --check .
     mypy
     lint-imports
-    cd dbt_project && sqlfluff lint models macros
+    just lint-sql
+
+# sqlfluff on the dbt models and macros, compiled by dbt (the rules seed written first, a scratch DuckDB file)
+lint-sql:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    export DUCKDB_PATH="$scratch/lint.duckdb" HOME="$scratch"
+    mixpanel-alerts dbt -- parse --quiet
+    cd dbt_project && sqlfluff lint models
 
 # lint, then the whole test suite
 test: lint

@@ -215,6 +215,19 @@ def check() -> None:
     raise typer.Exit(run_checks(settings, events_config, console, Redactor(settings.secrets())))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt(context: typer.Context) -> None:
+    """Run any dbt command against the configured warehouse, with the rules in place.
+
+    Example: mixpanel-alerts dbt -- test --select incidents. The alert_rules seed is written from
+    the events configuration first, and the profile (dbt_project/profiles.yml) gets its variables
+    from your settings (.env included); the command takes the same turn as a run.
+    """
+    settings, events_config = configuration()
+    with exit_codes(settings):
+        orchestration.dbt_command(settings, events_config, list(context.args))
+
+
 QUERY_SQL = typer.Argument(help="one SQL statement; tables are in the dataset's schema, e.g. mixpanel_data.incidents")
 QUERY_FORMAT = typer.Option("--format", help="table, csv or json (one object per line)")
 

@@ -1,19 +1,24 @@
 """Run the dbt detection models in-process, on the warehouse chosen by ``WAREHOUSE``.
 
-The dbt project ships with the package. Each run works in a copy of it under the user's cache
-folder (never the source tree), writes the alert rules seed from the validated events
-configuration (the one source of truth), writes a profile from the contract's variables, and
-calls dbt's programmatic runner. The copy is refreshed only when the shipped project changes, so
-dbt's partial parsing keeps working between runs.
+The dbt project ships with the package, with its profile (``dbt_project/profiles.yml``, driven by the
+product's environment variables). Each warehouse gets a working copy under the user's cache folder,
+so runs against different warehouses or rules never share a seed or dbt's state; the copy is
+refreshed only when the shipped project changes, so dbt's partial parsing keeps working. Each run
+writes the ``alert_rules`` seed from the validated events configuration (the one source of truth);
+run from a source checkout, it writes it into the checkout's ``dbt_project/seeds/`` too, so a plain
+``dbt build`` there has the rules of the last run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +29,8 @@ from .core.config import Settings
 from .core.events_config import CHANNEL_PATTERN, EventsConfig
 from .core.warehouse import pipeline_for
 
-PROFILE_NAME = "mixpanel_alerts"
-PROJECT_FILES = ("dbt_project.yml", "models", "macros", "seeds", "tests")
-# where DuckDB spills past memory during a build, inside the working copy (a stable path keeps dbt's
-# partial parsing: the profile does not change between runs); emptied before each build
-SPILL_DIR = "spill"
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests")
+RULES_SEED = Path("seeds") / "alert_rules.csv"
 # Scans of all history (uniqueness of the raw table): for `dbt test` by analysts, not every run.
 DETECT_EXCLUDE = ("source:*", "tag:full_history", "test_type:unit")
 
@@ -94,8 +96,10 @@ def prepare_workdir(settings: Settings, events_config: EventsConfig, base: Path 
                 workdir.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / name, target)
         stamp.write_text(digest)
-    write_rules_seed(events_config, workdir / "seeds" / "alert_rules.csv")
-    (workdir / "profiles.yml").write_text(json.dumps(profile(settings, workdir / SPILL_DIR), indent=2))
+    write_rules_seed(events_config, workdir / RULES_SEED)
+    checkout = Path.cwd() / "dbt_project"
+    if checkout.resolve() == source.resolve() and os.access(checkout / "seeds", os.W_OK):
+        write_rules_seed(events_config, checkout / RULES_SEED)  # for a plain `dbt build` there
     return workdir
 
 
@@ -136,35 +140,34 @@ def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
         staged.replace(path)
 
 
-def profile(settings: Settings, spill_dir: Path | None = None) -> dict[str, Any]:
-    """A dbt profile from the contract's variables (YAML is a superset of JSON). On DuckDB,
-    ``spill_dir`` takes what queries spill past memory (a scratch folder, removed even after a kill)."""
-    if settings.warehouse == "bigquery":
-        output: dict[str, Any] = {
-            "type": "bigquery",
-            "method": "oauth",  # Application Default Credentials
-            "project": settings.gcp_project_id,
-            "dataset": settings.dataset,
-            "location": settings.location,
-            "threads": 4,
-            "job_retries": 3,
-            "priority": "interactive",
-        }
-        if settings.gcp_service_account_info:
-            # dbt reads the key from the environment when it renders the profile: it never lands on disk
-            keyfile_json = "{{ env_var('DESTINATION__BIGQUERY__CREDENTIALS') | as_native }}"
-            output.update(method="service-account-json", keyfile_json=keyfile_json)
-    else:
-        output = {
-            "type": "duckdb",
-            "path": str(settings.duckdb_path.resolve()),
-            "schema": settings.dataset,
-            "threads": 1,
-            "settings": {"TimeZone": "UTC"},
-        }
-        if spill_dir is not None:
-            output["settings"]["temp_directory"] = str(spill_dir)
-    return {PROFILE_NAME: {"target": settings.warehouse, "outputs": {settings.warehouse: output}}}
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The variables the shipped profile and project read, from the settings (paths absolute)."""
+    environment = {
+        "WAREHOUSE": settings.warehouse,
+        "DUCKDB_PATH": str(settings.duckdb_path.resolve()),
+        "BIGQUERY_DATASET": settings.dataset,
+        "BIGQUERY_TABLE": settings.table,
+        "BIGQUERY_LOCATION": settings.location,
+        "MIXPANEL_LATE_ARRIVAL_DAYS": str(settings.late_arrival_days),
+    }
+    if settings.gcp_project_id:
+        environment["GCP_PROJECT_ID"] = settings.gcp_project_id
+    return environment
+
+
+@contextlib.contextmanager
+def dbt_variables(settings: Settings) -> Iterator[None]:
+    """The profile's variables in the process environment while dbt runs in it, then as they were."""
+    before = {name: os.environ.get(name) for name in dbt_environment(settings)}
+    os.environ.update(dbt_environment(settings))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def detection_vars(settings: Settings, detection_now: datetime | None = None) -> dict[str, Any]:
@@ -177,16 +180,20 @@ def detection_vars(settings: Settings, detection_now: datetime | None = None) ->
     }
 
 
-def run_dbt(args: list[str], workdir: Path) -> Any:
-    from dbt.cli.main import dbtRunner
-
-    common = [
+def dbt_arguments(workdir: Path) -> list[str]:
+    return [
         "--project-dir", str(workdir),
         "--profiles-dir", str(workdir),
         "--target-path", str(workdir / "target"),
         "--log-path", str(workdir / "logs"),
     ]  # fmt: skip
-    result = dbtRunner().invoke([*args, *common])
+
+
+def run_dbt(args: list[str], workdir: Path, settings: Settings) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    with dbt_variables(settings):
+        result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])
     if result.exception is not None:
         raise DetectionError(f"dbt {args[0]} failed: {result.exception}")
     if not result.success:
@@ -209,19 +216,31 @@ def build_detection(
     """``dbt build`` of the rules seed, the detection models and their tests."""
     started = datetime.now()
     workdir = prepare_workdir(settings, events_config, workdir_base)
-    # what a killed build spilled (this run holds the warehouse's single-writer turn)
-    shutil.rmtree(workdir / SPILL_DIR, ignore_errors=True)
     args = ["build", "--vars", json.dumps(detection_vars(settings, detection_now)), "--quiet"]
     for selector in DETECT_EXCLUDE:
         args += ["--exclude", selector]
     if full_refresh:
         args.append("--full-refresh")
     try:
-        result = run_dbt(args, workdir)
+        result = run_dbt(args, workdir, settings)
     finally:
         close_duckdb_connection(settings)
     nodes = len(getattr(result.result, "results", []) or [])
     return DetectionResult(seconds=(datetime.now() - started).total_seconds(), nodes=nodes, workdir=workdir)
+
+
+def invoke_dbt(settings: Settings, events_config: EventsConfig, args: list[str]) -> bool:
+    """Any dbt command (``dbt build``, ``dbt test``, ``dbt docs generate``…) on the configured
+    warehouse, in the working copy with this configuration's rules; dbt prints as usual."""
+    from dbt.cli.main import dbtRunner
+
+    workdir = prepare_workdir(settings, events_config)
+    try:
+        with dbt_variables(settings):
+            result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])
+    finally:
+        close_duckdb_connection(settings)
+    return bool(result.success)
 
 
 def close_duckdb_connection(settings: Settings) -> None:

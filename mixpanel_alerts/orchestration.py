@@ -22,7 +22,7 @@ from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
 from .core.events_config import EventsConfig
 from .core.warehouse import single_writer, warehouse_ready
-from .detection import DetectionError, build_detection, open_incidents_summary, raw_table_exists
+from .detection import DetectionError, build_detection, invoke_dbt, open_incidents_summary, raw_table_exists
 from .pipelines.mixpanel.client import ExportError
 from .pipelines.mixpanel_pipeline import CollectSummary, ProgressCallback, collect
 
@@ -169,3 +169,11 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
     with writer_turn(settings):
         collect_step(settings, events_config, reporter)
         detect_step(settings, events_config, reporter, dry_run=dry_run)
+
+
+def dbt_command(settings: Settings, events_config: EventsConfig, args: list[str]) -> None:
+    """``dbt ARGS`` against the configured warehouse with the rules in place, in the run's turn."""
+    with writer_turn(settings):
+        warehouse_ready(settings)
+        if not invoke_dbt(settings, events_config, args):
+            raise StepError(f"dbt {' '.join(args[:1])} failed: see dbt's output above")

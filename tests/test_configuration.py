@@ -289,3 +289,16 @@ def test_the_shipped_json_schema_matches_the_model():
     example = root / "config" / "events_config.json"
     assert json.loads(example.read_text())["$schema"] == "./events_config.schema.json"
     assert parse_events_config(example.read_text(), str(example)).events
+
+
+def test_the_dbt_project_keeps_the_configurations_channel_rule():
+    """One channel rule: the dbt test's default pattern is the validation's (the product passes its
+    own; a plain `dbt test` reads dbt_project.yml's)."""
+    from pathlib import Path
+
+    import yaml
+
+    from mixpanel_alerts.core.events_config import CHANNEL_PATTERN
+
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml").read_text())
+    assert project["vars"]["slack_channel_pattern"] == CHANNEL_PATTERN.pattern

@@ -197,7 +197,9 @@ def test_dbt_unit_tests_pass(pipeline: Callable[[], None], tmp_path: Path, db_pa
     settings = load_settings({"DUCKDB_PATH": str(db_path)}, cwd=tmp_path)
     workdir = tmp_path / ".cache" / "mixpanel-alerts" / "dbt" / warehouse_key(settings)
     assert (workdir / "dbt_project.yml").is_file()
-    result = run_dbt(["test", "--select", "test_type:unit", "--vars", json.dumps(detection_vars(settings))], workdir)
+    result = run_dbt(
+        ["test", "--select", "test_type:unit", "--vars", json.dumps(detection_vars(settings))], workdir, settings
+    )
     names = {node.node.name for node in result.result.results}
     assert {"threshold_five_is_quiet_and_six_alerts", "window_of_three_sums_three_minutes"} <= names
     assert all(str(node.status) == "pass" for node in result.result.results)

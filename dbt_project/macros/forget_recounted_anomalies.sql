@@ -3,6 +3,6 @@
 {% macro forget_recounted_anomalies() %}
     {% if is_incremental() %}
         delete from {{ this }}
-        where window_end_minute >= {{ minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) }}
+        where window_end_minute >= {{ minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) }}
     {% endif %}
 {% endmacro %}

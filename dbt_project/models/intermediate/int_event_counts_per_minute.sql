@@ -8,7 +8,7 @@
 {%- set last_minute = minute_of(detection_now()) -%}
 {#- recount the lookback, so that a late event recounts its minute; a constant bound lets
     BigQuery prune partitions of the raw table -#}
-{%- set lookback_start = minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) -%}
+{%- set lookback_start = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
 {%- if is_incremental() -%}
     {%- set first_minute = lookback_start -%}
 {%- else -%}

@@ -5,7 +5,7 @@
     )
 }}
 
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) -%}
+{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
 {#- a window reaches at most one day back (time_window_minutes <= 1440) -#}
 {%- set counts_from = add_minutes(recount_from, -1440) -%}
 

@@ -7,18 +7,17 @@
     )
 }}
 
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ var('lookback_minutes'))) -%}
+{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
 
 with
 
 windows as (
 
     select * from {{ ref('int_event_window_counts') }}
-    where
-        is_anomalous
-        {% if is_incremental() %}
-            and minute_at >= {{ recount_from }}
-        {% endif %}
+    where is_anomalous
+    {% if is_incremental() %}
+        and minute_at >= {{ recount_from }}
+    {% endif %}
 
 ),
 
