@@ -20,39 +20,26 @@ Run it on its own with ``python -m mixpanel_alerts.simulator --help``.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import dataclasses
 import gzip
 import json
-import random
 import re
 import socket
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-try:  # orjson is a dlt dependency; the plain json module is the fallback
-    import orjson
-
-    def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
-
-except ImportError:  # pragma: no cover
-
-    def _dumps(value: Any) -> bytes:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
+from .traffic import GZIP_MIN_BYTES, SimEvent
 
 EXPORT_PATH = "/api/2.0/export"
-GZIP_MIN_BYTES = 1400
+
 TERMINATED_EARLY_LINE = b"export terminated early"
 
 FAULTS = (
@@ -70,29 +57,6 @@ FAULTS = (
     "402",
     "403",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class SimEvent:
-    """One stored event. ``time_ms`` is UTC; the export renders it per request."""
-
-    name: str
-    time_ms: int
-    processing_ms: int
-    properties: dict[str, Any]
-
-    def render(self, time_in_ms: bool, tz: ZoneInfo | None) -> bytes:
-        event_ms = self.time_ms
-        if tz is not None:  # legacy projects export "local epoch": wall-clock time as if UTC
-            utc = datetime.fromtimestamp(event_ms / 1000, UTC)
-            offset = utc.astimezone(tz).utcoffset() or timedelta(0)
-            event_ms += int(offset.total_seconds() * 1000)
-        properties = {
-            "time": event_ms if time_in_ms else event_ms // 1000,
-            **self.properties,
-            "mp_processing_time_ms": self.processing_ms,
-        }
-        return _dumps({"event": self.name, "properties": properties})
 
 
 @dataclasses.dataclass
@@ -452,106 +416,3 @@ def _compare(event: SimEvent, clause: tuple[str, str, float]) -> bool:
         "==": value == number,
         "!=": value != number,
     }[operator]
-
-
-# -- realistic traffic ---------------------------------------------------------------------
-
-_BROWSERS = ["Chrome", "Safari", "Firefox", "Edge", "Mobile Safari", "Chrome iOS"]
-_OSES = ["Windows", "Mac OS X", "iOS", "Android", "Linux"]
-_CITIES = [("San Francisco", "California", "US"), ("Berlin", "Berlin", "DE"), ("Paris", "Ile-de-France", "FR")]
-_CITIES += [("Bengaluru", "Karnataka", "IN"), ("São Paulo", "São Paulo", "BR"), ("Tokyo", "Tokyo", "JP")]
-
-
-def make_event(
-    name: str,
-    at: datetime,
-    *,
-    processed_at: datetime | None = None,
-    distinct_id: str | None = None,
-    insert_id: str | None = "auto",
-    rng: random.Random | None = None,
-    **extra: Any,
-) -> SimEvent:
-    """A realistic event: the properties a Mixpanel JavaScript or mobile SDK sends, plus ``extra``."""
-    rng = rng or random.Random()
-    city, region, country = rng.choice(_CITIES)
-    properties: dict[str, Any] = {
-        "distinct_id": distinct_id or f"user-{rng.randrange(1, 50_000)}",
-        "$browser": rng.choice(_BROWSERS),
-        "$browser_version": rng.randrange(90, 130),
-        "$city": city,
-        "$region": region,
-        "mp_country_code": country,
-        "$os": rng.choice(_OSES),
-        "$current_url": f"https://shop.example.com/products/{rng.randrange(1, 5000)}?ref=feed",
-        "$device_id": f"{rng.getrandbits(64):016x}-{rng.getrandbits(32):08x}",
-        "$lib_version": "2.55.1",
-        "$screen_height": rng.choice([768, 900, 1080, 1440]),
-        "$screen_width": rng.choice([1366, 1440, 1920, 2560]),
-        "mp_lib": "web",
-        "$referring_domain": rng.choice(["www.google.com", "$direct", "t.co", "news.ycombinator.com"]),
-        "utm_source": rng.choice(["newsletter", "google", "partner", None]),
-        "session_id": f"s-{rng.getrandbits(48):012x}",
-        "app_version": f"5.{rng.randrange(0, 20)}.{rng.randrange(0, 9)}",
-        "experiment_bucket": rng.choice(["control", "variant_a", "variant_b"]),
-        "page_load_ms": rng.randrange(80, 4000),
-    }
-    if insert_id == "auto":
-        properties["$insert_id"] = uuid.UUID(int=rng.getrandbits(128)).hex
-    elif insert_id is not None:
-        properties["$insert_id"] = insert_id
-    properties.update(extra)
-    time_ms = int(at.timestamp() * 1000)
-    processing_ms = int((processed_at or at + timedelta(seconds=2)).timestamp() * 1000)
-    return SimEvent(name=name, time_ms=time_ms, processing_ms=processing_ms, properties=properties)
-
-
-def generate_traffic(
-    count: int,
-    *,
-    names: list[str],
-    start: datetime,
-    end: datetime,
-    seed: int = 7,
-) -> Iterator[SimEvent]:
-    """``count`` events spread uniformly over ``[start, end)``, names drawn from ``names``."""
-    rng = random.Random(seed)
-    span_ms = int((end - start).total_seconds() * 1000)
-    start_ms = int(start.timestamp() * 1000)
-    for _ in range(count):
-        at_ms = start_ms + rng.randrange(max(span_ms, 1))
-        at = datetime.fromtimestamp(at_ms / 1000, UTC)
-        yield make_event(rng.choice(names), at, rng=rng, error_code=rng.choice(["E_NULL", "E_TIMEOUT", "E_500"]))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m mixpanel_alerts.simulator",
-        description="Serve a simulated Mixpanel Raw Event Export API on 127.0.0.1 until interrupted.",
-    )
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
-    parser.add_argument("--events", type=int, default=10_000, help="number of events to generate")
-    parser.add_argument("--names", default="page_view,checkout_completed", help="comma-separated event names")
-    parser.add_argument("--days", type=int, default=1, help="spread events over this many days before now")
-    parser.add_argument("--seed", type=int, default=7, help="random seed of the generated traffic")
-    parser.add_argument("--project-id", default="12345")
-    parser.add_argument("--hour-limit", type=int, default=60, help="queries allowed per hour")
-    args = parser.parse_args(argv)
-    end = datetime.now(UTC)
-    sim = ExportSimulator(project_id=args.project_id, port=args.port, per_hour_limit=args.hour_limit)
-    sim.add_events(
-        generate_traffic(
-            args.events, names=args.names.split(","), start=end - timedelta(days=args.days), end=end, seed=args.seed
-        )
-    )
-    sim.start()
-    print(sim.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        sim.stop()
-
-
-if __name__ == "__main__":
-    main()
