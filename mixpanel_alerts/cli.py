@@ -306,7 +306,8 @@ def _start(show_version: Annotated[bool, VERSION] = False) -> None:
 def main(argv: list[str] | None = None) -> Any:
     # the working directory's .env, under the process environment: dlt and dbt read it there too
     load_dotenv()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # force: a second main() in one process (the tests) logs to its own stderr, not the first one's
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     # a scheduled job does not phone home: dlt's and dbt's anonymous usage telemetry stay off
@@ -314,4 +315,4 @@ def main(argv: list[str] | None = None) -> Any:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-    return app(argv)  # click exits with 2 on usage errors, as the contract asks
+    return app(argv, prog_name="mixpanel-alerts")  # click exits with 2 on usage errors, as the contract asks

@@ -137,7 +137,7 @@ def test_detect_and_alert_on_bigquery(
     first = run_cli(["detect"], env)
     assert first.returncode == 0, output_of(first)
     assert "1 sent to the terminal" in first.stderr
-    assert "&lt;!channel&gt; NPE" in first.stderr
+    assert "<!channel> NPE" in first.stderr  # the terminal shows the text as Slack would, escapes undone
 
     incidents = [dict(row) for row in bigquery.query(f"select event_name, peak_count from {dataset}.incidents")]
     assert incidents == [{"event_name": ERRORS, "peak_count": 9}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,14 +78,30 @@ def test_collect_sends_no_usage_telemetry_unless_asked(sim, make_env, run_cli, t
     endpoint, received = telemetry_endpoint
     sim.add_events(recent_traffic(20))
 
+    # processes of their own: dlt starts its telemetry once a process
     result = run_cli(
-        ["collect"], make_env(sim, RUNTIME__DLTHUB_TELEMETRY=None, RUNTIME__DLTHUB_TELEMETRY_ENDPOINT=endpoint)
+        ["collect"],
+        make_env(sim, RUNTIME__DLTHUB_TELEMETRY=None, RUNTIME__DLTHUB_TELEMETRY_ENDPOINT=endpoint),
+        subprocess=True,
     )
     assert result.returncode == 0, output_of(result)
     assert received == []
 
     result = run_cli(
-        ["collect"], make_env(sim, RUNTIME__DLTHUB_TELEMETRY="true", RUNTIME__DLTHUB_TELEMETRY_ENDPOINT=endpoint)
+        ["collect"],
+        make_env(sim, RUNTIME__DLTHUB_TELEMETRY="true", RUNTIME__DLTHUB_TELEMETRY_ENDPOINT=endpoint),
+        subprocess=True,
     )
     assert result.returncode == 0, output_of(result)
     assert received, "with telemetry asked for, dlt reports the run (so the check above can fail)"
+
+
+def test_version_and_short_help(make_env, run_cli):
+    version = run_cli(["--version"], make_env())
+    assert version.returncode == 0, output_of(version)
+    assert re.fullmatch(r"mixpanel-alerts \d+\.\d+\.\d+\S*\n", version.stdout)
+    for args in (["-h"], ["collect", "-h"]):
+        short = run_cli(args, make_env())
+        assert short.returncode == 0, output_of(short)
+        assert "Usage: mixpanel-alerts" in short.stdout
+        assert "``" not in short.stdout, "reStructuredText backticks leak into the help"

@@ -31,8 +31,8 @@ def events_config(errors_threshold: int = 5) -> dict[str, object]:
 
 @pytest.fixture
 def base_minute() -> datetime:
-    """A whole minute 40 minutes ago (naive UTC, as the marts hold it): every incident on it is over."""
-    return datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=40)
+    """A whole minute 40 minutes ago (UTC): every incident on it is over."""
+    return datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)
 
 
 def burst(name: str, minute: datetime, count: int, *, processed_at: datetime | None = None) -> list[SimEvent]:
@@ -222,7 +222,7 @@ def test_a_first_run_before_any_configured_event_happened(
     """A fresh warehouse where none of the configured events has happened yet: the runs succeed
     (detection once failed on the missing raw table, on every run), and the tables exist."""
     write_events_config(tmp_path, {"events": [rule("not_happened_yet"), rule("nor_this", enabled=False)]})
-    sim.add_events(burst("something_else", datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5), 3))
+    sim.add_events(burst("something_else", datetime.now(UTC) - timedelta(minutes=5), 3))
     env = make_env(sim)
     for _ in range(2):
         result = run_cli(["run"], env)
@@ -275,7 +275,7 @@ def test_a_rule_whose_name_has_quotes_is_monitored(
     db_path: Path, names: list[str],
 ) -> None:  # fmt: skip
     write_events_config(tmp_path, {"events": [rule(name, alert_threshold=3) for name in names]})
-    minute = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=20)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
     sim.add_events([event for name in names for event in burst(name, minute, 6)])
     env = make_env(sim)
     for command in ("collect", "detect"):
@@ -304,7 +304,7 @@ def test_every_hostile_event_name_is_collected_and_monitored(
     """Each name travels through the export request, the load's SQL (in a text file that dlt reads
     back: a carriage return there once dropped every event of its name), the seed and dbt."""
     write_events_config(tmp_path, {"events": [rule(name, alert_threshold=3) for name in HOSTILE_NAMES]})
-    minute = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=20)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
     sim.add_events([event for name in HOSTILE_NAMES for event in burst(name, minute, 4)])
     env = make_env(sim)
     for command in ("collect", "detect"):
@@ -314,3 +314,20 @@ def test_every_hostile_event_name_is_collected_and_monitored(
     assert sorted(stored) == sorted((name, 4) for name in HOSTILE_NAMES)
     incidents = query(db_path, "select event_name, peak_count from mixpanel_data.incidents")
     assert sorted(incidents) == sorted((name, 4) for name in HOSTILE_NAMES)
+
+
+def test_the_marts_hold_64_bit_counts_and_utc_timestamps(pipeline: Callable[[], None], db_path: Path) -> None:
+    """What analysts' tools see: counts as BIGINT (DuckDB's sum is 128-bit, which pandas turns into
+    floats) and instants with their time zone, as in the raw table."""
+    pipeline()
+    types = dict(
+        query(
+            db_path,
+            "select table_name || '.' || column_name, data_type from information_schema.columns "
+            "where table_schema = 'mixpanel_data' and table_name in ('anomalies', 'incidents')",
+        )
+    )
+    for column in ("anomalies.event_count", "incidents.peak_count", "incidents.total_events"):
+        assert types[column] == "BIGINT", (column, types[column])
+    for column in ("anomalies.window_end_minute", "incidents.started_at", "incidents.last_anomalous_minute"):
+        assert types[column] == "TIMESTAMP WITH TIME ZONE", (column, types[column])

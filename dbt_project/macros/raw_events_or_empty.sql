@@ -9,12 +9,12 @@
         select
             cast(null as {{ dbt.type_string() }}) as event_id,
             cast(null as {{ dbt.type_string() }}) as event_name,
-            cast(null as {{ dbt.type_timestamp() }}) as event_timestamp,
+            cast(null as {{ type_utc_timestamp() }}) as event_timestamp,
             cast(null as {{ dbt.type_string() }}) as distinct_id,
             cast(null as {{ dbt.type_string() }}) as insert_id,
             cast(null as json) as properties,
-            cast(null as {{ dbt.type_timestamp() }}) as mp_processing_time,
-            cast(null as {{ dbt.type_timestamp() }}) as inserted_at
+            cast(null as {{ type_utc_timestamp() }}) as mp_processing_time,
+            cast(null as {{ type_utc_timestamp() }}) as inserted_at
         from (select 1 as one) as nothing
         where 1 = 0
     {%- else -%}

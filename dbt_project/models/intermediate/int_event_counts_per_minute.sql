@@ -78,14 +78,14 @@ final as (
     -- every minute of every enabled event, quiet minutes included with 0
     select
         rules.event_name,
-        cast(minutes.minute_at as {{ dbt.type_timestamp() }}) as minute_at,
+        cast(minutes.minute_at as {{ type_utc_timestamp() }}) as minute_at,
         coalesce(counted.event_count, 0) as event_count
     from rules
     cross join minutes
     left join counted
         on
             rules.event_name = counted.event_name
-            and cast(minutes.minute_at as {{ dbt.type_timestamp() }}) = counted.minute_at
+            and cast(minutes.minute_at as {{ type_utc_timestamp() }}) = counted.minute_at
 
 )
 

@@ -34,9 +34,10 @@ running as (
     select
         event_name,
         minute_at,
-        sum(event_count) over (
+        -- a 64-bit count (DuckDB's sum would widen it to 128 bits, a float in pandas)
+        cast(sum(event_count) over (
             partition by event_name order by minute_at rows between unbounded preceding and current row
-        ) as running_count,
+        ) as {{ dbt.type_bigint() }}) as running_count,
         row_number() over (partition by event_name order by minute_at) as running_minutes
     from counts
 

@@ -71,7 +71,7 @@ totals as (
     select
         grouped.event_name,
         grouped.incident_number,
-        sum(counts.event_count) as total_events
+        cast(sum(counts.event_count) as {{ dbt.type_bigint() }}) as total_events
     from grouped
     inner join counts
         on

@@ -11,12 +11,12 @@ renamed as (
     select
         event_id,
         event_name,
-        cast(event_timestamp as {{ dbt.type_timestamp() }}) as event_at,
+        cast(event_timestamp as {{ type_utc_timestamp() }}) as event_at,
         distinct_id,
         insert_id,
         properties,
-        cast(mp_processing_time as {{ dbt.type_timestamp() }}) as processed_at,
-        cast(inserted_at as {{ dbt.type_timestamp() }}) as inserted_at
+        cast(mp_processing_time as {{ type_utc_timestamp() }}) as processed_at,
+        cast(inserted_at as {{ type_utc_timestamp() }}) as inserted_at
 
     from source
 
