@@ -38,9 +38,16 @@ lint-sql:
     mixpanel-alerts dbt -- parse --quiet
     cd dbt_project && sqlfluff lint models
 
-# lint, then the whole test suite
+# lint, then the whole test suite on both cores, the BigQuery tests on the emulator (started if need be)
 test: lint
-    python -m pytest -q
+    #!/usr/bin/env bash
+    set -euo pipefail
+    eval "$(scripts/bq_emulator.sh start)"
+    python -m pytest -q -n auto
+
+# the inner loop: the unit tests, no end-to-end run (seconds)
+test-fast:
+    python -m pytest -q -m "not slow" -n auto
 
 # fault-injection scenarios end to end (kills, Slack outages, overlaps, hostile input): one figure line each
 reliability:

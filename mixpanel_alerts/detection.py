@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ def detection_vars(settings: Settings, detection_now: datetime | None = None) ->
         "raw_schema": settings.dataset,
         "raw_table": settings.table,
         "lookback_minutes": (settings.late_arrival_days + 1) * 24 * 60,
-        "detection_now": detection_now.strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
+        "detection_now": detection_now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
         "slack_channel_pattern": CHANNEL_PATTERN.pattern,
     }
 
@@ -276,13 +276,16 @@ def raw_table_exists(settings: Settings) -> bool:
 
 
 def open_incidents_summary(settings: Settings) -> str:
-    """One line: how many anomalies and incidents the marts hold, and how many are open."""
+    """One line: the anomalous windows and incidents of the enabled rules, and how many are open
+    (the marts keep the history of rules since removed or disabled, which is not news)."""
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-        anomalies = client.make_qualified_table_name("anomalies")
-        incidents = client.make_qualified_table_name("incidents")
+        anomalies, incidents, rules = (
+            client.make_qualified_table_name(name) for name in ("anomalies", "incidents", "alert_rules")
+        )
+        enabled = f"event_name in (select event_name from {rules} where enabled)"
         with client.execute_query(
-            f"select (select count(*) from {anomalies}), count(*), "
-            f"coalesce(sum(case when status = 'open' then 1 else 0 end), 0) from {incidents}"
+            f"select (select count(*) from {anomalies} where {enabled}), count(*), "
+            f"coalesce(sum(case when status = 'open' then 1 else 0 end), 0) from {incidents} where {enabled}"
         ) as cursor:
             anomaly_count, incident_count, open_count = cursor.fetchall()[0]
     return f"{anomaly_count} anomalous windows, {incident_count} incidents ({open_count} open)"

@@ -90,6 +90,8 @@ def collect_step(
     mixpanel_credentials(settings)  # a ConfigError names what is missing before anything is asked
     what = f"backfill {backfill[0]}..{backfill[1]}" if backfill else "collect"
     reporter.info(f"{what}: {len(events_config.enabled_names)} enabled event(s) into {target(settings)}")
+    if not events_config.enabled_names:
+        reporter.note(f"{events_config.source} enables no event: nothing is collected")
     try:
         summary = collect(settings, events_config, progress=reporter.progress(), backfill=backfill)
     except Exception as exc:
@@ -116,6 +118,8 @@ def detect_step(
 ) -> DetectOutcome:
     """dbt build of the detection models, then the alert step."""
     reporter.info(f"detect: dbt build of the detection models on {target(settings)}")
+    if not events_config.enabled_names:
+        reporter.note(f"{events_config.source} enables no event: nothing is monitored")
     with writer_turn(settings):
         try:
             warehouse_ready(settings)
@@ -124,7 +128,9 @@ def detect_step(
                     f"no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing to detect "
                     "(run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)"
                 )
-            result = build_detection(settings, events_config, full_refresh=full_refresh)
+            result = build_detection(
+                settings, events_config, full_refresh=full_refresh, detection_now=settings.detection_now
+            )
             summary = open_incidents_summary(settings)
         except (DetectionError, DuckDBFileBusyError) as exc:
             if is_lock_conflict(exc):
@@ -146,8 +152,9 @@ def alert_step(
         warehouse_ready(settings)
         descriptions = {rule.name: rule.description for rule in events_config.events}
         alerts = run_alerts(
-            settings, console=reporter.console, dry_run=dry_run, sender=sender, descriptions=descriptions
-        )
+            settings, console=reporter.console, dry_run=dry_run, sender=sender, descriptions=descriptions,
+            now=settings.now,
+        )  # fmt: skip
     except DuckDBFileBusyError as exc:
         raise StepError(str(exc)) from None
     except Exception as exc:

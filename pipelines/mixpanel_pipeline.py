@@ -15,6 +15,7 @@ from datetime import date, datetime
 import dlt
 import pyarrow as pa
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.destinations.adapters import bigquery_adapter
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from mixpanel_alerts.core.config import Settings
@@ -25,6 +26,7 @@ from mixpanel_alerts.core.warehouse import pipeline_for, single_writer
 
 from .mixpanel import CollectStats, LoadOptions, mixpanel_source
 from .mixpanel.client import ProgressCallback
+from .mixpanel.settings import CLUSTER_COLUMNS, PARTITION_COLUMN
 from .mixpanel.window import backfill_windows
 
 
@@ -102,6 +104,7 @@ def _collect_once(
             load=options,
         )
         if settings.warehouse == "bigquery":
+            bigquery_adapter(source.resources[settings.table], partition=PARTITION_COLUMN, cluster=CLUSTER_COLUMNS)
             # BigQuery cannot load a JSON column from parquet: it gets JSON lines
             pipeline.run(source, loader_file_format="jsonl")
         else:

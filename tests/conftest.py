@@ -15,8 +15,10 @@ import re
 import subprocess
 import subprocess as subprocess_module
 import sys
+import tempfile
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,16 +171,21 @@ def make_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
 def process_context(env: dict[str, str], cwd: Path) -> Iterator[None]:
     """This process as a fresh ``mixpanel-alerts`` process would see it: exactly ``env`` as its
     environment, ``cwd`` as its working directory; both as they were afterwards."""
-    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    saved_env, saved_cwd, saved_tempdir = dict(os.environ), Path.cwd(), tempfile.tempdir
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
+    tempfile.tempdir = None  # found again from TMPDIR, as a new process would
     try:
-        yield
+        # warnings print, as in a process of its own, instead of failing the run as pytest makes them
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
+        tempfile.tempdir = saved_tempdir
 
 
 def run_in_process(args: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -257,3 +264,14 @@ def db_path(tmp_path: Path) -> Path:
 
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
+
+
+# the fixtures of end-to-end tests: a simulated export host, the CLI, the BigQuery emulator
+END_TO_END_FIXTURES = {"sim", "start_sim", "run_cli", "bigquery", "bigquery_env", "pipeline"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark end-to-end tests `slow`: `just test-fast` (-m "not slow") is the inner loop."""
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -331,3 +331,37 @@ def test_the_marts_hold_64_bit_counts_and_utc_timestamps(pipeline: Callable[[], 
         assert types[column] == "BIGINT", (column, types[column])
     for column in ("anomalies.window_end_minute", "incidents.started_at", "incidents.last_anomalous_minute"):
         assert types[column] == "TIMESTAMP WITH TIME ZONE", (column, types[column])
+
+
+def test_a_configuration_without_enabled_events_says_so(
+    pipeline: Callable[[], None], make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object],
+    sim: ExportSimulator, tmp_path: Path,
+) -> None:  # fmt: skip
+    """`{"events": []}` once succeeded silently, and still reported the incidents of earlier rules."""
+    pipeline()
+    write_events_config(tmp_path, {"events": []})
+    result = run_cli(["run"], make_env(sim))
+    output = output_of(result)  # type: ignore[arg-type]
+    assert result.returncode == 0, output  # type: ignore[attr-defined]
+    assert "enables no event: nothing is collected" in output
+    assert "enables no event: nothing is monitored" in output
+    assert "0 incidents (0 open)" in output
+
+
+def test_detection_now_pins_the_moment_detection_runs_as_of(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., object], tmp_path: Path,
+    db_path: Path,
+) -> None:  # fmt: skip
+    """DETECTION_NOW makes a run deterministic: a spike 20 minutes ago on the clock is 2 minutes ago
+    as of the pinned moment, so its incident is still open and its alert within the lookback."""
+    spike = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=3)]})
+    sim.add_events(burst(ERRORS, spike, 6))
+    pinned = (spike + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = run_cli(["run"], make_env(sim, DETECTION_NOW=pinned, ALERT_LOOKBACK_MINUTES="5"))
+    assert result.returncode == 0, output_of(result)  # type: ignore[attr-defined]
+    assert query(db_path, "select status from mixpanel_data.incidents") == [("open",)]
+    assert "1 sent to the terminal" in output_of(result)  # type: ignore[arg-type]
+    unpinned = run_cli(["detect"], make_env(sim, ALERT_LOOKBACK_MINUTES="5"))
+    assert unpinned.returncode == 0, output_of(unpinned)  # type: ignore[attr-defined]
+    assert query(db_path, "select status from mixpanel_data.incidents") == [("over",)]

@@ -8,10 +8,11 @@ too. Everything downstream receives typed arguments, never ``os.environ``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,6 +93,9 @@ class Settings(BaseModel):
     duckdb_busy_timeout_seconds: PositiveInt = Field(60, alias="DUCKDB_BUSY_TIMEOUT_SECONDS")
     # how long a Slack request may take before its answer counts as lost
     slack_timeout_seconds: PositiveInt = Field(30, alias="SLACK_TIMEOUT_SECONDS")
+    # the moment detection and the alert step run as of (ISO 8601, UTC unless it says): tests pin it
+    # so that "a spike 2 minutes ago" stays 2 minutes ago however slow the machine; unset: now
+    detection_now: datetime | None = Field(None, alias="DETECTION_NOW")
 
     @field_validator("project_timezone")
     @classmethod
@@ -112,6 +116,19 @@ class Settings(BaseModel):
                 return date.fromisoformat(value)
             except ValueError:
                 raise ValueError(f"MIXPANEL_START_DATE={value!r} is not a date; use YYYY-MM-DD") from None
+        return value
+
+    @field_validator("detection_now", mode="before")
+    @classmethod
+    def _instant(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"DETECTION_NOW={value!r} is not an ISO 8601 time such as 2026-12-01T09:30:00Z"
+                ) from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return value
 
     @field_validator("export_url")
@@ -146,6 +163,13 @@ class Settings(BaseModel):
     def _together(self) -> Settings:
         if self.warehouse == "bigquery" and not self.gcp_project_id:
             raise ValueError("GCP_PROJECT_ID is required when WAREHOUSE=bigquery")
+        for setting, needed, module in (
+            ("WAREHOUSE=bigquery", self.warehouse == "bigquery", "google.cloud.bigquery"),
+            ("EVENTS_CONFIG_GCS_PATH", bool(self.events_config_gcs_path), "google.cloud.storage"),
+            ("MIXPANEL_API_SECRET_NAME", bool(self.api_secret_name), "google.cloud.secretmanager_v1"),
+        ):
+            if needed and not _installed(module):
+                raise ValueError(f"{setting} needs the bigquery extra: pip install 'mixpanel-alerts[bigquery]'")
         username, secret = self.service_account_username, self.service_account_secret
         if bool(username) != bool(secret) and not (username and self.api_secret_name):
             missing = "MIXPANEL_SERVICE_ACCOUNT_SECRET" if username else "MIXPANEL_SERVICE_ACCOUNT_USERNAME"
@@ -163,6 +187,17 @@ class Settings(BaseModel):
         key = (self.gcp_service_account_info or {}).get("private_key")
         values = [key, self.service_account_secret, self.api_secret, self.slack_webhook_url, self.slack_bot_token]
         return [value for value in values if value]
+
+    def now(self) -> datetime:
+        """The moment detection runs as of: DETECTION_NOW, or the clock."""
+        return self.detection_now or datetime.now(UTC)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def load_dotenv(cwd: Path | None = None) -> None:

@@ -28,18 +28,22 @@ EVENTS_TABLE = "mixpanel_events"
 REJECTS_TABLE = "mixpanel_rejects"
 
 # The raw table's columns. `properties` holds every property, unflattened, as JSON. On BigQuery
-# the table is partitioned by day of `event_timestamp` and clustered by `event_name` (dlt's
-# partition and cluster hints; other destinations ignore them).
+# the table is partitioned by day of `event_timestamp` and clustered by `event_name`: the pipeline
+# entry applies dlt's bigquery_adapter there (PARTITION_COLUMN, CLUSTER_COLUMNS).
 EVENT_COLUMNS = {
     "event_id": {"data_type": "text", "nullable": False, "primary_key": True, "unique": True},
-    "event_name": {"data_type": "text", "nullable": False, "cluster": True},
-    "event_timestamp": {"data_type": "timestamp", "nullable": False, "timezone": True, "partition": True},
+    "event_name": {"data_type": "text", "nullable": False},
+    "event_timestamp": {"data_type": "timestamp", "nullable": False, "timezone": True},
     "distinct_id": {"data_type": "text"},
     "insert_id": {"data_type": "text"},
     "properties": {"data_type": "json"},
     "mp_processing_time": {"data_type": "timestamp", "timezone": True},
     "inserted_at": {"data_type": "timestamp", "nullable": False, "timezone": True},
 }
+
+# BigQuery: analysts' queries by event time prune days; by event name, blocks
+PARTITION_COLUMN = "event_timestamp"
+CLUSTER_COLUMNS = ["event_name"]
 
 REJECT_COLUMNS = {
     "reject_id": {"data_type": "text", "nullable": False, "primary_key": True},
