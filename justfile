@@ -38,12 +38,13 @@ lint-sql:
     mixpanel-alerts dbt -- parse --quiet
     cd dbt_project && sqlfluff lint models
 
-# lint, then the whole test suite on both cores, the BigQuery tests on the emulator (started if need be)
+# lint, then the whole test suite (6 workers: many tests wait on sleeps and sockets), the BigQuery tests
+# on the emulator, started if need be
 test: lint
     #!/usr/bin/env bash
     set -euo pipefail
     eval "$(scripts/bq_emulator.sh start)"
-    python -m pytest -q -n auto
+    python -m pytest -q -n 6 --dist worksteal
 
 # the inner loop: the unit tests, no end-to-end run (seconds)
 test-fast:

@@ -177,9 +177,12 @@ def process_context(env: dict[str, str], cwd: Path) -> Iterator[None]:
     os.chdir(cwd)
     tempfile.tempdir = None  # found again from TMPDIR, as a new process would
     try:
-        # warnings print, as in a process of its own, instead of failing the run as pytest makes them
+        # warnings as a process of its own has them (printed once, the noisy kinds ignored), not the
+        # errors pytest makes of them
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=category)
             yield
     finally:
         os.environ.clear()
