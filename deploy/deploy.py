@@ -1,6 +1,6 @@
 """Deploy mixpanel-alerts to Google Cloud: a Cloud Run job built from source, run on a schedule.
 
-Why a Cloud Run job (and not Cloud Functions, as the seed had): `run` is a batch that can take
+Why a Cloud Run job (and not Cloud Functions, as the system this project grew from had): `run` is a batch that can take
 minutes (an export, dlt, a dbt build), needs the dbt project on disk and more memory than a small
 function; a job runs it to completion with retries and no HTTP timeout, and Cloud Scheduler starts
 it every few minutes. State lives in BigQuery (dlt's pipeline state, the alert ledger), so each
@@ -9,7 +9,7 @@ execution starting from a fresh container is exactly what the pipeline expects.
     python deploy/deploy.py --dry-run          # print every gcloud command, run nothing
     python deploy/deploy.py                    # run them
 
-Settings come from the contract's variables (GCP_PROJECT_ID, BIGQUERY_DATASET, ...) or flags.
+Settings come from the product's environment variables (GCP_PROJECT_ID, BIGQUERY_DATASET, ...) or flags.
 Secrets are never passed as values: they are wired from Secret Manager by name. The job needs an events
 configuration: EVENTS_CONFIG (passed to it), EVENTS_CONFIG_GCS_PATH, or config/events_config.json in the
 --source folder (built into the image); without one, or with an invalid local one, nothing is deployed.
@@ -32,7 +32,7 @@ from mixpanel_alerts.core.config import ConfigError, Settings
 from mixpanel_alerts.core.events_config import parse_events_config
 
 ROLES = (
-    # the seed's IAM setup: load, query and read BigQuery; read secrets
+    # the IAM setup of the original system: load, query and read BigQuery; read secrets
     "roles/bigquery.dataEditor",
     "roles/bigquery.jobUser",
     "roles/bigquery.dataViewer",

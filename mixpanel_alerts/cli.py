@@ -317,4 +317,4 @@ def main(argv: list[str] | None = None) -> Any:
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
     # google-cloud-bigquery falls back to the REST API without the Storage API client: expected
     warnings.filterwarnings("ignore", message="Cannot create BigQuery Storage client")
-    return app(argv, prog_name="mixpanel-alerts")  # click exits with 2 on usage errors, as the contract asks
+    return app(argv, prog_name="mixpanel-alerts")  # click exits with 2 on usage errors

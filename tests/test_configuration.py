@@ -66,7 +66,7 @@ INVALID_EVENTS_CONFIGS = [
     pytest.param(
         {"events": [rule("page_view", cooldown_minutes=0)]}, ["page_view", "cooldown_minutes"], id="cooldown-0"
     ),
-    # values JSON allows but the rules table cannot hold: they once broke the seed, and all detection
+    # values JSON allows but the rules table cannot hold: they once broke the rules seed, and all detection
     pytest.param(
         {"events": [rule("page_view", alert_threshold=2**63)]}, ["page_view", "alert_threshold", "64-bit"], id="2^63"
     ),

@@ -302,7 +302,7 @@ def test_every_hostile_event_name_is_collected_and_monitored(
     db_path: Path,
 ) -> None:  # fmt: skip
     """Each name travels through the export request, the load's SQL (in a text file that dlt reads
-    back: a carriage return there once dropped every event of its name), the seed and dbt."""
+    back: a carriage return there once dropped every event of its name), the rules seed and dbt."""
     write_events_config(tmp_path, {"events": [rule(name, alert_threshold=3) for name in HOSTILE_NAMES]})
     minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
     sim.add_events([event for name in HOSTILE_NAMES for event in burst(name, minute, 4)])
