@@ -65,3 +65,8 @@ bq-emulator:
 # collect 1M events from the simulator vs DuckDB's own read_json of the same file
 bench events="1000000":
     python -m mixpanel_alerts.bench --events {{events}}
+
+# replay the labelled series (../shared/detection) through backfill and backtest, default baseline rules; the scorer's line
+[positional-arguments]
+quality *args:
+    python scripts/quality.py "$@"

@@ -9,6 +9,7 @@ lands in the source tree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 
@@ -24,7 +25,7 @@ from mixpanel_alerts.core.events_config import EventsConfig
 from mixpanel_alerts.core.scratch import scratch_dir
 from mixpanel_alerts.core.warehouse import pipeline_for, single_writer
 
-from .mixpanel import CollectStats, LoadOptions, mixpanel_source
+from .mixpanel import CollectStats, HistoryReport, LoadOptions, mixpanel_source
 from .mixpanel.client import ProgressCallback
 from .mixpanel.settings import CLUSTER_COLUMNS, PARTITION_COLUMN
 from .mixpanel.window import backfill_windows
@@ -34,6 +35,7 @@ from .mixpanel.window import backfill_windows
 class CollectSummary:
     stats: CollectStats
     seconds: float
+    history: HistoryReport = dataclasses.field(default_factory=HistoryReport)
 
     @property
     def duplicates_skipped(self) -> int:
@@ -51,6 +53,36 @@ class CollectSummary:
             f"window {', '.join(self.stats.windows) or 'none'}"
         )
 
+    @property
+    def history_complete(self) -> bool:
+        """Whether no event waits for history (none was new, or all of it is stored)."""
+        return not self.history.days_left and self.history.error is None
+
+    def history_line(self) -> str | None:
+        """What this collect did for the history of newly enabled events; None if there was none.
+
+        e.g. ``history: fetched 29 days for 1 new event (checkout_completed): 4,210 events, 29 requests``
+        """
+        history = self.history
+        if not history.days_fetched and self.history_complete:
+            return None
+        names = sorted(history.names or history.pending)
+        what = f"{len(names)} new event{'' if len(names) == 1 else 's'} ({', '.join(names)})"
+        line = (
+            f"history: fetched {history.days_fetched} day{'' if history.days_fetched == 1 else 's'} for {what}: "
+            f"{history.stats.parse.new_events:,} events, {history.stats.requests} request(s)"
+        )
+        if history.attempts != history.stats.requests:
+            line += f", {history.attempts} attempt(s)"
+        if history.error is not None:
+            line += f"; stopped at {history.error}; the next run resumes it ({history.days_left} day(s) left)"
+        elif history.days_left:
+            line += (
+                f"; {history.days_left} day(s) left for the next runs (history takes at most "
+                f"{history.queries_per_hour} of Mixpanel's export queries an hour)"
+            )
+        return line
+
 
 def collect(
     settings: Settings,
@@ -59,30 +91,44 @@ def collect(
     progress: ProgressCallback | None = None,
     backfill: tuple[date, date] | None = None,
 ) -> CollectSummary:
-    """Export the enabled events and load the new ones into the raw table. A backfill loads one
-    day per run: each day is stored before the next is asked for."""
+    """Export the enabled events and load the new ones into the raw table, then the history that
+    events enabled since the last runs still miss. A backfill or history loads one day per run of
+    the pipeline: each day is stored (with the state that says so) before the next is asked for."""
     started = datetime.now()
     credentials = mixpanel_credentials(settings)
     stats = CollectStats()
-    days: list[tuple[date, date] | None] = (
-        [(window.from_date, window.to_date) for window in backfill_windows(*backfill, days_per_request=1)]
-        if backfill
-        else [None]
-    )
-    with single_writer(settings):
-        for day in days:
-            _collect_once(settings, events_config, credentials, LoadOptions(stats=stats, progress=progress), day)
-    return CollectSummary(stats=stats, seconds=(datetime.now() - started).total_seconds())
+    history = HistoryReport()
+    with single_writer(settings), pipeline_for(settings) as pipeline:
+        run = functools.partial(_run_source, pipeline, settings, events_config, credentials)
+        if backfill:
+            for window in backfill_windows(*backfill, days_per_request=1):
+                run(LoadOptions(stats=stats, progress=progress), backfill=(window.from_date, window.to_date))
+        else:
+            run(LoadOptions(stats=stats, progress=progress, history=history))
+            _fetch_history(run, history)
+    return CollectSummary(stats=stats, seconds=(datetime.now() - started).total_seconds(), history=history)
 
 
-def _collect_once(
+def _fetch_history(run: Callable[..., None], history: HistoryReport) -> None:
+    """One day at a time while history is left, the hour's budget allows and nothing failed."""
+    while history.days_left and history.budget_left > 0 and history.error is None:
+        fetched = history.days_fetched
+        run(LoadOptions(stats=history.stats, history=history), history=True)
+        if history.days_fetched == fetched:
+            return  # nothing was asked (budget used up meanwhile) or the request failed
+
+
+def _run_source(
+    pipeline: dlt.Pipeline,
     settings: Settings,
     events_config: EventsConfig,
     credentials: MixpanelCredentials,
     options: LoadOptions,
-    backfill: tuple[date, date] | None,
+    *,
+    backfill: tuple[date, date] | None = None,
+    history: bool = False,
 ) -> None:
-    with scratch_dir("spool") as spool_root, pipeline_for(settings) as pipeline:
+    with scratch_dir("spool") as spool_root:
         options.spool_root = spool_root
         options.existing_event_ids = _existing_event_ids(settings, pipeline)
         if settings.warehouse == "duckdb":
@@ -100,6 +146,7 @@ def _collect_once(
             late_arrival_days=settings.late_arrival_days,
             start_date=settings.start_date,
             backfill=backfill,
+            history=history,
             table_name=settings.table,
             load=options,
         )

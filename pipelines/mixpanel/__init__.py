@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Callable, Generator, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +19,59 @@ from dlt.common.destination.capabilities import DestinationCapabilitiesContext
 from dlt.common.destination.client import SqlModel
 from dlt.common.libs.pyarrow import columns_to_arrow
 from dlt.common.schema.utils import has_table_seen_data
+from requests.exceptions import RequestException
 
 from mixpanel_alerts.core.credentials import MixpanelCredentials
 
 from .client import ExportClient, ExportError, ProgressCallback, export_base_url, rate_limiter_for
 from .parser import CollectStats, ExportParser, new_spool_dir
 from .settings import (
+    COVERAGE_COLUMNS,
+    COVERAGE_TABLE,
     DEFAULT_LATE_ARRIVAL_DAYS,
     DEFAULT_PROCESSING_MARGIN_MINUTES,
     EVENT_COLUMNS,
     EVENTS_TABLE,
+    HISTORY_DAYS,
+    HISTORY_DAYS_PER_LOAD,
+    HISTORY_QUERIES_PER_HOUR,
     MAX_QUERIES_PER_HOUR,
     MAX_QUERIES_PER_SECOND,
     REJECT_COLUMNS,
     REJECTS_TABLE,
 )
-from .window import ExportWindow, backfill_windows, incremental_window
+from .window import (
+    Coverage,
+    ExportWindow,
+    backfill_windows,
+    day_start_ms,
+    follow_enabled_events,
+    history_days_left,
+    history_fetched,
+    incremental_window,
+    keep_history_of,
+    next_history_day,
+    queries_in_last_hour,
+    record_queries,
+)
 
-__all__ = ["CollectStats", "ExportError", "LoadOptions", "mixpanel_source"]
+__all__ = ["CollectStats", "ExportError", "HistoryReport", "LoadOptions", "mixpanel_source"]
+
+
+@dataclasses.dataclass
+class HistoryReport:
+    """What a collect did for the history of events enabled after the first run: the source fills
+    it in each run (the incremental run plans it, each history run fetches up to a week of days)."""
+
+    names: set[str] = dataclasses.field(default_factory=set)  # asked for in this collect
+    pending: set[str] = dataclasses.field(default_factory=set)  # whose history is not done yet
+    days_fetched: int = 0
+    days_left: int = 0
+    attempts: int = 0
+    budget_left: int = 0  # history queries the hour still allows
+    queries_per_hour: int = HISTORY_QUERIES_PER_HOUR
+    error: str | None = None
+    stats: CollectStats = dataclasses.field(default_factory=CollectStats)
 
 
 @dataclasses.dataclass
@@ -58,6 +93,7 @@ class LoadOptions:
     spool_root: Path | None = None
     stats: CollectStats = dataclasses.field(default_factory=CollectStats)
     progress: ProgressCallback | None = None
+    history: HistoryReport = dataclasses.field(default_factory=HistoryReport)
 
 
 @dlt.source(name="mixpanel", max_table_nesting=0)
@@ -71,6 +107,9 @@ def mixpanel_source(
     processing_margin_minutes: int = DEFAULT_PROCESSING_MARGIN_MINUTES,
     start_date: date | None = None,
     backfill: tuple[date, date] | None = None,
+    history: bool = False,
+    history_days: int = HISTORY_DAYS,
+    history_queries_per_hour: int = HISTORY_QUERIES_PER_HOUR,
     table_name: str = EVENTS_TABLE,
     max_queries_per_second: int = MAX_QUERIES_PER_SECOND,
     max_queries_per_hour: int = MAX_QUERIES_PER_HOUR,
@@ -89,6 +128,13 @@ def mixpanel_source(
         processing_margin_minutes: how far before the cursor each run re-asks (overlap is deduplicated).
         start_date: the first day to collect when there is no state yet (default: yesterday).
         backfill: export these days instead, one per request, without touching the cursor.
+        history: export the next days of history that events enabled after the first run still
+            miss (one request a day for all of them, up to a week per load; the incremental run
+            plans it), without touching the cursor; a failed day is reported in ``load.history``,
+            not raised: the next run resumes there.
+        history_days: how many days before today (and today) a newly enabled event gets.
+        history_queries_per_hour: how many of Mixpanel's hourly queries history and backfill
+            requests may take, counted across runs in the state.
         max_queries_per_second, max_queries_per_hour: Mixpanel's rate limits, retries included.
         request_max_attempts, request_backoff_factor: dlt's retry policy for 429, 5xx and cut bodies.
         load: how the events reach the warehouse (see ``LoadOptions``).
@@ -96,13 +142,18 @@ def mixpanel_source(
     options = load or LoadOptions()
     if options.duckdb_table and options.spool_root is None:
         raise ValueError("duckdb_table needs a spool_root that outlives the load")
+    if history and backfill is not None:
+        raise ValueError("a run exports either a backfill or history, not both")
     base_url = export_base_url(region, export_url)
     names = sorted(set(event_names))
     limiter = rate_limiter_for(base_url, credentials.project_id, max_queries_per_second, max_queries_per_hour)
     export = _Export(names, project_timezone, table_name, options)
+    report = options.history
+    report.queries_per_hour = history_queries_per_hour
 
     @dlt.resource(name=table_name, write_disposition="append")
     def events() -> Iterator[Any]:
+        state = dlt.current.resource_state()
         if names:
             client = ExportClient(
                 base_url=base_url,
@@ -114,32 +165,110 @@ def mixpanel_source(
                 progress=options.progress,
             )
             if backfill is not None:
-                for window in backfill_windows(*backfill, days_per_request=1):
-                    yield from export.window(client, window)
+                yield from _backfill(client, state, *backfill)
+            elif history:
+                yield from _history(client, state)
             else:
-                yield from _incremental(client)
+                yield from _incremental(client, state)
+            _report_history(state)
+            if not history or not (report.days_left and report.budget_left > 0 and report.error is None):
+                yield from _coverage_rows(state)  # history: once the collect's last day is in
         if options.create_empty_tables:
             yield from export.tables_not_created_yet()
 
-    def _incremental(client: ExportClient) -> Iterator[Any]:
-        state = dlt.current.resource_state()
+    def _incremental(client: ExportClient, state: dict[str, Any]) -> Iterator[Any]:
         requested_at = datetime.now(UTC)
+        cursor_ms = state.get("processing_cursor_ms")
         window = incremental_window(
             now=requested_at,
             project_timezone=project_timezone,
             start_date=start_date,
             late_arrival_days=late_arrival_days,
-            cursor_ms=state.get("processing_cursor_ms"),
+            cursor_ms=cursor_ms,
             margin_minutes=processing_margin_minutes,
         )
         max_processing_ms = yield from export.window(client, window)
+        follow_enabled_events(
+            state, names, window=window, cursor_ms=cursor_ms, margin_minutes=processing_margin_minutes,
+            late_arrival_days=late_arrival_days, project_timezone=project_timezone, history_days=history_days,
+        )  # fmt: skip
         # Everything Mixpanel had processed when we asked is now stored: advance the cursor to the
         # later of that moment and the newest processing time seen (robust to clock skew), but not
         # past the margin: a processing time in the future would make later runs skip events.
         requested_ms = int(requested_at.timestamp() * 1000)
         newest_ms = min(max_processing_ms or 0, requested_ms + processing_margin_minutes * 60_000)
-        state["processing_cursor_ms"] = max(state.get("processing_cursor_ms") or 0, newest_ms, requested_ms)
+        state["processing_cursor_ms"] = max(cursor_ms or 0, newest_ms, requested_ms)
         state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
+
+    def _backfill(client: ExportClient, state: dict[str, Any], first: date, last: date) -> Iterator[Any]:
+        coverage = Coverage(state.setdefault("coverage", {}))
+        try:
+            for window in backfill_windows(first, last, days_per_request=1):
+                yield from export.window(client, window)
+                for name in names:
+                    coverage.add(name, _day_start(window.from_date), _day_start(window.to_date + timedelta(days=1)))
+        finally:
+            record_queries(state.setdefault("history_queries", []), datetime.now(UTC), client.adapter.attempts)
+
+    def _history(client: ExportClient, state: dict[str, Any]) -> Iterator[Any]:
+        """The next days of history (a week per load at most), while the hour's query budget
+        allows; every attempt is counted in the state's ledger."""
+        jobs: list[dict[str, Any]] = state.setdefault("history", [])
+        ledger = state.setdefault("history_queries", [])
+        keep_history_of(jobs, set(names))
+        for _ in range(HISTORY_DAYS_PER_LOAD):
+            request = next_history_day(jobs)
+            if request is None or queries_in_last_hour(ledger, datetime.now(UTC)) >= history_queries_per_hour:
+                return
+            attempts_before = client.adapter.attempts
+            try:
+                yield from _history_day(client, state, *request)
+            finally:
+                attempts = client.adapter.attempts - attempts_before
+                report.attempts += attempts
+                record_queries(ledger, datetime.now(UTC), attempts)
+            if report.error is not None:
+                return
+
+    def _history_day(client: ExportClient, state: dict[str, Any], day: date, day_names: list[str]) -> Iterator[Any]:
+        """One day of the names that want it; a failed request is reported, not raised: the day
+        stays next, for the next run."""
+        try:
+            yield from export.window(client, ExportWindow(day, day), day_names)
+        except (ExportError, RequestException) as exc:
+            report.error = f"{day}: {exc}"
+            return
+        coverage = Coverage(state.setdefault("coverage", {}))
+        for name in day_names:
+            coverage.add(name, _day_start(day), _day_start(day + timedelta(days=1)))
+        history_fetched(state["history"])
+        report.days_fetched += 1
+        report.names.update(day_names)
+
+    def _report_history(state: dict[str, Any]) -> None:
+        jobs = state.get("history", [])
+        report.days_left = history_days_left(jobs)
+        report.pending = {name for job in jobs for name in job["names"]}
+        used = queries_in_last_hour(state.get("history_queries", []), datetime.now(UTC))
+        report.budget_left = history_queries_per_hour - used
+
+    def _coverage_rows(state: dict[str, Any]) -> Iterator[Any]:
+        """A row for each enabled event whose coverage changed since it was last written."""
+        coverage = Coverage(state.setdefault("coverage", {}))
+        written = state.setdefault("coverage_written", {})
+        now = datetime.now(UTC)
+        rows = []
+        for name in names:
+            collected_from = coverage.collected_from(name)
+            if collected_from is not None and written.get(name) != collected_from:
+                moment = datetime.fromtimestamp(collected_from / 1000, UTC)
+                rows.append({"event_name": name, "collected_from": moment, "updated_at": now})
+                written[name] = collected_from
+        if rows:
+            yield dlt.mark.with_table_name(rows, COVERAGE_TABLE)
+
+    def _day_start(day: date) -> int:
+        return day_start_ms(day, project_timezone)
 
     # The resource's own table holds the events; the rejects are a table variant with their own
     # hints. A new variant starts from a copy of the resource's hints, so it is declared first.
@@ -148,6 +277,13 @@ def mixpanel_source(
         write_disposition={"disposition": "merge", "strategy": "upsert"},
         primary_key="reject_id",
         columns=REJECT_COLUMNS,  # type: ignore[arg-type]
+        create_table_variant=True,
+    )
+    events.apply_hints(
+        table_name=COVERAGE_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "upsert"},
+        primary_key="event_name",
+        columns=COVERAGE_COLUMNS,  # type: ignore[arg-type]
         create_table_variant=True,
     )
     events.apply_hints(
@@ -169,19 +305,24 @@ class _Export:
         # the tables this run yields rows for (a first run that yields none still creates them)
         self.tables_with_rows: set[str] = set()
 
-    def window(self, client: ExportClient, window: ExportWindow) -> Generator[Any, None, int | None]:
-        """Download, parse and yield one window; return the newest processing time seen."""
+    def window(
+        self, client: ExportClient, window: ExportWindow, names: list[str] | None = None
+    ) -> Generator[Any, None, int | None]:
+        """Download, parse and yield one window of ``names`` (default: all the source's); return
+        the newest processing time seen."""
         options = self.options
+        names = names or self.names
         spool_dir = new_spool_dir(options.spool_root)
         try:
-            download = client.download(window.params(self.names), spool_dir)
+            attempts_before = client.adapter.attempts
+            download = client.download(window.params(names), spool_dir)
             stats = options.stats
             stats.requests += 1
-            stats.attempts = client.adapter.attempts
+            stats.attempts += client.adapter.attempts - attempts_before
             stats.bytes_received += download.bytes_received
             stats.windows.append(f"{window.from_date}..{window.to_date}")
             parser = ExportParser(
-                download.path, event_names=self.names, project_timezone=self.project_timezone,
+                download.path, event_names=names, project_timezone=self.project_timezone,
                 inserted_at=datetime.now(UTC),
             )  # fmt: skip
             try:

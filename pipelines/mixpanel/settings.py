@@ -19,6 +19,16 @@ DEFAULT_LATE_ARRIVAL_DAYS = 5
 # each run re-asks for this many minutes of processing time before its cursor (merge keeps it exact).
 DEFAULT_PROCESSING_MARGIN_MINUTES = 30
 
+# An event enabled after the first run gets this many days of history before today (and today so
+# far), one day per request: the baseline detector learns from up to 28 days.
+HISTORY_DAYS = 28
+# History loads a week of days at a time (each still one request): what a load holds is then about
+# the size of a scheduled collect's (late-arrival days of all events), and a kill loses at most it.
+HISTORY_DAYS_PER_LOAD = 7
+# History (and backfill) queries may take this many of Mixpanel's 60 an hour, counted across runs
+# in the resource state; the rest stays for the scheduled collects and their retries.
+HISTORY_QUERIES_PER_HOUR = 40
+
 # Mixpanel retires project-secret authentication for the export API on this day.
 LEGACY_SECRET_RETIREMENT = "2027-03-03"
 
@@ -26,6 +36,7 @@ TERMINATED_EARLY_MARKER = b"export terminated early"
 
 EVENTS_TABLE = "mixpanel_events"
 REJECTS_TABLE = "mixpanel_rejects"
+COVERAGE_TABLE = "event_coverage"
 
 # The raw table's columns. `properties` holds every property, unflattened, as JSON. On BigQuery
 # the table is partitioned by day of `event_timestamp` and clustered by `event_name`: the pipeline
@@ -56,3 +67,10 @@ REJECT_COLUMNS = {
 }
 # A rejected line is kept up to this many characters.
 MAX_REJECT_LINE_CHARS = 65_536
+
+# Per event, the instant from which its data is complete: minutes before it are unknown, not quiet.
+COVERAGE_COLUMNS = {
+    "event_name": {"data_type": "text", "nullable": False, "primary_key": True},
+    "collected_from": {"data_type": "timestamp", "nullable": False, "timezone": True},
+    "updated_at": {"data_type": "timestamp", "nullable": False, "timezone": True},
+}

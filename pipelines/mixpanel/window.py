@@ -3,6 +3,10 @@
 A cursor on event time loses late events (offline clients deliver up to five days late), so the
 cursor is Mixpanel's processing time (``mp_processing_time_ms``), and the days asked for are those
 that can still receive events processed after it.
+
+Also what has been asked for: each event's coverage (the event-time spans exported completely) and
+the history still to fetch for events enabled after the first run. Both live in the resource state
+as plain lists and dicts, so dlt commits them with the load they describe.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -71,3 +76,164 @@ def backfill_windows(start: date, end: date, days_per_request: int) -> list[Expo
         windows.append(ExportWindow(day, last, None))
         day = last + timedelta(days=1)
     return windows
+
+
+DAY_MS = 86_400_000
+HOUR_SECONDS = 3600
+
+
+def day_start_ms(day: date, project_timezone: str) -> int:
+    """The first instant of ``day`` in the project's timezone, in epoch milliseconds."""
+    return int(datetime.combine(day, time.min, tzinfo=ZoneInfo(project_timezone)).timestamp() * 1000)
+
+
+def day_of(moment_ms: int, project_timezone: str) -> date:
+    return datetime.fromtimestamp(moment_ms / 1000, ZoneInfo(project_timezone)).date()
+
+
+class Coverage:
+    """Per event name, the event-time spans exported completely: sorted, merged ``[from_ms, to_ms]``
+    pairs, ``to_ms`` None for the span still being collected. ``spans`` is the resource state's own
+    dict, so every change is saved with the load."""
+
+    def __init__(self, spans: dict[str, list[list[Any]]]) -> None:
+        self.spans = spans
+
+    def collected(self) -> set[str]:
+        """The names collected now (their last span is still open)."""
+        return {name for name in self.spans if self.collected_from(name) is not None}
+
+    def collected_from(self, name: str) -> int | None:
+        """Where the open span begins: from then on the event's data is complete."""
+        return next((start for start, end in self.spans.get(name, []) if end is None), None)
+
+    def stopped_at(self, name: str) -> int | None:
+        """Where the last closed span ends (an event collected before, then disabled)."""
+        ends = [end for _, end in self.spans.get(name, []) if end is not None]
+        return max(ends) if ends else None
+
+    def add(self, name: str, from_ms: int, to_ms: int | None) -> None:
+        """Add a span; spans that overlap or touch merge, so the earliest start holds where the
+        data is contiguous."""
+        spans = sorted([*self.spans.get(name, []), [from_ms, to_ms]], key=lambda span: span[0])
+        merged = [list(spans[0])]
+        for start, end in spans[1:]:
+            last = merged[-1]
+            if last[1] is None or last[1] >= start:
+                last[1] = None if last[1] is None or end is None else max(last[1], end)
+            else:
+                merged.append([start, end])
+        self.spans[name] = merged
+
+    def stop(self, name: str, to_ms: int) -> None:
+        """Close the open span at ``to_ms``. If nothing of it was complete by then, an empty span
+        ``[to_ms, to_ms]`` still says where the data stopped."""
+        self.spans[name] = [
+            [min(start, to_ms), to_ms] if end is None else [start, end] for start, end in self.spans.get(name, [])
+        ]
+
+
+def follow_enabled_events(
+    state: dict[str, Any],
+    names: Sequence[str],
+    *,
+    window: ExportWindow,
+    cursor_ms: int | None,
+    margin_minutes: int,
+    late_arrival_days: int,
+    project_timezone: str,
+    history_days: int,
+) -> None:
+    """After the incremental export of ``window`` (asked with the cursor ``cursor_ms``): each
+    enabled name's coverage, and a history job for the names that earlier runs did not collect.
+
+    The first run (no cursor) asked for whole days from its first one: every name is complete from
+    that day. Later, a new name is complete only from the processing-time floor of the request
+    (every event after it was processed after it), until its history is fetched. A name no longer
+    enabled stops where the late-arrival reach of the last run that asked for it ends. State
+    without coverage (an earlier version) makes every name new."""
+    coverage = Coverage(state.setdefault("coverage", {}))
+    jobs: list[dict[str, Any]] = state.setdefault("history", [])
+    if cursor_ms is None:
+        for name in names:
+            coverage.add(name, day_start_ms(window.from_date, project_timezone), None)
+        return
+    floor_ms = cursor_ms - margin_minutes * 60_000
+    for name in coverage.collected() - set(names):
+        coverage.stop(name, floor_ms - late_arrival_days * DAY_MS)
+    keep_history_of(jobs, set(names))
+    new = [name for name in names if name not in coverage.collected()]
+    if new:
+        jobs.append(
+            plan_history(
+                new, coverage, today=window.to_date, project_timezone=project_timezone, history_days=history_days
+            )
+        )
+    for name in new:
+        coverage.add(name, -(-floor_ms // 60_000) * 60_000, None)  # from the next whole minute
+
+
+def plan_history(
+    names: Sequence[str], coverage: Coverage, *, today: date, project_timezone: str, history_days: int
+) -> dict[str, Any]:
+    """The history job of names collected from now on: each name's first day is ``history_days``
+    before today, or the day its earlier data stopped if that is later (a re-enabled event); days
+    are fetched from today backwards, so each one done extends the coverage contiguously."""
+    earliest = today - timedelta(days=history_days)
+    first_days = {}
+    for name in names:
+        stopped_ms = coverage.stopped_at(name)
+        first = earliest if stopped_ms is None else max(earliest, day_of(stopped_ms, project_timezone))
+        first_days[name] = min(first, today).isoformat()
+    return {"names": first_days, "next_day": today.isoformat()}
+
+
+def next_history_day(jobs: list[dict[str, Any]]) -> tuple[date, list[str]] | None:
+    """The day to fetch next and the names that want it (one request for all of them). Jobs are
+    kept non-empty, so the first one has it."""
+    if not jobs:
+        return None
+    job = jobs[0]
+    return date.fromisoformat(job["next_day"]), sorted(_wanting(job))
+
+
+def history_fetched(jobs: list[dict[str, Any]]) -> None:
+    """The first job's next day is stored: it moves to the day before; a finished job goes."""
+    job = jobs[0]
+    job["next_day"] = (date.fromisoformat(job["next_day"]) - timedelta(days=1)).isoformat()
+    jobs[:] = [job for job in jobs if _wanting(job)]
+
+
+def keep_history_of(jobs: list[dict[str, Any]], enabled: set[str]) -> None:
+    """Drop the names no longer enabled (they are never requested), and jobs left empty."""
+    for job in jobs:
+        job["names"] = {name: first for name, first in job["names"].items() if name in enabled}
+    jobs[:] = [job for job in jobs if _wanting(job)]
+
+
+def _wanting(job: dict[str, Any]) -> list[str]:
+    """The names of a job whose history reaches back to its next day."""
+    return [name for name, first in job["names"].items() if first <= job["next_day"]]
+
+
+def history_days_left(jobs: list[dict[str, Any]]) -> int:
+    """Requests still to make: one per day per job."""
+    left = 0
+    for job in jobs:
+        first = min(job["names"].values())
+        left += max(0, (date.fromisoformat(job["next_day"]) - date.fromisoformat(first)).days + 1)
+    return left
+
+
+def queries_in_last_hour(ledger: list[list[float]], now: datetime) -> int:
+    """Attempts recorded (``[epoch seconds, attempts]``) within the hour before ``now``."""
+    since = now.timestamp() - HOUR_SECONDS
+    return int(sum(attempts for at, attempts in ledger if at > since))
+
+
+def record_queries(ledger: list[list[float]], now: datetime, attempts: int) -> None:
+    """Add ``attempts`` at ``now``; entries older than an hour go."""
+    since = now.timestamp() - HOUR_SECONDS
+    ledger[:] = [[at, count] for at, count in ledger if at > since]
+    if attempts:
+        ledger.append([round(now.timestamp(), 3), attempts])
