@@ -1,0 +1,380 @@
+"""The self-contained HTML page of ``mixpanel-alerts backtest``: a summary table, then one chart
+and the first incidents per rule, so a rule can be tuned before it is turned on.
+
+The page needs no network to be viewed: inline CSS and inline SVG, no script, no font, no link out.
+Text from the configuration or the data is always escaped (``html.escape``) and isolated in
+``<bdi>`` so a right-to-left mark cannot reorder the text around it.
+
+Input (a JSON-able dict; times are ISO 8601 in UTC, ``Z`` or an offset, naive taken as UTC)::
+
+    {"generated_at": iso, "start_date": "2026-10-01", "end_date": "2026-11-30", "warehouse": str,
+     "rules": [{
+        "event_name": str, "detector": "threshold" | "baseline", "direction": "up" | "down" | "both" | None,
+        "time_window_minutes": int, "alert_threshold": int | None, "min_events": int | None,
+        "description": str, "alert_channel": str,
+        "learning": str | None,          # "learning: 3 of 7 days" while the baseline lacks history
+        "weeks": float,                  # length of the replayed period in weeks
+        "series": [{"minute": iso, "count": int,
+                    "expected": float | None, "lower": float | None, "upper": float | None}, ...],
+        "incidents": [{"kind": "spike" | "drop", "first_anomalous_minute": iso,
+                       "last_anomalous_minute": iso, "peak_count": int, "expected_count": float | None}, ...],
+     }, ...]}
+
+A series may hold 86,400 minutes; it is reduced to one bucket per pixel column keeping the min and
+max count (an envelope, so a one-minute spike or drop survives) and the band's min lower and max
+upper, which bounds a chart to a few tens of kilobytes whatever the period.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+WIDTH, HEIGHT = 1000, 280
+LEFT, RIGHT, TOP, BOTTOM = 58, 26, 34, 40
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+LISTED_INCIDENTS = 10
+MIN_SPAN_PX = 2.0
+COLOURS = {
+    "count": "#1c5bb8",
+    "band": "#9cc3e6",
+    "expected": "#5b6b82",
+    "threshold": "#c92a2a",
+    "min_events": "#868e96",
+    "spike": "#e8590c",
+    "drop": "#7048e8",
+}
+GRID = 'stroke="#eceef1"'
+# candidate time-axis steps in seconds, 5 minutes to 4 weeks
+TIME_STEPS = (300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800, 1209600, 2419200)
+DASH = "\u2013"
+INTRO = (
+    "What each rule would have raised over the period. A chart draws the lowest and highest window count"
+    " of each pixel column, so a one-minute spike or drop stays visible however long the period."
+)
+MONDAY = 4 * 86400  # 1970-01-05, so weekly ticks fall on Mondays
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#212529;
+margin:0 auto;padding:24px 32px;max-width:1180px;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0 0 4px;overflow-wrap:anywhere}
+.meta{color:#5c636a;font-size:13px;margin:0 0 4px;overflow-wrap:anywhere}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;margin:8px 0 4px}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e9ecef;vertical-align:top;overflow-wrap:anywhere}
+.summary{table-layout:fixed}
+th{font-size:12px;color:#5c636a;font-weight:600;background:#f8f9fa}td.n,th.n{text-align:right}
+td.desc{color:#495057}
+section{border-top:1px solid #dee2e6;margin-top:28px;padding-top:18px}svg{width:100%;height:auto;display:block}
+.learning{background:#fff3bf;color:#5c3c00;border-radius:3px;padding:1px 6px;font-size:12px}
+.spike{color:#c2410c;font-weight:600}.drop{color:#5f3dc4;font-weight:600}.none{color:#868e96}
+a{color:#1c5bb8}
+"""
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """The points of one pixel column: when it starts, the count envelope, the band's outer edges."""
+
+    start: float
+    low: float
+    high: float
+    lower: float | None = None
+    upper: float | None = None
+    expected_sum: float = 0.0
+    expected_n: int = 0
+
+
+def _e(value: object) -> str:
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def _epoch(iso: str) -> float:
+    moment = datetime.fromisoformat(iso)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime(fmt)
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.1f}"
+
+
+def _minutes(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    return " ".join(([f"{hours} h"] if hours else []) + ([f"{rest} min"] if rest or not hours else []))
+
+
+def _detector(rule: dict[str, Any]) -> str:
+    direction = rule.get("direction")
+    return f"{rule.get('detector', '')} ({direction})" if direction else str(rule.get("detector", ""))
+
+
+def _bucketize(series: Sequence[dict[str, Any]], times: list[float], t0: float, span: float) -> list[_Bucket]:
+    columns: dict[int, list[int]] = {}
+    scale = PLOT_W / span
+    for position, t in enumerate(times):
+        columns.setdefault(min(PLOT_W - 1, int((t - t0) * scale)), []).append(position)
+    buckets = []
+    for index in sorted(columns):
+        points = [series[position] for position in columns[index]]
+        counts = [float(point.get("count") or 0) for point in points]
+        lowers = [point["lower"] for point in points if point.get("lower") is not None]
+        uppers = [point["upper"] for point in points if point.get("upper") is not None]
+        expected = [point["expected"] for point in points if point.get("expected") is not None]
+        start = min(times[position] for position in columns[index])
+        bucket = _Bucket(start, min(counts), max(counts), min(lowers, default=None), max(uppers, default=None))
+        bucket.expected_sum, bucket.expected_n = sum(expected), len(expected)
+        buckets.append(bucket)
+    return buckets
+
+
+def _nice_top(value: float) -> tuple[float, float]:
+    """The top of the count axis and its tick step (1, 2, 2.5 or 5 times a power of ten; a whole
+    number), for at most six ticks."""
+    raw = max(value, 1.0) / 5
+    magnitude = 10 ** math.floor(math.log10(raw))
+    multiples = (1, 2, 2.5, 5, 10) if magnitude >= 10 else (1, 2, 5, 10)
+    step = max(1.0, next(m * magnitude for m in multiples if m * magnitude >= raw))
+    return math.ceil(max(value, 1.0) / step) * step, step
+
+
+def _compact(value: float) -> str:
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "k")):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
+def _runs(buckets: list[_Bucket], keep: Callable[[_Bucket], bool]) -> Iterator[list[_Bucket]]:
+    """Consecutive buckets that ``keep`` accepts: days without a band (learning) leave gaps."""
+    run: list[_Bucket] = []
+    for bucket in buckets:
+        if keep(bucket):
+            run.append(bucket)
+        elif run:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+def _time_axis(t0: float, t1: float) -> str:
+    """Vertical grid lines and UTC labels: the first step giving a label per ~80 px; a sub-day axis
+    names the date under the first tick of each day."""
+    step = next((s for s in TIME_STEPS if (t1 - t0) / s <= PLOT_W / 80), TIME_STEPS[-1])
+    origin = MONDAY if step >= 604800 else 0
+    tick, out, last_day = math.ceil((t0 - origin) / step) * step + origin, [], ""
+    while tick <= t1:
+        x = LEFT + (tick - t0) / (t1 - t0) * PLOT_W
+        day = _utc(tick, "%b %d")
+        label = f'<tspan x="{x:.1f}">{day if step >= 86400 else _utc(tick, "%H:%M")}</tspan>'
+        if step < 86400 and day != last_day:
+            label += f'<tspan x="{x:.1f}" dy="14">{day}</tspan>'
+        last_day = day
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + PLOT_H}" {GRID}/>')
+        out.append(f'<text x="{x:.1f}" y="{TOP + PLOT_H + 16}" text-anchor="middle">{label}</text>')
+        tick += step
+    return "".join(out)
+
+
+def _count_axis(top: float, step: float, y_of: Callable[[float], float]) -> str:
+    out = []
+    for value in (i * step for i in range(round(top / step) + 1)):
+        y = y_of(value)
+        out.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{y:.1f}" y2="{y:.1f}" {GRID}/>')
+        out.append(f'<text x="{LEFT - 7}" y="{y + 4:.1f}" text-anchor="end">{_compact(value)}</text>')
+    return "".join(out)
+
+
+def _legend(items: list[tuple[str, str]]) -> str:
+    """Entries as (swatch drawn around 0,0, label), left to right above the plot."""
+    out, x = [], float(LEFT)
+    for swatch, label in items:
+        out.append(f'<g transform="translate({x:.0f},14)">{swatch}<text x="24" y="4">{_e(label)}</text></g>')
+        x += 40 + 6.4 * len(label)
+    return "".join(out)
+
+
+def _swatch(colour: str, opacity: float = 1.0) -> str:
+    return f'<rect x="0" y="-5" width="18" height="10" fill="{colour}" fill-opacity="{opacity}"/>'
+
+
+def _incident_spans(incidents: list[dict[str, Any]], t0: float, t1: float) -> tuple[str, list[str]]:
+    """Shaded spans at least MIN_SPAN_PX wide, with a solid strip on top so one minute in 60 days
+    still shows; overlapping spans of one kind merge into one element. Returns the kinds drawn."""
+    spans: dict[str, list[list[Any]]] = {"spike": [], "drop": []}
+    for incident in sorted(incidents, key=lambda i: _epoch(i["first_anomalous_minute"])):
+        kind = "drop" if incident.get("kind") == "drop" else "spike"
+        start, end = _epoch(incident["first_anomalous_minute"]), _epoch(incident["last_anomalous_minute"]) + 60
+        if end < t0 or start > t1:
+            continue
+        x0, x1 = (LEFT + (min(max(t, t0), t1) - t0) / (t1 - t0) * PLOT_W for t in (start, end))
+        if x1 - x0 < MIN_SPAN_PX:
+            x0, x1 = (x0 + x1 - MIN_SPAN_PX) / 2, (x0 + x1 + MIN_SPAN_PX) / 2
+        runs = spans[kind]
+        if runs and x0 <= runs[-1][1]:
+            runs[-1][1], runs[-1][2] = max(runs[-1][1], x1), runs[-1][2] + 1
+        else:
+            runs.append([x0, x1, 1, start])
+    out = []
+    for kind, runs in spans.items():
+        for x0, x1, n, start in runs:
+            more = f" and {n - 1} more" if n > 1 else ""
+            box = f'x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}"'
+            out.append(
+                f'<g fill="{COLOURS[kind]}" class="{kind}"><title>{kind} from {_utc(start)} UTC{more}</title>'
+                f'<rect {box} height="{PLOT_H}" fill-opacity="0.16"/><rect {box} height="6"/></g>'
+            )
+    return "".join(out), [kind for kind, runs in spans.items() if runs]
+
+
+def _chart(rule: dict[str, Any]) -> str:
+    series = rule.get("series") or []
+    label = _e(f"{rule.get('event_name', '')}: window counts and incidents")
+    head = f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" font-size="12" fill="#495057">'
+    frame = f'<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" fill="#fcfcfd" stroke="#dee2e6"/>'
+    if not series:
+        middle = f'x="{LEFT + PLOT_W / 2}" y="{TOP + PLOT_H / 2}" text-anchor="middle" font-size="14"'
+        return f"{head}{frame}<text {middle}>No window counts stored for this period</text></svg>"
+    times = [_epoch(point["minute"]) for point in series]
+    t0, t1 = min(times), max(times) + 60
+    buckets = _bucketize(series, times, t0, t1 - t0)
+    threshold, min_events = rule.get("alert_threshold"), rule.get("min_events")
+    highest = max(max(b.high for b in buckets), *(b.upper or 0 for b in buckets), threshold or 0, min_events or 0)
+    top, step = _nice_top(highest * 1.05)
+
+    def x_of(t: float) -> float:
+        return LEFT + (t - t0) / (t1 - t0) * PLOT_W
+
+    def y_of(value: float) -> float:
+        return TOP + PLOT_H * (1 - min(max(value, 0.0), top) / top)
+
+    def points(pairs: Iterable[tuple[float, float]]) -> str:
+        return " ".join(f"{x:.1f},{y_of(v):.1f}" for x, v in pairs)
+
+    spans, kinds = _incident_spans(rule.get("incidents") or [], t0, t1)
+    parts = [head, frame, _count_axis(top, step, y_of), _time_axis(t0, t1), spans]
+    legend = [(_swatch(COLOURS["count"]), "window count")]
+    bands = list(_runs(buckets, lambda b: b.upper is not None and b.lower is not None))
+    for run in bands:
+        edge = [(x_of(b.start), b.upper or 0.0) for b in run] + [(x_of(b.start), b.lower or 0.0) for b in run[::-1]]
+        parts.append(f'<polygon points="{points(edge)}" fill="{COLOURS["band"]}" fill-opacity="0.5"/>')
+    if bands:
+        legend.append((_swatch(COLOURS["band"], 0.5), "expected band"))
+    expected = list(_runs(buckets, lambda b: b.expected_n > 0))
+    for run in expected:
+        line = points((x_of(b.start), b.expected_sum / b.expected_n) for b in run)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{COLOURS["expected"]}" stroke-width="1.2"/>')
+    if expected:
+        legend.append((f'<line x1="0" x2="18" stroke="{COLOURS["expected"]}" stroke-width="2"/>', "expected"))
+    # the envelope: max counts left to right, min counts back; its stroke keeps a flat stretch visible
+    envelope = [(x_of(b.start), b.high) for b in buckets] + [(x_of(b.start), b.low) for b in buckets[::-1]]
+    count = COLOURS["count"]
+    parts.append(
+        f'<polygon points="{points(envelope)}" fill="{count}" fill-opacity="0.8" stroke="{count}" '
+        'stroke-linejoin="round"/>'
+    )
+    if len(buckets) == 1:
+        parts.append(f'<circle cx="{x_of(t0):.1f}" cy="{y_of(buckets[0].high):.1f}" r="3" fill="{count}"/>')
+    for value, key, name, dash in (
+        (threshold, "threshold", "alert threshold", "7 4"),
+        (min_events, "min_events", "min events", "2 3"),
+    ):
+        if value is not None:
+            stroke = f'stroke="{COLOURS[key]}" stroke-width="1.6" stroke-dasharray="{dash}"'
+            y = y_of(float(value))
+            parts.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{y:.1f}" y2="{y:.1f}" {stroke}/>')
+            legend.append((f'<line x1="0" x2="18" {stroke}/>', f"{name} ({_number(float(value))})"))
+    legend += [(_swatch(COLOURS[kind], 0.45), kind) for kind in kinds]
+    parts.append(_legend(legend))
+    parts.append(f'<text x="{LEFT + PLOT_W}" y="18" text-anchor="end" fill="#868e96">UTC</text></svg>')
+    return "".join(parts)
+
+
+def _incident_table(incidents: list[dict[str, Any]]) -> str:
+    if not incidents:
+        return '<p class="none">No incidents in this period.</p>'
+    first = sorted(incidents, key=lambda i: _epoch(i["first_anomalous_minute"]))[:LISTED_INCIDENTS]
+    rows = []
+    for incident in first:
+        start, last = _epoch(incident["first_anomalous_minute"]), _epoch(incident["last_anomalous_minute"])
+        kind = "drop" if incident.get("kind") == "drop" else "spike"
+        duration = _minutes(round((last - start) / 60) + 1)
+        rows.append(
+            f'<tr><td>{_utc(start)}</td><td>{_utc(last)}</td><td class="n">{duration}</td>'
+            f'<td class="{kind}">{kind}</td><td class="n">{_number(incident.get("peak_count"))}</td>'
+            f'<td class="n">{_number(incident.get("expected_count"))}</td></tr>'
+        )
+    more = len(incidents) - len(first)
+    note = f'<p class="meta">and {more} more incident{"s" * (more != 1)} not listed.</p>' if more > 0 else ""
+    head = '<tr><th>first anomalous minute (UTC)</th><th>last</th><th class="n">duration</th><th>kind</th>'
+    head += '<th class="n">peak count</th><th class="n">expected</th></tr>'
+    return f"<table>{head}{''.join(rows)}</table>{note}"
+
+
+def _per_week(count: int, weeks: Any) -> str:
+    return f"{count / weeks:.1f}" if isinstance(weeks, int | float) and weeks > 0 else DASH
+
+
+def _summary(rules: list[dict[str, Any]]) -> str:
+    if not rules:
+        return '<p class="none">No rules to replay: the events configuration has none enabled.</p>'
+    widths = "".join(f'<col style="width:{width}%">' for width in (18, 12, 7, 8, 7, 9, 12, 27))
+    head = (
+        f"<colgroup>{widths}</colgroup><tr><th>event</th><th>detector</th>"
+        '<th class="n">window</th><th class="n">incidents</th>'
+        '<th class="n">per week</th><th class="n">spikes / drops</th><th>history</th><th>description</th></tr>'
+    )
+    rows = []
+    for number, rule in enumerate(rules, 1):
+        incidents = rule.get("incidents") or []
+        drops = sum(1 for i in incidents if i.get("kind") == "drop")
+        learning = f'<span class="learning">{_e(rule["learning"])}</span>' if rule.get("learning") else ""
+        rows.append(
+            f'<tr><td><a href="#rule-{number}"><bdi>{_e(rule.get("event_name"))}</bdi></a></td>'
+            f'<td>{_e(_detector(rule))}</td><td class="n">{_minutes(int(rule.get("time_window_minutes") or 0))}</td>'
+            f'<td class="n">{len(incidents)}</td><td class="n">{_per_week(len(incidents), rule.get("weeks"))}</td>'
+            f'<td class="n">{len(incidents) - drops} / {drops}</td><td>{learning}</td>'
+            f'<td class="desc"><bdi>{_e(rule.get("description"))}</bdi></td></tr>'
+        )
+    return f'<table class="summary">{head}{"".join(rows)}</table>'
+
+
+def _rule_section(number: int, rule: dict[str, Any]) -> str:
+    facts = [_detector(rule), f"window {_minutes(int(rule.get('time_window_minutes') or 0))}"]
+    if rule.get("alert_threshold") is not None:
+        facts.append(f"alert threshold {_number(rule['alert_threshold'])}")
+    if rule.get("min_events") is not None:
+        facts.append(f"min events {_number(rule['min_events'])}")
+    if rule.get("alert_channel"):
+        facts.append(f"channel {rule['alert_channel']}")
+    learning = f' <span class="learning">{_e(rule["learning"])}</span>' if rule.get("learning") else ""
+    description = f'<p class="meta"><bdi>{_e(rule["description"])}</bdi></p>' if rule.get("description") else ""
+    return (
+        f'<section id="rule-{number}"><h2><bdi>{_e(rule.get("event_name"))}</bdi></h2>'
+        f'<p class="meta">{" · ".join(f"<bdi>{_e(fact)}</bdi>" for fact in facts)}{learning}</p>{description}'
+        f"{_chart(rule)}{_incident_table(rule.get('incidents') or [])}</section>"
+    )
+
+
+def render_backtest_html(report: dict[str, Any]) -> str:
+    """The whole page for a backtest ``report`` (the shape in the module docstring); no I/O."""
+    rules = report.get("rules") or []
+    period = f"{report.get('start_date', '')} to {report.get('end_date', '')} (UTC)"
+    meta = f"{period} · {report.get('warehouse', '')} · generated {report.get('generated_at', '')}"
+    sections = "".join(_rule_section(number, rule) for number, rule in enumerate(rules, 1))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Backtest {_e(period)}</title><style>{CSS}</style></head><body>"
+        f'<h1>Backtest of the alert rules</h1><p class="meta"><bdi>{_e(meta)}</bdi></p>'
+        f'<p class="meta">{INTRO}</p>{_summary(rules)}{sections}</body></html>\n'
+    )

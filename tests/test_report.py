@@ -1,0 +1,225 @@
+"""The backtest page: one chart and one summary row per rule, data never becomes markup, nothing is
+fetched from the network, and a 60-day series stays small while its one-minute anomalies stay visible.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mixpanel_alerts import report
+from mixpanel_alerts.report import render_backtest_html
+from tests.hostile import HOSTILE_NAMES
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+class Page(HTMLParser):
+    """The parsed page: every element with its attributes, and the text."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.summary_rows = 0
+        self._in_summary = False
+        self.feed(markup)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        if tag == "table":
+            self._in_summary = dict(attrs).get("class") == "summary"
+        if tag == "tr" and self._in_summary:
+            self.summary_rows += 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def tags(self, name: str, **attrs: str) -> list[dict[str, str | None]]:
+        return [a for tag, a in self.elements if tag == name and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def series(minutes: int, count: int = 100, band: bool = True) -> list[dict[str, Any]]:
+    edges = {"expected": float(count), "lower": count * 0.5, "upper": count * 1.5} if band else {}
+    none = {"expected": None, "lower": None, "upper": None}
+    return [{"minute": iso(START + timedelta(minutes=i)), "count": count} | none | edges for i in range(minutes)]
+
+
+def incident(kind: str, minute: int, length: int = 1) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "first_anomalous_minute": iso(START + timedelta(minutes=minute)),
+        "last_anomalous_minute": iso(START + timedelta(minutes=minute + length - 1)),
+        "peak_count": 900 if kind == "spike" else 0,
+        "expected_count": 100.0,
+    }
+
+
+def rule(name: str = "Checkout Completed", **fields: Any) -> dict[str, Any]:
+    return {
+        "event_name": name,
+        "detector": "baseline",
+        "direction": "both",
+        "time_window_minutes": 5,
+        "alert_threshold": None,
+        "min_events": 10,
+        "description": "Checkouts against the last 7 days.",
+        "alert_channel": "#alerts",
+        "learning": None,
+        "weeks": 1.0,
+        "series": series(1440),
+        "incidents": [incident("spike", 600), incident("drop", 900, 45)],
+    } | fields
+
+
+def backtest(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "generated_at": "2026-12-01T08:00:00Z",
+        "start_date": "2026-10-01",
+        "end_date": "2026-11-30",
+        "warehouse": "duckdb data/mixpanel.duckdb (mixpanel_data.mixpanel_events)",
+        "rules": list(rules),
+    }
+
+
+def test_one_chart_and_one_summary_row_per_rule() -> None:
+    rules = [rule(f"event {n}") for n in range(3)]
+    page = Page(render_backtest_html(backtest(*rules)))
+    assert len(page.tags("svg")) == 3
+    assert page.summary_rows == 1 + 3  # the header row, then a row per rule
+    assert [a["href"] for a in page.tags("a")] == ["#rule-1", "#rule-2", "#rule-3"]
+    assert [a["id"] for a in page.tags("section")] == ["rule-1", "rule-2", "rule-3"]
+
+
+def test_summary_counts_incidents_per_week_and_kind() -> None:
+    incidents = [incident("spike", m) for m in (10, 20, 30)] + [incident("drop", 40)]
+    page = Page(render_backtest_html(backtest(rule(weeks=3.0, incidents=incidents, learning="learning: 3 of 7 days"))))
+    cells = [text.strip() for text in page.text if text.strip()]
+    assert cells[cells.index("5 min") + 1 : cells.index("5 min") + 5] == ["4", "1.3", "3 / 1", "learning: 3 of 7 days"]
+
+
+@pytest.mark.parametrize("name", [*HOSTILE_NAMES, "<script>alert(1)</script>"], ids=repr)
+def test_text_from_the_data_never_becomes_markup(name: str) -> None:
+    hostile = rule(name, description=name, alert_channel=name, learning=name)
+    markup = render_backtest_html(backtest(hostile) | {"warehouse": name})
+    page = Page(markup)
+    assert not page.tags("script")
+    assert [tag for tag, _ in page.elements if tag not in ALLOWED_TAGS] == []
+    assert page.tags("svg")[0]["aria-label"] == f"{name}: window counts and incidents"
+    assert "".join(page.text).count(name) >= 5  # heading, summary, description, channel, learning
+    if any(char in name for char in '<>&"'):
+        assert name not in markup
+
+
+ALLOWED_TAGS = {
+    *("html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "section", "span", "bdi", "a"),
+    *("table", "colgroup", "col", "tr", "th", "td"),
+    *("svg", "g", "rect", "line", "polyline", "polygon", "circle", "text", "tspan"),
+}
+
+
+def test_nothing_is_fetched_from_the_network() -> None:
+    markup = render_backtest_html(backtest(rule(), rule("Payment Failed", detector="threshold", alert_threshold=50)))
+    page = Page(markup)
+    links = [value for _, attrs in page.elements for key, value in attrs.items() if key in {"src", "href", "action"}]
+    assert links and all(value and value.startswith("#") for value in links)
+    assert not page.tags("link") and not page.tags("img") and not page.tags("script")
+    assert not re.search(r"https?:|url\(|@import|//[a-z]", markup, re.IGNORECASE)
+
+
+def test_sixty_days_stay_small_and_keep_one_minute_anomalies() -> None:
+    sixty_days = series(60 * 1440)
+    sixty_days[30_000]["count"] = 10_000  # one minute, far above the rest
+    sixty_days[50_000]["count"] = 0  # one minute at zero
+    one_minute = [incident("spike", 30_000), incident("drop", 50_000)]
+    at_spike = rule(series=sixty_days, incidents=one_minute, weeks=60 / 7, alert_threshold=10_000)
+    markup = render_backtest_html(backtest(at_spike))
+    assert len(markup.encode()) < 100_000
+    page = Page(markup)
+
+    envelope = page.tags("polygon", fill=report.COLOURS["count"])[0]["points"] or ""
+    heights = [float(pair.split(",")[1]) for pair in envelope.split()]
+    (threshold,) = page.tags("line", stroke=report.COLOURS["threshold"], x1=str(report.LEFT))
+    assert min(heights) == float(threshold["y1"] or 0)  # the one-minute spike reaches the line at its count
+    assert max(heights) == report.TOP + report.PLOT_H  # the drop reaches zero
+
+    for kind in ("spike", "drop"):
+        (span,) = page.tags("g", **{"class": kind})
+        after = page.elements[page.elements.index(("g", span)) :]
+        shade = next(attrs for tag, attrs in after if tag == "rect")
+        assert float(shade["width"] or 0) >= 2.0  # a one-minute incident in 60 days is still seen
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        [],
+        [rule(series=[])],
+        [rule(incidents=[])],
+        [rule(series=series(600, count=0, band=False), detector="threshold", min_events=None, incidents=[])],
+        [rule(series=series(1440, band=False), detector="threshold", alert_threshold=500)],
+        [rule(series=series(1), weeks=0)],
+        [rule(series=series(1440)[::-1], incidents=[incident("spike", 10**6)])],  # unordered, incident outside
+    ],
+    ids=["no rules", "no series", "no incidents", "all zero", "no band", "one point", "unordered"],
+)
+def test_edge_cases_render_a_whole_page(rules: list[dict[str, Any]]) -> None:
+    markup = render_backtest_html(backtest(*rules))
+    page = Page(markup)
+    assert len(page.tags("svg")) == len(rules)
+    assert not re.search(r"\bnan\b|\binf\b", markup)
+    assert markup.rstrip().endswith("</html>")
+    if not rules:
+        assert "No rules to replay" in markup
+
+
+def test_lines_band_and_legend_follow_the_rule() -> None:
+    threshold = rule(detector="threshold", alert_threshold=500, min_events=None, series=series(1440, band=False))
+    page = Page(render_backtest_html(backtest(threshold, rule())))
+    first, second = (
+        markup for markup in re.findall(r"<svg.*?</svg>", render_backtest_html(backtest(threshold, rule())))
+    )
+    assert "alert threshold (500)" in first and "expected band" not in first and "min events" not in first
+    assert "expected band" in second and "min events (10)" in second and "alert threshold" not in second
+    assert len(page.tags("polygon", fill=report.COLOURS["band"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("minutes", "label"),
+    [(60, "00:10"), (1440, "03:00"), (14 * 1440, "Oct 04"), (60 * 1440, "Oct 05")],
+    ids=["1 hour", "1 day", "14 days", "60 days"],
+)
+def test_time_axis_has_readable_ticks(minutes: int, label: str) -> None:
+    page = Page(render_backtest_html(backtest(rule(series=series(minutes)))))
+    ticks = [line for line in page.tags("line") if line["x1"] == line["x2"] and line["y1"] == str(report.TOP)]
+    assert 4 <= len(ticks) <= 13
+    assert label in page.text
+
+
+def test_incident_list_shows_the_first_ten() -> None:
+    many = [incident("spike", minute) for minute in range(0, 1200, 100)]
+    markup = render_backtest_html(backtest(rule(incidents=many[::-1])))
+    assert markup.count('<td class="spike">spike</td>') == 10
+    listed = markup[markup.index("first anomalous minute") :]
+    assert "2026-10-01 00:00" in listed and "2026-10-01 15:00" in listed and "2026-10-01 16:40" not in listed
+    assert "and 2 more incidents not listed." in markup
+
+
+def test_the_renderer_imports_only_the_standard_library() -> None:
+    tree = ast.parse(Path(report.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
+    assert {name.split(".")[0] for name in imported} - {"__future__"} <= sys.stdlib_module_names
+    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
