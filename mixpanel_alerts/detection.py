@@ -12,7 +12,6 @@ run from a source checkout, it writes it into the checkout's ``dbt_project/seeds
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import json
@@ -114,8 +113,12 @@ def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
         "time_window_minutes",
         "cooldown_minutes",
         "description",
+        "detector",
+        "direction",
+        "sensitivity",
+        "min_events",
     ]
-    rows = [
+    rows: list[list[object]] = [
         [
             rule.name,
             "true" if rule.enabled else "false",
@@ -124,20 +127,28 @@ def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
             rule.time_window_minutes,
             rule.cooldown_minutes,
             rule.description,
+            rule.detector,
+            rule.direction,
+            rule.sensitivity,
+            rule.min_events,
         ]
         for rule in events_config.events
     ]
     staged = path.with_suffix(".csv.new")
     with open(staged, "w", newline="", encoding="utf-8") as handle:
-        # every field quoted, quotes doubled, "\n" between rows: the options the seed is read with
-        # (dbt_project/macros/*__load_csv_rows.sql), so any name reads back as written
-        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        writer.writerow(fields)
-        writer.writerows(rows)
+        # every value quoted, quotes doubled, "\n" between rows, a missing number an unquoted empty
+        # field (null): the options the seed is read with (dbt_project/macros/*__load_csv_rows.sql),
+        # so any name reads back as written
+        for row in [list[object](fields), *rows]:
+            handle.write(",".join("" if value is None else _quoted(str(value)) for value in row) + "\n")
     if path.is_file() and path.read_bytes() == staged.read_bytes():
         staged.unlink()
     else:
         staged.replace(path)
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:

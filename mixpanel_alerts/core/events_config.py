@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ConfigError, Settings
 
@@ -37,7 +37,13 @@ class EventRule(BaseModel):
         min_length=1, max_length=MAX_TEXT_CHARS, description="Mixpanel event name, case-sensitive, unique in the file"
     )
     enabled: bool = Field(description="false: neither collected nor monitored")
-    alert_threshold: Count = Field(description="the most events allowed in one window; more is an anomaly")
+    alert_threshold: Count | None = Field(
+        None,
+        description=(
+            "the most events allowed in one window; more is an anomaly (required by the threshold detector; "
+            "with the baseline detector optional, a hard ceiling)"
+        ),
+    )
     alert_channel: str = Field(
         pattern=CHANNEL_PATTERN.pattern,
         description="Slack channel: '#lower-case-name' or a channel id (C…, G…, D…)",
@@ -46,6 +52,22 @@ class EventRule(BaseModel):
         description="window length W in whole minutes: the window of minute m is the W minutes ending with m"
     )
     cooldown_minutes: Count = Field(5, description="anomalous minutes less than this apart form one incident")
+    detector: Literal["threshold", "baseline"] = Field(
+        "threshold",
+        description=(
+            "threshold: the window's count against alert_threshold; baseline: against the count expected at "
+            "this time of day and day of week, learned from the event's own history"
+        ),
+    )
+    direction: Literal["up", "down", "both"] = Field(
+        "up", description="baseline: which surprises alert: more events than expected (up), fewer (down), or both"
+    )
+    sensitivity: Literal["low", "medium", "high"] = Field(
+        "medium", description="baseline: how far outside its usual range a window must be to alert; high alerts sooner"
+    )
+    min_events: Count | None = Field(
+        None, description="the fewest events allowed in one window; fewer is a drop anomaly (either detector)"
+    )
     description: str = Field("", max_length=MAX_TEXT_CHARS, description="free text shown with alerts")
 
     @field_validator("name")
@@ -59,6 +81,20 @@ class EventRule(BaseModel):
     @classmethod
     def _description(cls, value: str) -> str:
         return _storable(value)
+
+    @model_validator(mode="after")
+    def _detector_keys(self) -> EventRule:
+        given = self.model_fields_set
+        if self.detector == "threshold":
+            if self.alert_threshold is None and self.min_events is None:
+                raise _KeyError("alert_threshold", "missing (the threshold detector needs it, or min_events)")
+            for key in ("direction", "sensitivity"):
+                if key in given:
+                    raise _KeyError(key, 'applies to "detector": "baseline" only')
+        if self.min_events is not None and self.alert_threshold is not None and self.min_events > self.alert_threshold:
+            message = f"{self.min_events} is above alert_threshold {self.alert_threshold}: every window would alert"
+            raise _KeyError("min_events", message)
+        return self
 
     @field_validator("alert_channel", mode="before")
     @classmethod
@@ -78,6 +114,14 @@ class EventsDocument(BaseModel):
 
     schema_: str | None = Field(None, alias="$schema", description="the JSON Schema this file follows")
     events: list[EventRule] = Field(description="the monitored events")
+
+
+class _KeyError(ValueError):
+    """A rule-level problem that belongs to one key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _storable(value: str) -> str:
@@ -176,7 +220,10 @@ def _parse_rule(entry: Any, index: int, source: str) -> EventRule:
         return EventRule.model_validate(entry)
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=_error_order)
-        raise ConfigError(f"{where} key {errors[0]['loc'][0]!r}: {_rule_message(errors[0])}") from None
+        error = errors[0]
+        cause = (error.get("ctx") or {}).get("error")
+        key = cause.key if isinstance(cause, _KeyError) else error["loc"][0]
+        raise ConfigError(f"{where} key {key!r}: {_rule_message(error)}") from None
 
 
 def _error_order(error: Any) -> tuple[int, int]:
@@ -197,6 +244,8 @@ def _rule_message(error: Any) -> str:
         return f"must be an integer, got {json.dumps(value)}"
     if kind == "bool_type":
         return f"must be a boolean (true or false), got {json.dumps(value)}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {json.dumps(value)}"
     if kind == "string_type":
         return f"must be a string, got {json.dumps(value)}"
     if kind == "greater_than":
