@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from . import orchestration
+from .backtest import Backtest, Period, run_backtest, summary_lines
 from .checks import run_checks
 from .core.config import ConfigError, Settings, load_dotenv, load_settings
 from .core.duckdb_file import DuckDBFileBusyError
@@ -31,6 +32,7 @@ from .core.scratch import clean_stale
 from .core.secrets import resolve_secrets
 from .core.warehouse import query_duckdb, snapshot_duckdb
 from .demo import run_demo
+from .detection import DetectionError
 from .orchestration import StepError
 from .pipelines.mixpanel.settings import LEGACY_SECRET_RETIREMENT
 
@@ -226,6 +228,69 @@ def dbt(context: typer.Context) -> None:
     settings, events_config = configuration()
     with exit_codes(settings):
         orchestration.dbt_command(settings, events_config, list(context.args))
+
+
+BACKTEST_START = typer.Option("--start-date", help="first day to replay, YYYY-MM-DD (UTC)")
+BACKTEST_END = typer.Option("--end-date", help="last day to replay, YYYY-MM-DD (UTC, inclusive)")
+BACKTEST_JSON = typer.Option(
+    "--json", help='write {"incidents": [{event_name, kind, first_anomalous_minute, ...}]} here (times UTC)'
+)
+BACKTEST_HTML = typer.Option("--html", help="write a self-contained HTML report here: a chart per rule")
+
+
+@app.command()
+def backtest(
+    start_date: Annotated[str, BACKTEST_START],
+    end_date: Annotated[str, BACKTEST_END],
+    json_file: Annotated[Path | None, BACKTEST_JSON] = None,
+    html_file: Annotated[Path | None, BACKTEST_HTML] = None,
+) -> None:
+    """Replay the current rules over stored history, as if detect had run every minute.
+
+    Sends nothing and writes nothing to the ledger or the live detection tables: the detection
+    models are built from scratch into a private copy (DuckDB: a scratch file; BigQuery: the
+    dataset BIGQUERY_DATASET_backtest) of the raw events of the enabled rules, from 28 days before
+    --start-date (the baseline's history) to the end of --end-date. Prints, per rule, its incidents
+    (per week) and the first few; progress goes to stderr. Collect or backfill the period first.
+    """
+    try:
+        period = Period(date.fromisoformat(start_date), date.fromisoformat(end_date))
+    except ValueError:
+        fail("--start-date and --end-date must be dates in YYYY-MM-DD format", 2)
+    if period.end < period.start:
+        fail(f"--end-date {period.end} is before --start-date {period.start}", 2)
+    settings, events_config = configuration()
+    with exit_codes(settings) as redact:
+        if not events_config.enabled:
+            raise ConfigError(f"{events_config.source} enables no event: there is nothing to replay")
+        try:
+            result = run_backtest(
+                settings, events_config, period, say=ConsoleReporter(redact).info, with_series=html_file is not None
+            )
+        except DetectionError as exc:
+            raise StepError(str(exc)) from None
+        write_backtest(result, json_file, html_file)
+    for line in summary_lines(result):
+        print(redact(line))
+
+
+def write_backtest(result: Backtest, json_file: Path | None, html_file: Path | None) -> None:
+    from .report import render_backtest_html
+
+    outputs = []
+    if json_file is not None:
+        outputs.append((json_file, json.dumps(result.json_document(), indent=1, ensure_ascii=False) + "\n"))
+    if html_file is not None:
+        outputs.append((html_file, render_backtest_html(result.report())))
+    for path, text in outputs:
+        staged = path.with_name(path.name + ".partial")
+        try:
+            staged.write_text(text, encoding="utf-8")
+            staged.replace(path)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        console.print(f"backtest: wrote {path}")
 
 
 QUERY_SQL = typer.Argument(help="one SQL statement; tables are in the dataset's schema, e.g. mixpanel_data.incidents")

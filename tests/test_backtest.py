@@ -1,0 +1,164 @@
+"""`mixpanel-alerts backtest`: the rules replayed over stored history through the product, against a
+real DuckDB file loaded by `collect`; nothing sent, nothing recorded, the live tables untouched."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
+from tests.conftest import output_of, query, rule, write_events_config
+from tests.slack_fake import SlackFake
+
+ERRORS = "impression_error_null_pointer_detected"
+CHECKOUT = "checkout `` <!channel> ```"
+LIVE_TABLES = ("anomalies", "incidents", "int_event_window_counts", "int_event_counts_per_minute")
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00Z$")
+
+
+def burst(name: str, minute: datetime, count: int) -> list[SimEvent]:
+    return [make_event(name, minute + timedelta(seconds=1 + index * 50 / count)) for index in range(count)]
+
+
+@pytest.fixture
+def day_before_yesterday() -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=2)
+
+
+@pytest.fixture
+def loaded(
+    sim: ExportSimulator,
+    make_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., Any],
+    tmp_path: Path,
+    slack_fake: SlackFake,
+    day_before_yesterday: datetime,
+) -> dict[str, str]:
+    """Two days of history collected and detected once (its alert sent, so the ledger has a row)."""
+    config = {
+        "events": [
+            rule(ERRORS, alert_threshold=5, cooldown_minutes=5, description="NPEs <!here> ```"),
+            rule(CHECKOUT, alert_threshold=10, time_window_minutes=3),
+        ]
+    }
+    write_events_config(tmp_path, config)
+    day = day_before_yesterday
+    sim.add_events(
+        [
+            *burst(ERRORS, day + timedelta(hours=10), 9),  # one incident on day 1
+            *burst(ERRORS, day + timedelta(hours=10, minutes=2), 7),  # the same one (cooldown 5)
+            *burst(ERRORS, day + timedelta(days=1, hours=3), 6),  # one on day 2
+            *burst(CHECKOUT, day + timedelta(hours=12), 4),
+            *burst(CHECKOUT, day + timedelta(hours=12, minutes=1), 8),  # 12 in 3 minutes
+            *burst(ERRORS, datetime.now(UTC) - timedelta(minutes=20), 8),  # today: outside the period
+        ]
+    )
+    env = make_env(sim, MIXPANEL_START_DATE=day.date().isoformat(), SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    for command in ("collect", "detect"):
+        result = run_cli([command], env)
+        assert result.returncode == 0, output_of(result)
+    assert slack_fake.messages, "the live run sent its alert"
+    return env
+
+
+def snapshot(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    tables = [f"mixpanel_data.{name}" for name in LIVE_TABLES]
+    tables += [
+        f"{schema}.{name}"
+        for schema, name in query(
+            db_path, "select schema_name, table_name from duckdb_tables() where table_name like '%notification%'"
+        )
+    ]
+    return {table: sorted(map(repr, query(db_path, f"select * from {table}"))) for table in tables}
+
+
+def test_backtest_replays_the_period_and_touches_nothing(
+    loaded: dict[str, str], run_cli: Callable[..., Any], db_path: Path, tmp_path: Path, slack_fake: SlackFake,
+    day_before_yesterday: datetime,
+) -> None:  # fmt: skip
+    before, requests_before = snapshot(db_path), len(slack_fake.requests)
+    assert any("notification" in table for table in before), "the ledger is compared too"
+    day = day_before_yesterday
+    period = ["--start-date", day.date().isoformat(), "--end-date", (day + timedelta(days=1)).date().isoformat()]
+    result = run_cli(["backtest", *period, "--json", "out.json", "--html", "report.html"], loaded)
+    assert result.returncode == 0, output_of(result)
+
+    document = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert list(document) == ["incidents"]
+    incidents = document["incidents"]
+    fields = ["event_name", "kind", "first_anomalous_minute", "last_anomalous_minute", "peak_count", "expected_count"]
+    assert all(list(incident) == fields for incident in incidents)
+    assert all(ISO_UTC.match(incident["first_anomalous_minute"]) for incident in incidents)
+    minute = lambda delta: (day + delta).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    summary = [(i["event_name"], i["kind"], i["first_anomalous_minute"], i["last_anomalous_minute"], i["peak_count"])
+               for i in incidents]  # fmt: skip
+    assert summary == [
+        (ERRORS, "spike", minute(timedelta(hours=10)), minute(timedelta(hours=10, minutes=2)), 9),
+        (CHECKOUT, "spike", minute(timedelta(hours=12, minutes=1)), minute(timedelta(hours=12, minutes=2)), 12),
+        (ERRORS, "spike", minute(timedelta(days=1, hours=3)), minute(timedelta(days=1, hours=3)), 6),
+    ], "today's incident lies after the period"
+    assert all(incident["expected_count"] is None for incident in incidents), "threshold rules expect nothing"
+
+    assert snapshot(db_path) == before, "the live tables and the ledger are unchanged"
+    assert len(slack_fake.requests) == requests_before, "no Slack request"
+    assert f"{ERRORS!r} (threshold): 2 incident(s), 7.0 per week" in result.stdout
+    assert "backtest: " in result.stderr, "progress on stderr"
+
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") or page.lower().startswith("<!doctype html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE), "self-contained"
+    assert "<!channel>" not in page and "<!here>" not in page, "configuration text is escaped"
+    assert "<svg" in page
+
+
+def test_a_backtest_twice_gives_the_same_incidents(
+    loaded: dict[str, str], run_cli: Callable[..., Any], tmp_path: Path, day_before_yesterday: datetime
+) -> None:
+    period = [
+        "--start-date",
+        day_before_yesterday.date().isoformat(),
+        "--end-date",
+        datetime.now(UTC).date().isoformat(),
+    ]
+    outputs = []
+    for name in ("first.json", "second.json"):
+        result = run_cli(["backtest", *period, "--json", name], loaded)
+        assert result.returncode == 0, output_of(result)
+        outputs.append((tmp_path / name).read_text())
+    assert outputs[0] == outputs[1]
+    assert len(json.loads(outputs[0])["incidents"]) == 4, "a period that ends today ends now"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2026-10-02", "2026-10-01", "before --start-date"),
+        ("2026-13-01", "2026-10-01", "YYYY-MM-DD"),
+        ("yesterday", "2026-10-01", "YYYY-MM-DD"),
+        ("2999-01-01", "2999-01-02", "in the future"),
+    ],
+    ids=["end-before-start", "no-month-13", "not-a-date", "future"],
+)
+def test_bad_periods_exit_2_and_say_why(
+    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], start: str, end: str, message: str
+) -> None:
+    result = run_cli(["backtest", "--start-date", start, "--end-date", end], make_env())
+    assert result.returncode == 2, output_of(result)
+    assert message in output_of(result)
+
+
+def test_backtest_help_explains_the_options(
+    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any]
+) -> None:
+    result = run_cli(["backtest", "--help"], make_env())
+    assert result.returncode == 0
+    for option in ("--start-date", "--end-date", "--json", "--html"):
+        assert option in result.stdout
+    assert "sends nothing" in result.stdout.lower()
