@@ -48,10 +48,24 @@ class Incident:
     status: str
     peak_count: int
     total_events: int
-    alert_threshold: int
+    alert_threshold: int | None
     time_window_minutes: int
     alert_channel: str
     anomalous_minutes: int = 1
+    kind: str = "spike"  # or "drop"
+    # the expected window count and its band (a baseline rule's); a threshold rule has no expected
+    # count, and its band is its minimum (lower) and its threshold (upper), either may be missing
+    expected_count: float | None = None
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+
+    @property
+    def window(self) -> str:
+        return f"{self.time_window_minutes} min"
+
+    @property
+    def threshold(self) -> float | None:
+        return self.upper_bound if self.upper_bound is not None else self.alert_threshold
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +137,82 @@ def sparkline(counts: Sequence[int]) -> str:
     )
 
 
+def rounded(value: float) -> str:
+    """A count or an expectation as people say it: 2.5, 40, 1,200, 12,300."""
+    value = max(value, 0.0)
+    if value < 10:
+        return f"{value:.1f}".removesuffix(".0")
+    if value < 1000:
+        return f"{value:.0f}"
+    digits = len(str(int(value))) - 3  # three significant digits
+    return f"{round(value, -digits):,.0f}"
+
+
+def band(incident: Incident) -> str:
+    """``40-95``, ``at most 95``, ``at least 40`` or ``about 60``: what a baseline rule expected."""
+    lower, upper = incident.lower_bound, incident.upper_bound
+    if lower is not None and upper is not None:
+        low, high = rounded(lower), rounded(upper)
+        if high == low:
+            return f"about {low}"
+        return f"at most {high}" if low == "0" else f"{low}\u2013{high}"
+    if upper is not None:
+        return f"at most {rounded(upper)}"
+    if lower is not None:
+        return f"at least {rounded(lower)}"
+    return f"about {rounded(incident.expected_count or 0.0)}"
+
+
+def _events(count: int) -> str:
+    return f"{count:,} event{'' if count == 1 else 's'}"
+
+
+def expectation(incident: Incident) -> str:
+    """What the rule allowed, after the count: "expected 40-95 at this time on a Tuesday", "above
+    the threshold of 5", "fewer than the minimum of 10". Numbers only: nothing to escape."""
+    if incident.expected_count is not None:
+        when = incident.first_anomalous_minute
+        return f"expected {band(incident)} at this time on a {when:%A}"
+    if incident.kind == "drop":
+        if incident.lower_bound is None:
+            return "fewer than expected"
+        return f"fewer than the minimum of {rounded(incident.lower_bound)}"
+    if incident.threshold is None:
+        return "more than expected"
+    return f"above the threshold of {rounded(incident.threshold)}"
+
+
+def what_happened(incident: Incident) -> str:
+    """The alert's sentence, in Slack and the terminal: "412 events in 5 min, expected 40-95 at
+    this time on a Tuesday"."""
+    return f"{_events(incident.peak_count)} in {incident.window}, {expectation(incident)}"
+
+
+def back_to_normal(incident: Incident) -> str:
+    """The resolved notice's words for the kind of incident."""
+    if incident.expected_count is not None:
+        return f"back within its expected range ({band(incident)})"
+    if incident.kind == "drop":
+        minimum = incident.lower_bound
+        return "back to normal" if minimum is None else f"back above its minimum of {rounded(minimum)}"
+    if incident.threshold is None:
+        return "back to normal"
+    return f"back under its threshold of {rounded(incident.threshold)}"
+
+
+def expectation_caption(incident: Incident) -> str:
+    """Beside the sparkline (per-minute counts): the window's expectation."""
+    window = f"per {incident.time_window_minutes}-min window"
+    if incident.expected_count is not None:
+        return f"expected {band(incident)} {window}"
+    parts = []
+    if incident.lower_bound is not None:
+        parts.append(f"minimum {rounded(incident.lower_bound)}")
+    if incident.threshold is not None:
+        parts.append(f"threshold {rounded(incident.threshold)}")
+    return f"{', '.join(parts)} {window}" if parts else ""
+
+
 def _minute(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
@@ -166,11 +256,11 @@ def firing_message(
     """The one firing message of an incident. ``delivered_to`` is the webhook's channel note;
     ``description`` the rule's; ``delay`` says the message is late."""
     event = escape(incident.event_name)
-    window = f"{incident.time_window_minutes} min" if incident.time_window_minutes > 1 else "1 min"
     late = "late: " if delay and delay.late else ""
+    emoji = ":chart_with_downwards_trend:" if incident.kind == "drop" else ":rotating_light:"
+    sentence = what_happened(incident)
     text = truncate(
-        f":rotating_light: {late}{event}: {incident.peak_count} events in {window} "
-        f"(threshold {incident.alert_threshold}) since {_minute(incident.started_at)}",
+        f"{emoji} {late}{event}: {sentence} (since {_minute(incident.started_at)})",
         MAX_FALLBACK_TEXT,
     )
     status = "over at " + _minute(incident.ended_at) if incident.ended_at else "ongoing"
@@ -179,17 +269,14 @@ def firing_message(
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": truncate(f"🚨 {escape(incident.event_name)}", MAX_HEADER_TEXT),
+                "text": truncate(f"{'📉' if incident.kind == 'drop' else '🚨'} {event}", MAX_HEADER_TEXT),
                 "emoji": True,
             },
         },
     ]
     if delay:
         blocks.append({"type": "section", "text": mrkdwn("\n".join(_delay_lines(delay)))})
-    summary = (
-        f"*{event}* had *{incident.peak_count}* events in {window}, over its threshold of "
-        f"*{incident.alert_threshold}* ({incident.total_events} events during the incident)."
-    )
+    summary = f"*{event}*: {sentence} ({incident.total_events:,} events during the incident)."
     if description:
         summary += f"\n_{escape(description)}_"
     blocks.append(
@@ -205,7 +292,11 @@ def firing_message(
         }
     )
     if minute_counts:
-        chart = f"*Last {len(minute_counts)} minutes* (max {max(minute_counts)}/min)\n`{sparkline(minute_counts)}`"
+        caption = expectation_caption(incident)
+        chart = (
+            f"*Last {len(minute_counts)} minutes* (max {max(minute_counts)}/min"
+            f"{'; ' + caption if caption else ''})\n`{sparkline(minute_counts)}`"
+        )
         blocks.append({"type": "section", "text": mrkdwn(chart)})
     if samples:
         lines = "\n".join(_sample_lines(sample) for sample in samples[:3])
@@ -227,8 +318,8 @@ def resolved_message(incident: Incident, *, delay: Delay | None = None) -> Messa
     event = escape(incident.event_name)
     late = " (late)" if delay and delay.late else ""
     text = truncate(
-        f":white_check_mark: resolved{late}: {event} is back under its threshold of {incident.alert_threshold} "
-        f"since {_minute(incident.ended_at)} (peak {incident.peak_count}).",
+        f":white_check_mark: resolved{late}: {event} is {back_to_normal(incident)} since {_minute(incident.ended_at)} "
+        f"({'lowest' if incident.kind == 'drop' else 'peak'} {incident.peak_count:,}).",
         MAX_FALLBACK_TEXT,
     )
     blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(text)}]

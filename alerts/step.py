@@ -39,9 +39,11 @@ SECONDS_BEFORE_CHECKING = 2.0
 CLOCK_SKEW = timedelta(minutes=10)
 SPARKLINE_MINUTES = 60
 INCIDENT_COLUMNS = (
-    "incident_id, event_name, started_at, first_anomalous_minute, last_anomalous_minute, ended_at, status, "
-    "peak_count, total_events, alert_threshold, time_window_minutes, alert_channel, anomalous_minutes"
-)
+    "incident_id", "event_name", "started_at", "first_anomalous_minute", "last_anomalous_minute", "ended_at", "status",
+    "peak_count", "total_events", "alert_threshold", "time_window_minutes", "alert_channel", "anomalous_minutes",
+)  # fmt: skip
+# what the alert says was expected; read when the models have them (older builds do not)
+EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound")
 
 
 @dataclasses.dataclass
@@ -122,8 +124,19 @@ class Warehouse:
         return str(self.client.make_qualified_table_name(name))
 
     def incidents(self) -> list[Incident]:
-        rows = self.client.execute_sql(f"select {INCIDENT_COLUMNS} from {self._table('incidents')}") or []
-        return [Incident(*row) for row in rows]
+        table = self._table("incidents")
+        with self.client.execute_query(f"select * from {table} where 1 = 0") as cursor:
+            present = {str(column[0]) for column in cursor.description or []}
+        columns = [*INCIDENT_COLUMNS, *(column for column in EXPECTATION_COLUMNS if column in present)]
+        rows = self.client.execute_sql(f"select {', '.join(columns)} from {table}") or []
+        incidents = []
+        for row in rows:
+            values = dict(zip(columns, row, strict=True))
+            values["kind"] = values.get("kind") or "spike"
+            for name in ("expected_count", "lower_bound", "upper_bound"):
+                values[name] = None if values.get(name) is None else float(values[name])
+            incidents.append(Incident(**values))
+        return incidents
 
     def minute_counts(self, incident: Incident) -> list[int]:
         end = incident.last_anomalous_minute

@@ -9,6 +9,7 @@ no data opens or closes a code block, and no mention or link reaches the JSON un
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -17,10 +18,20 @@ from typing import Any
 
 import duckdb
 import pytest
+from rich.console import Console
 
 import mixpanel_alerts.alerts.render as render
-from mixpanel_alerts.alerts.render import Delay, Incident, Message, escape, firing_message, resolved_message
-from mixpanel_alerts.alerts.step import Warehouse, sql_string
+from mixpanel_alerts.alerts.render import (
+    Delay,
+    Incident,
+    Investigation,
+    Message,
+    escape,
+    firing_message,
+    resolved_message,
+    rounded,
+)  # fmt: skip
+from mixpanel_alerts.alerts.step import Warehouse, show, sql_string
 from mixpanel_alerts.core.config import Settings
 from tests.hostile import HOSTILE_NAMES
 
@@ -75,7 +86,8 @@ def hostile_samples(value_size: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def incident(name: str, *, status: str = "open", channel: str = CHANNEL) -> Incident:
+def incident(name: str, *, status: str = "open", channel: str = CHANNEL, **expectation: Any) -> Incident:
+    expectation = {"alert_threshold": 5, **expectation}
     return Incident(
         incident_id="f06b143917021cc559325cff36477c0e",
         event_name=name,
@@ -86,10 +98,10 @@ def incident(name: str, *, status: str = "open", channel: str = CHANNEL) -> Inci
         status=status,
         peak_count=12,
         total_events=30,
-        alert_threshold=5,
         time_window_minutes=1,
         alert_channel=channel,
         anomalous_minutes=3,
+        **expectation,
     )
 
 
@@ -97,7 +109,7 @@ def firing(name: str, settings: Settings = DUCKDB, **options: Any) -> Message:
     """A firing message as the alert step renders it, with the step's own investigation SQL."""
     channel = options.pop("channel", CHANNEL)
     value_size = options.pop("value_size", 0)
-    subject = incident(name, channel=channel)
+    subject = incident(name, channel=channel, **options.pop("expectation", {}))
     # investigation() reads only the settings, never the client
     investigation = Warehouse(client=None, settings=settings).investigation(subject)
     return firing_message(
@@ -110,6 +122,11 @@ def firing(name: str, settings: Settings = DUCKDB, **options: Any) -> Message:
     )
 
 
+# what the models say was expected, per kind of incident (alerts/step.py reads these columns)
+BASELINE_SPIKE = {"kind": "spike", "expected_count": 61.7, "lower_bound": 40.2, "upper_bound": 95.4}
+BASELINE_DROP = {"kind": "drop", "expected_count": 220.0, "lower_bound": 180.0, "upper_bound": 260.0}
+MINIMUM_DROP = {"kind": "drop", "expected_count": None, "lower_bound": 10.0, "upper_bound": None}
+NO_CEILING = {"kind": "spike", "alert_threshold": None, "expected_count": 3.0, "lower_bound": 0.0, "upper_bound": 9.0}
 DELAY = Delay(due_since=datetime(2024, 1, 1, 9, 0, tzinfo=UTC), attempts=4)
 KINDS: dict[str, Callable[[str], Message]] = {
     "firing": lambda name: firing(name),
@@ -117,7 +134,13 @@ KINDS: dict[str, Callable[[str], Message]] = {
     "firing-late": lambda name: firing(name, delay=DELAY),
     "firing-late-may-repeat": lambda name: firing(name, delay=Delay(DELAY.due_since, 1, may_repeat=True)),
     "firing-bigquery": lambda name: firing(name, BIGQUERY, delivered_to=WEBHOOK_NOTE),
+    "firing-baseline-spike": lambda name: firing(name, expectation=BASELINE_SPIKE),
+    "firing-baseline-drop": lambda name: firing(name, expectation=BASELINE_DROP),
+    "firing-minimum-drop": lambda name: firing(name, expectation=MINIMUM_DROP),
+    "firing-no-ceiling": lambda name: firing(name, expectation=NO_CEILING),
     "resolved": lambda name: resolved_message(incident(name, status="over")),
+    "resolved-baseline": lambda name: resolved_message(incident(name, status="over", **BASELINE_SPIKE)),
+    "resolved-minimum-drop": lambda name: resolved_message(incident(name, status="over", **MINIMUM_DROP)),
     "resolved-late": lambda name: resolved_message(incident(name, status="over"), delay=DELAY),
 }
 
@@ -205,7 +228,7 @@ def test_known_hostile_values_are_shown_escaped(kind: str) -> None:
         )
         return
     [summary] = [text for text in texts if "events during the incident)." in text]
-    assert summary.startswith(f"*{HOSTILE_ESCAPED}* had *12* events in 1 min")
+    assert summary.startswith(f"*{HOSTILE_ESCAPED}*: 12 events in 1 min, ")
     assert "_see `\u200b`\u200b` &lt;!here&gt; &lt;https://evil.example|x&gt; &amp; @channel `_" in summary
     assert "*Channel*\n#alerts `\u200b`\u200b` &lt;!channel&gt; &amp; &lt;@U123&gt;" in texts
     # a sample property's key sits in inline code: its backticks become modifier letters
@@ -352,3 +375,62 @@ def test_block_kit_limits_with_huge_content(name_size: int, settings: Settings) 
     assert investigate.endswith("```")
     if name_size == 5000:
         assert investigate.endswith("…```"), "the SQL is cut inside its fence"
+
+
+@pytest.mark.parametrize(
+    ("expectation", "peak", "window", "sentence", "back"),
+    [
+        (BASELINE_SPIKE, 412, 5, "412 events in 5 min, expected 40\u201395 at this time on a Monday",
+         "back within its expected range (40\u201395)"),
+        (BASELINE_DROP, 3, 15, "3 events in 15 min, expected 180\u2013260 at this time on a Monday",
+         "back within its expected range (180\u2013260)"),
+        (MINIMUM_DROP, 3, 15, "3 events in 15 min, fewer than the minimum of 10", "back above its minimum of 10"),
+        ({}, 12, 1, "12 events in 1 min, above the threshold of 5", "back under its threshold of 5"),
+        ({"upper_bound": 7.0}, 12, 1, "12 events in 1 min, above the threshold of 7", "back under its threshold of 7"),
+        (NO_CEILING, 1, 1, "1 event in 1 min, expected at most 9 at this time on a Monday",
+         "back within its expected range (at most 9)"),
+        ({"alert_threshold": None}, 12, 1, "12 events in 1 min, more than expected", "back to normal"),
+        ({"kind": "spike", "expected_count": 12345.6, "lower_bound": 9876.5, "upper_bound": 15432.1}, 40000, 5,
+         "40,000 events in 5 min, expected 9,880\u201315,400 at this time on a Monday",
+         "back within its expected range (9,880\u201315,400)"),
+    ],
+    ids=["baseline-spike", "baseline-drop", "minimum-drop", "threshold", "threshold-from-the-band",
+         "no-ceiling", "no-threshold-at-all", "large-counts"],
+)  # fmt: skip
+def test_alerts_say_what_was_expected(
+    expectation: dict[str, Any], peak: int, window: int, sentence: str, back: str
+) -> None:
+    """The sentence (2024-01-01 was a Monday) in the fallback text, the summary and the terminal;
+    the sparkline's caption shows the expectation; the resolved notice fits the kind."""
+    subject = dataclasses.replace(incident("checkout", **expectation), peak_count=peak, time_window_minutes=window)
+    message = firing_message(
+        subject, minute_counts=[1, 2, 3], samples=[], investigation=Investigation(sql="select 1"),
+        description="Checkout completions <!here>",
+    )  # fmt: skip
+    assert sentence in message.text
+    assert "None" not in json.dumps(message.blocks) and "None" not in message.text
+    summary = message.blocks[1]["text"]["text"]
+    assert summary.startswith(f"*checkout*: {sentence} (30 events during the incident).")
+    assert "_Checkout completions &lt;!here&gt;_" in summary, "the rule's description is shown, escaped"
+    [chart] = [block["text"]["text"] for block in message.blocks if "*Last 3 minutes*" in str(block)]
+    caption = chart.split("\n")[0]
+    if subject.expected_count is not None:
+        assert f"expected {sentence.split('expected ')[1].split(' at this')[0]} per {window}-min window" in caption
+    elif subject.threshold is not None:
+        assert f"threshold {rounded(subject.threshold)}" in caption
+    over = dataclasses.replace(subject, status="over", ended_at=MINUTE + timedelta(minutes=9))
+    resolved = resolved_message(over)
+    assert f"is {back} since 2024-01-01 12:09 UTC" in resolved.text
+    assert "None" not in resolved.text
+    console = Console(record=True, width=200)
+    show(console, message, "#alerts")
+    assert sentence in console.export_text().replace("\n", " ").replace("│", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "0"), (-1.0, "0"), (2.54, "2.5"), (9.96, "10"), (40.2, "40"), (999.4, "999"), (1234.0, "1,230"),
+     (15432.1, "15,400")],
+)  # fmt: skip
+def test_counts_are_rounded_as_people_say_them(value: float, text: str) -> None:
+    assert rounded(value) == text
