@@ -5,9 +5,7 @@
     )
 }}
 
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
-{#- a window reaches at most one day back (time_window_minutes <= 1440) -#}
-{%- set counts_from = add_minutes(recount_from, -1440) -%}
+{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) %}
 
 with
 
@@ -18,11 +16,54 @@ rules as (
 
 ),
 
+{% if is_incremental() %}
+    windowed_before as (
+
+        select
+            event_name,
+            min(minute_at) as first_windowed
+        from {{ this }}
+        group by event_name
+
+    ),
+
+    counted as (
+
+        select
+            event_name,
+            min(minute_at) as first_counted
+        from {{ ref('int_event_counts_per_minute') }}
+        group by event_name
+
+    ),
+
+    recount as (
+
+        -- per event, the first window this run computes: the recount range, or all the event's
+        -- counts when it is new here or its counts now begin earlier (history collected later)
+        select
+            counted.event_name,
+            case
+                when windowed_before.event_name is null then counted.first_counted
+                when counted.first_counted < windowed_before.first_windowed then counted.first_counted
+                else greatest(counted.first_counted, {{ recount_from }})
+            end as window_from
+        from counted
+        left join windowed_before on counted.event_name = windowed_before.event_name
+
+    ),
+{% endif %}
+
 counts as (
 
-    select * from {{ ref('int_event_counts_per_minute') }}
+    select all_counts.*
+    from {{ ref('int_event_counts_per_minute') }} as all_counts
     {% if is_incremental() %}
-        where minute_at >= {{ counts_from }}
+        -- a window reaches at most one day back (time_window_minutes <= 1440)
+        inner join recount
+            on
+                all_counts.event_name = recount.event_name
+                and all_counts.minute_at >= {{ add_minutes('recount.window_from', -1440) }}
     {% endif %}
 
 ),
@@ -63,7 +104,10 @@ windowed as (
             and {{ add_minutes('window_end.minute_at', '-1 * rules.time_window_minutes') }}
             = before_window.minute_at
     {% if is_incremental() %}
-        where window_end.minute_at >= {{ recount_from }}
+        inner join recount
+            on
+                window_end.event_name = recount.event_name
+                and window_end.minute_at >= recount.window_from
     {% endif %}
 
 ),

@@ -13,8 +13,8 @@ with
 
 windows as (
 
-    select * from {{ ref('int_event_window_counts') }}
-    where is_anomalous
+    select * from {{ ref('int_event_window_bands') }}
+    where kind is not null
     {% if is_incremental() %}
         and minute_at >= {{ recount_from }}
     {% endif %}
@@ -32,7 +32,15 @@ final as (
         alert_threshold,
         alert_channel,
         cooldown_minutes,
-        window_count - alert_threshold as excess
+        kind,
+        expected_count,
+        lower_bound,
+        upper_bound,
+        detector,
+        description,
+        min_events,
+        -- how far past the band: above the upper bound for a spike, below the lower for a drop
+        case when kind = 'drop' then lower_bound - window_count else window_count - upper_bound end as excess
     from windows
 
 )

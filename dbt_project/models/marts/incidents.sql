@@ -16,14 +16,14 @@ sequenced as (
 
     select
         *,
-        lag(window_end_minute) over (partition by event_name order by window_end_minute) as previous_minute
+        lag(window_end_minute) over (partition by event_name, kind order by window_end_minute) as previous_minute
     from anomalies
 
 ),
 
 flagged as (
 
-    -- anomalous minutes of one event less than the cooldown apart belong to one incident
+    -- anomalous minutes of one event and one kind less than the cooldown apart belong to one incident
     select
         *,
         case
@@ -40,9 +40,22 @@ numbered as (
     select
         *,
         sum(starts_incident) over (
-            partition by event_name order by window_end_minute rows between unbounded preceding and current row
+            partition by event_name, kind order by window_end_minute rows between unbounded preceding and current row
         ) as incident_number
     from flagged
+
+),
+
+peaks as (
+
+    -- the incident's peak window: the highest count of a spike, the lowest of a drop
+    select
+        *,
+        row_number() over (
+            partition by event_name, kind, incident_number
+            order by case when kind = 'drop' then event_count else -event_count end, window_end_minute
+        ) as peak_rank
+    from numbered
 
 ),
 
@@ -50,19 +63,25 @@ grouped as (
 
     select
         event_name,
+        kind,
         incident_number,
         min(window_end_minute) as first_anomalous_minute,
         max(window_end_minute) as last_anomalous_minute,
         min(window_start) as first_window_start,
         count(*) as anomalous_minutes,
-        max(event_count) as peak_count,
+        max(case when peak_rank = 1 then event_count end) as peak_count,
         max(excess) as peak_excess,
+        max(case when peak_rank = 1 then expected_count end) as expected_count,
+        max(case when peak_rank = 1 then lower_bound end) as lower_bound,
+        max(case when peak_rank = 1 then upper_bound end) as upper_bound,
+        max(detector) as detector,
+        max(description) as description,
         max(alert_threshold) as alert_threshold,
         max(time_window_minutes) as time_window_minutes,
         max(alert_channel) as alert_channel,
         max(cooldown_minutes) as cooldown_minutes
-    from numbered
-    group by event_name, incident_number
+    from peaks
+    group by event_name, kind, incident_number
 
 ),
 
@@ -70,6 +89,7 @@ totals as (
 
     select
         grouped.event_name,
+        grouped.kind,
         grouped.incident_number,
         cast(sum(counts.event_count) as {{ dbt.type_bigint() }}) as total_events
     from grouped
@@ -78,7 +98,7 @@ totals as (
             grouped.event_name = counts.event_name
             and grouped.first_window_start <= counts.minute_at
             and grouped.last_anomalous_minute >= counts.minute_at
-    group by grouped.event_name, grouped.incident_number
+    group by grouped.event_name, grouped.kind, grouped.incident_number
 
 ),
 
@@ -110,11 +130,18 @@ final as (
         grouped.alert_threshold,
         grouped.time_window_minutes,
         grouped.alert_channel,
-        grouped.cooldown_minutes
+        grouped.cooldown_minutes,
+        grouped.kind,
+        grouped.expected_count,
+        grouped.lower_bound,
+        grouped.upper_bound,
+        grouped.detector,
+        grouped.description
     from over_flags as grouped
     inner join totals
         on
             grouped.event_name = totals.event_name
+            and coalesce(grouped.kind, '') = coalesce(totals.kind, '')
             and grouped.incident_number = totals.incident_number
 
 )

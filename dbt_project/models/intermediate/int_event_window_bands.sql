@@ -1,0 +1,138 @@
+{{
+    config(
+        materialized='view',
+    )
+}}
+
+{#- Each window with the band its rule allows and whether it left it (kind 'spike' or 'drop').
+    threshold rules: the band is [min_events, alert_threshold], either side optional. baseline
+    rules: the learned band [q50 - k_down * sigma_down, q50 + k_up * sigma_up] on the sides the
+    direction watches, narrowed by min_events and alert_threshold; while learning (fewer than
+    var baseline_min_history_days days of history), only the static sides. sigma is the larger of
+    the quantile spread ((q95 - q50) / 1.645 up, (q50 - q05) / 1.645 down) and Poisson noise
+    (sqrt(q50), at least 1), so 3 -> 9 events is no surprise while 3 -> 60 is. Bounds are whole
+    counts (a count is above x exactly when it is above floor(x)); a learned lower bound below 0
+    is 0: no drop is possible then. A drop needs a complete window (every minute known). -#}
+
+with
+
+rules as (
+
+    select * from {{ ref('alert_rules') }}
+    where enabled
+
+),
+
+windows as (
+
+    select * from {{ ref('int_event_window_counts') }}
+
+),
+
+baselines as (
+
+    select * from {{ ref('int_event_baselines') }}
+
+),
+
+joined as (
+
+    select
+        windows.event_name,
+        windows.window_start,
+        windows.minute_at,
+        windows.time_window_minutes,
+        windows.window_count,
+        windows.minutes_in_window,
+        windows.minutes_in_window >= windows.time_window_minutes as is_complete,
+        rules.detector,
+        rules.direction,
+        rules.sensitivity,
+        rules.alert_threshold,
+        rules.min_events,
+        rules.alert_channel,
+        rules.cooldown_minutes,
+        rules.description,
+        coalesce(baselines.history_days, 0) as history_days,
+        (
+            rules.detector = 'baseline'
+            and coalesce(baselines.history_days, 0) < {{ baseline_min_history_days() }}
+        ) as is_learning,
+        baselines.q05,
+        baselines.q50,
+        baselines.q95
+    from windows
+    inner join rules on windows.event_name = rules.event_name
+    left join baselines
+        on
+            rules.detector = 'baseline'
+            and windows.event_name = baselines.event_name
+            and {{ utc_date('windows.minute_at') }} = baselines.window_day
+            and {{ utc_hour('windows.minute_at') }} = baselines.hour_of_day
+
+),
+
+learned as (
+
+    select
+        *,
+        case
+            when detector = 'baseline' and not is_learning and direction in ('up', 'both')
+                then cast(floor(
+                    q50 + {{ baseline_k('up', 'sensitivity') }}
+                    * sqrt(greatest(power((q95 - q50) / 1.645, 2), q50, 1))
+                ) as {{ dbt.type_bigint() }})
+        end as learned_upper,
+        case
+            when detector = 'baseline' and not is_learning and direction in ('down', 'both')
+                then cast(greatest(ceil(
+                    q50 - {{ baseline_k('down', 'sensitivity') }}
+                    * sqrt(greatest(power((q50 - q05) / 1.645, 2), q50, 1))
+                ), 0) as {{ dbt.type_bigint() }})
+        end as learned_lower
+    from joined
+
+),
+
+banded as (
+
+    select
+        *,
+        case when detector = 'baseline' and not is_learning then q50 end as expected_count,
+        least(coalesce(learned_upper, alert_threshold), coalesce(alert_threshold, learned_upper)) as upper_bound,
+        greatest(coalesce(learned_lower, min_events), coalesce(min_events, learned_lower)) as lower_bound
+    from learned
+
+),
+
+final as (
+
+    select
+        event_name,
+        window_start,
+        minute_at,
+        time_window_minutes,
+        window_count,
+        minutes_in_window,
+        is_complete,
+        detector,
+        direction,
+        alert_threshold,
+        min_events,
+        alert_channel,
+        cooldown_minutes,
+        description,
+        history_days,
+        is_learning,
+        expected_count,
+        lower_bound,
+        upper_bound,
+        case
+            when window_count > upper_bound then 'spike'
+            when is_complete and window_count < lower_bound then 'drop'
+        end as kind
+    from banded
+
+)
+
+select * from final

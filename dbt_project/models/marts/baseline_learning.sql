@@ -1,0 +1,45 @@
+{#- Each enabled baseline rule's learning state as of detection's moment: how many earlier days
+    contributed to the baseline of the latest hour, and whether that is still too few to alert. -#}
+
+with
+
+rules as (
+
+    select event_name from {{ ref('alert_rules') }}
+    where enabled and detector = 'baseline'
+
+),
+
+baselines as (
+
+    select * from {{ ref('int_event_baselines') }}
+    where window_day <= {{ utc_date(detection_now()) }}
+
+),
+
+ranked as (
+
+    select
+        event_name,
+        history_days,
+        row_number() over (partition by event_name order by window_day desc, hour_of_day desc) as recency
+    from baselines
+
+),
+
+final as (
+
+    select
+        rules.event_name,
+        coalesce(ranked.history_days, 0) as history_days,
+        {{ baseline_min_history_days() }} as needed_days,
+        coalesce(ranked.history_days, 0) < {{ baseline_min_history_days() }} as is_learning
+    from rules
+    left join ranked
+        on
+            rules.event_name = ranked.event_name
+            and ranked.recency = 1
+
+)
+
+select * from final
