@@ -13,6 +13,7 @@ from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import busy_message, is_lock_conflict
 from .core.events_config import EventsConfig
 from .core.scratch import scratch_dir
+from .detection import learning_lines
 from .pipelines.mixpanel.client import ExportClient, ExportError, export_base_url, rate_limiter_for
 from .pipelines.mixpanel.window import ExportWindow
 
@@ -32,7 +33,19 @@ def run_checks(settings: Settings, events_config: EventsConfig, console: Console
             code = max(code, 2)
         elif status == "failed" and code == 0:
             code = 1
+    if dict(results)["warehouse"][0] == "ok":
+        for line in baseline_learning(settings):
+            console.print(f"[yellow]{'note':>6}[/] baseline: {redact(line)}", markup=True)
     return code
+
+
+def baseline_learning(settings: Settings) -> list[str]:
+    """The baseline rules still learning, as of the last detect; nothing when the warehouse has no
+    detection yet or cannot be read now (the warehouse check says why)."""
+    try:
+        return learning_lines(settings)
+    except Exception:
+        return []
 
 
 def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str, str]:

@@ -300,3 +300,26 @@ def open_incidents_summary(settings: Settings) -> str:
         ) as cursor:
             anomaly_count, incident_count, open_count = cursor.fetchall()[0]
     return f"{anomaly_count} anomalous windows, {incident_count} incidents ({open_count} open)"
+
+
+def learning_lines(settings: Settings) -> list[str]:
+    """One line per enabled baseline rule still learning ("EVENT: learning: 3 of 7 days"), from the
+    ``baseline_learning`` mart of the last detect; none when the warehouse does not have it yet."""
+    from dlt.common.destination.exceptions import DestinationUndefinedEntity
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    missing: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
+    if settings.warehouse == "bigquery":
+        from google.api_core.exceptions import NotFound
+
+        missing += (NotFound,)
+    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+        learning = client.make_qualified_table_name("baseline_learning")
+        try:
+            with client.execute_query(
+                f"select event_name, history_days, needed_days from {learning} where is_learning order by event_name"
+            ) as cursor:
+                rows = cursor.fetchall()
+        except missing:
+            return []
+    return [f"{name}: learning: {history_days} of {needed_days} days" for name, history_days, needed_days in rows]

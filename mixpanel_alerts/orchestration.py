@@ -22,7 +22,14 @@ from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
 from .core.events_config import EventsConfig
 from .core.warehouse import single_writer, warehouse_ready
-from .detection import DetectionError, build_detection, invoke_dbt, open_incidents_summary, raw_table_exists
+from .detection import (
+    DetectionError,
+    build_detection,
+    invoke_dbt,
+    learning_lines,
+    open_incidents_summary,
+    raw_table_exists,
+)
 from .pipelines.mixpanel.client import ExportError
 from .pipelines.mixpanel_pipeline import CollectSummary, ProgressCallback, collect
 
@@ -136,11 +143,15 @@ def detect_step(
                 settings, events_config, full_refresh=full_refresh, detection_now=settings.detection_now
             )
             summary = open_incidents_summary(settings)
+            learning = learning_lines(settings)
         except (DetectionError, DuckDBFileBusyError) as exc:
             if is_lock_conflict(exc):
                 raise StepError(busy_message(settings.duckdb_path, exc)) from None
             raise StepError(str(exc)) from None
         reporter.info(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
+        for line in learning:
+            # a baseline rule raises no baseline anomaly until it has enough history
+            reporter.info(f"detect: {line}")
         return DetectOutcome(alert_step(settings, events_config, reporter, dry_run=dry_run), dry_run)
 
 

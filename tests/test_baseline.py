@@ -1,0 +1,162 @@
+"""The baseline detector end to end on a real DuckDB file: eight days of a daily rhythm collected
+through the product, then `detect` as of a pinned moment. A spike at night and an outage at noon
+are found with their kind, expectation and band; an event known for two days only is learning and
+raises nothing; minutes before an event's data begins are unknown, not zeros."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
+from tests.conftest import output_of, query, rule, write_events_config
+
+CHECKOUT = "checkout_completed"
+SIGNUP = "signup_started"
+WINDOW_MINUTES = 10
+
+
+def per_minute_rate(minute: datetime) -> int:
+    """The daily rhythm: 4 events a minute from 08:00 to 19:59 UTC, 2 at night."""
+    return 4 if 8 <= minute.hour < 20 else 2
+
+
+def minute_events(name: str, minute: datetime, count: int) -> list[SimEvent]:
+    return [
+        make_event(name, moment, processed_at=moment)
+        for moment in (minute + timedelta(seconds=1 + index * 58 / max(count, 1)) for index in range(count))
+    ]
+
+
+def minutes(start: datetime, end: datetime) -> list[datetime]:
+    """Every whole minute from start to end, both included."""
+    return [start + timedelta(minutes=offset) for offset in range(int((end - start).total_seconds() // 60) + 1)]
+
+
+def series(now_minute: datetime) -> tuple[list[SimEvent], dict[str, datetime]]:
+    """Checkout: the rhythm from 8 days ago to now, with a spike yesterday at 03:10 (3 minutes of
+    32) and an outage yesterday from 12:00 to 12:14. Signup: 1 a minute from 06:00 two days ago,
+    and a burst of 60 half an hour ago."""
+    today = now_minute.replace(hour=0, minute=0)
+    yesterday = today - timedelta(days=1)
+    moments = {
+        "start": today - timedelta(days=8),
+        "spike": yesterday.replace(hour=3, minute=10),
+        "outage": yesterday.replace(hour=12),
+        "signup_known": today - timedelta(days=2),
+        "burst": now_minute - timedelta(minutes=30),
+    }
+    events: list[SimEvent] = []
+    for minute in minutes(moments["start"], now_minute):
+        count = per_minute_rate(minute)
+        if moments["spike"] <= minute < moments["spike"] + timedelta(minutes=3):
+            count = 32
+        if moments["outage"] <= minute < moments["outage"] + timedelta(minutes=15):
+            count = 0
+        events += minute_events(CHECKOUT, minute, count)
+    for minute in minutes(moments["signup_known"].replace(hour=6), now_minute):
+        events += minute_events(SIGNUP, minute, 60 if minute == moments["burst"] else 1)
+    return events, moments
+
+
+@pytest.fixture
+def detected(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    db_path: Path,
+) -> tuple[dict[str, datetime], str]:  # fmt: skip
+    """Collect the series from its first day, give signup the coverage of an event added two days
+    ago (its data known from then), and detect as of the last minute of data."""
+    now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    events, moments = series(now_minute)
+    sim.add_events(events)
+    baseline = {"detector": "baseline", "direction": "both", "alert_threshold": None}
+    write_events_config(
+        tmp_path,
+        {
+            "events": [
+                rule(CHECKOUT, time_window_minutes=WINDOW_MINUTES, **baseline),
+                rule(SIGNUP, time_window_minutes=WINDOW_MINUTES, **baseline),
+            ]
+        },
+    )
+    env = make_env(
+        sim,
+        MIXPANEL_START_DATE=moments["start"].date().isoformat(),
+        DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ALERT_LOOKBACK_MINUTES="60",
+    )
+    collected = run_cli(["collect"], env)
+    assert collected.returncode == 0, output_of(collected)
+    import duckdb
+
+    with duckdb.connect(str(db_path)) as con:
+        con.execute(
+            "update mixpanel_data.event_coverage set collected_from = ? where event_name = ?",
+            [moments["signup_known"], SIGNUP],
+        )
+    result = run_cli(["detect"], env)
+    assert result.returncode == 0, output_of(result)
+    return moments, output_of(result)
+
+
+def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
+    detected: tuple[dict[str, datetime], str], db_path: Path
+) -> None:
+    moments, _ = detected
+    spike, outage = moments["spike"], moments["outage"]
+    rows = query(
+        db_path,
+        """select kind, first_anomalous_minute, last_anomalous_minute, peak_count, expected_count,
+                  lower_bound, upper_bound, peak_excess, detector
+           from mixpanel_data.incidents where event_name = ? order by first_anomalous_minute""",
+        [CHECKOUT],
+    )
+    # at 03:00 every 10-minute window held 20: band 20 - 4 * sqrt(20) .. 20 + 8 * sqrt(20) = [3, 55];
+    # the windows holding 1, 2 or 3 minutes of 32 (50, 80, 110) past 55 are the spike
+    # at noon 40: band [15, 90]; the windows with at most 3 minutes of data (12 or fewer) are the drop
+    assert rows == [
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 3, 55, 55, "baseline"),
+        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90, 15, "baseline"),
+    ]
+    assert query(
+        db_path, "select distinct kind from mixpanel_data.anomalies where event_name = ? order by 1", [CHECKOUT]
+    ) == [("drop",), ("spike",)]
+
+
+def test_an_event_known_for_two_days_is_learning_and_raises_nothing(
+    detected: tuple[dict[str, datetime], str], db_path: Path
+) -> None:
+    _, output = detected
+    assert query(db_path, "select count(*) from mixpanel_data.incidents where event_name = ?", [SIGNUP]) == [(0,)]
+    assert query(db_path, "select * from mixpanel_data.baseline_learning order by event_name") == [
+        (CHECKOUT, 7, 7, False),  # days 1 to 7 before (8 days ago is not a reference day)
+        (SIGNUP, 2, 7, True),
+    ]
+    assert f"{SIGNUP}: learning: 2 of 7 days" in output
+    assert f"{CHECKOUT}: learning" not in output
+
+
+def test_minutes_before_an_event_is_known_are_not_zeros(
+    detected: tuple[dict[str, datetime], str], db_path: Path
+) -> None:
+    moments, _ = detected
+    first = dict(
+        query(
+            db_path,
+            "select event_name, min(minute_at) from mixpanel_data.int_event_counts_per_minute group by 1",
+        )
+    )
+    # signup's data is known from its coverage (00:00 two days ago, quiet until 06:00), not from
+    # checkout's first day; checkout's from its own first day
+    assert first == {CHECKOUT: moments["start"], SIGNUP: moments["signup_known"]}
+    quiet = query(
+        db_path,
+        "select count(*), sum(event_count) from mixpanel_data.int_event_counts_per_minute "
+        "where event_name = ? and minute_at < ?",
+        [SIGNUP, moments["signup_known"].replace(hour=6)],
+    )
+    assert quiet == [(360, 0)]
