@@ -125,7 +125,12 @@ def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since:
             )
             copied = con.execute(f'select count(*) from "{schema}"."{settings.table}"').fetchall()[0][0]
         if COVERAGE_TABLE in present:
-            con.execute(f'create table "{schema}".{COVERAGE_TABLE} as select * from live."{schema}".{COVERAGE_TABLE}')
+            # the copy's data begins at `since`: before it, unknown (not quiet) for every event
+            con.execute(
+                f'create table "{schema}".{COVERAGE_TABLE} as select * replace '
+                f'(greatest(collected_from, ?) as collected_from) from live."{schema}".{COVERAGE_TABLE}',
+                [since],
+            )
         con.execute("detach live")
     return int(copied)
 
@@ -156,7 +161,11 @@ def _copy_bigquery(settings: Settings, replica: Settings, names: list[str], sinc
             client.execute_sql(f"drop table if exists {raw}")
         coverage = client.make_qualified_table_name(COVERAGE_TABLE)
         try:
-            client.execute_sql(f"create or replace table {coverage} as select * from {live(COVERAGE_TABLE)}")
+            client.execute_sql(
+                f"create or replace table {coverage} as select * replace "
+                f"(greatest(collected_from, %s) as collected_from) from {live(COVERAGE_TABLE)}",
+                since,
+            )
         except NotFound:
             client.execute_sql(f"drop table if exists {coverage}")
     return copied
@@ -222,11 +231,22 @@ def read_incidents(client: Any, period: Period, names: set[str]) -> list[dict[st
     return incidents
 
 
+def _bands_table(client: Any) -> tuple[str, set[str]]:
+    """Where each window's expectation is: the bands view of the baseline models, else the window
+    counts (models without a baseline); and its columns."""
+    for name in ("int_event_window_bands", "int_event_window_counts"):
+        table = client.make_qualified_table_name(name)
+        try:
+            return table, set(_columns(client, table))
+        except Exception:  # not built by these models
+            continue
+    raise ConfigError("the detection models built no window counts")
+
+
 def read_series(client: Any, period: Period, names: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per rule, each minute's window count and, where the models give them, the expected count and
-    its band (a threshold rule's band: its minimum and its threshold)."""
-    table = client.make_qualified_table_name("int_event_window_counts")
-    present = set(_columns(client, table))
+    """Per rule, each minute's window count and its expected count and band (a threshold rule's
+    band: its minimum and its threshold)."""
+    table, present = _bands_table(client)
     band = [column if column in present else "null" for column in ("expected_count", "lower_bound", "upper_bound")]
     series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = client.execute_sql(
@@ -249,33 +269,57 @@ def read_series(client: Any, period: Period, names: set[str]) -> dict[str, list[
     return series
 
 
-def first_expected_minutes(client: Any, period: Period) -> dict[str, datetime] | None:
-    """Per rule, the first minute of the period with an expected count; None if the models give none."""
-    table = client.make_qualified_table_name("int_event_window_counts")
-    if "expected_count" not in _columns(client, table):
+@dataclasses.dataclass(frozen=True)
+class Learning:
+    """A baseline rule's learning in the period: its minutes, those still learning, the first
+    minute that was not, and at the end how many days of history it had of how many needed."""
+
+    minutes: int
+    learning_minutes: int
+    learned_from: datetime | None
+    history_days: int | None = None
+    needed_days: int | None = None
+
+
+def read_learning(client: Any, period: Period) -> dict[str, Learning] | None:
+    """Per baseline rule, its learning in the period; None if the models have no baseline."""
+    table, present = _bands_table(client)
+    if "is_learning" not in present:
         return None
     rows = client.execute_sql(
-        f"select event_name, min(minute_at) from {table} "
-        "where expected_count is not null and minute_at >= %s and minute_at < %s group by event_name",
+        "select event_name, count(*), sum(case when is_learning then 1 else 0 end), "
+        f"min(case when not is_learning then minute_at end) from {table} "
+        "where detector = 'baseline' and minute_at >= %s and minute_at < %s group by event_name",
         period.begins,
         period.ends,
     )
-    return {name: utc(minute) for name, minute in rows or []}
+    days: dict[str, tuple[int, int]] = {}
+    with contextlib.suppress(Exception):  # models without the mart
+        mart = client.make_qualified_table_name("baseline_learning")
+        for name, history, needed in client.execute_sql(
+            f"select event_name, history_days, needed_days from {mart}"
+        ) or []:  # fmt: skip
+            days[name] = (int(history), int(needed))
+    return {
+        name: Learning(int(minutes), int(learning or 0), utc(first) if first else None, *days.get(name, (None, None)))
+        for name, minutes, learning, first in rows or []
+    }
 
 
-def learning_note(rule: EventRule, period: Period, first_expected: dict[str, datetime] | None) -> str | None:
+def learning_note(rule: EventRule, learning: dict[str, Learning] | None) -> str | None:
     """For a baseline rule that lacked history for part of the period, what the user should know."""
     if rule.detector != "baseline":
         return None
-    if first_expected is None:
-        return "learning: these detection models compute no expected counts"
-    first = first_expected.get(rule.name)
-    if first is None:
-        return "learning: not enough history for a baseline during the whole period"
-    if first - period.begins >= timedelta(hours=1):
-        days = (first - period.begins).total_seconds() / 86400
-        return f"learning: no baseline until {first:%Y-%m-%d %H:%M} UTC ({days:.1f} days of the period)"
-    return None
+    if learning is None:
+        return "learning: these detection models compute no baseline"
+    state = learning.get(rule.name)
+    if state is None or state.learning_minutes == 0:
+        return None
+    if state.learned_from is None:
+        have = f": {state.history_days} of {state.needed_days} days" if state.needed_days else ""
+        return f"learning{have}; no baseline alerts in the whole period (only min_events and alert_threshold)"
+    days = state.learning_minutes / 1440
+    return f"learning until {state.learned_from:%Y-%m-%d %H:%M} UTC ({days:.1f} days of the period without a baseline)"
 
 
 @dataclasses.dataclass
@@ -339,7 +383,7 @@ def run_backtest(
         with pipeline_for(replica) as pipeline, pipeline.sql_client() as client:
             incidents = read_incidents(client, period, set(names))
             series = read_series(client, period, set(names)) if with_series else {}
-            first_expected = first_expected_minutes(client, period)
+            learning = read_learning(client, period)
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for incident in incidents:
         by_rule[incident["event_name"]].append(incident)
@@ -354,7 +398,7 @@ def run_backtest(
             "min_events": rule.min_events,
             "description": rule.description or "",
             "alert_channel": rule.alert_channel,
-            "learning": learning_note(rule, period, first_expected),
+            "learning": learning_note(rule, learning),
             "weeks": period.weeks,
             "series": series.get(rule.name, []),
             "incidents": by_rule.get(rule.name, []),

@@ -57,14 +57,16 @@ def loaded(
             *burst(ERRORS, day + timedelta(days=1, hours=3), 6),  # one on day 2
             *burst(CHECKOUT, day + timedelta(hours=12), 4),
             *burst(CHECKOUT, day + timedelta(hours=12, minutes=1), 8),  # 12 in 3 minutes
-            *burst(ERRORS, datetime.now(UTC) - timedelta(minutes=20), 8),  # today: outside the period
+            *burst(
+                ERRORS, datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20), 8
+            ),  # today: outside the period
         ]
     )
     env = make_env(sim, MIXPANEL_START_DATE=day.date().isoformat(), SLACK_WEBHOOK_URL=slack_fake.webhook_url)
     for command in ("collect", "detect"):
         result = run_cli([command], env)
         assert result.returncode == 0, output_of(result)
-    assert slack_fake.messages, "the live run sent its alert"
+    assert slack_fake.messages, "the live run sent its alert\n" + output_of(result)
     return env
 
 
