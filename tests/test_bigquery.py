@@ -360,3 +360,61 @@ def test_first_run_and_hostile_rule_names_on_bigquery(
     assert "mixpanel_events" not in tables
     again = run_cli(["run"], bigquery_env(dataset, sim))
     assert again.returncode == 0, output_of(again)
+
+
+def test_baseline_spike_and_drop_on_bigquery(
+    bigquery: Any, dataset: str, tmp_path: Path,
+    bigquery_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+) -> None:  # fmt: skip
+    """The baseline's maths on BigQuery SQL: eight days of a daily rhythm (4 a minute by day, 2 at
+    night), a spike yesterday at 03:10 and an outage at noon, found as on DuckDB
+    (tests/test_baseline.py), with the event's coverage from its first day."""
+    now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    today = now_minute.replace(hour=0, minute=0)
+    start, yesterday = today - timedelta(days=8), today - timedelta(days=1)
+    spike, outage = yesterday.replace(hour=3, minute=10), yesterday.replace(hour=12)
+
+    def stamp(moment: datetime) -> str:
+        return f"timestamp '{moment.strftime('%Y-%m-%d %H:%M:%S')}+00'"
+
+    bigquery.query(
+        f"""create table {dataset}.mixpanel_events as
+        select
+            concat('e', cast(unix_seconds(minute_at) as string), '-', cast(second as string)) as event_id,
+            '{ERRORS}' as event_name,
+            timestamp_add(minute_at, interval second second) as event_timestamp,
+            'user' as distinct_id, cast(null as string) as insert_id, json '{{}}' as properties,
+            minute_at as mp_processing_time, minute_at as inserted_at
+        from unnest(generate_timestamp_array({stamp(start)}, {stamp(now_minute)}, interval 1 minute)) as minute_at
+        cross join unnest(generate_array(1, case
+            when minute_at >= {stamp(spike)} and minute_at < {stamp(spike + timedelta(minutes=3))} then 32
+            when minute_at >= {stamp(outage)} and minute_at < {stamp(outage + timedelta(minutes=15))} then 0
+            when extract(hour from minute_at) between 8 and 19 then 4
+            else 2
+        end)) as second"""
+    ).result()
+    bigquery.query(
+        f"create table {dataset}.event_coverage as select '{ERRORS}' as event_name, "
+        f"{stamp(start)} as collected_from, current_timestamp() as updated_at"
+    ).result()
+    baseline = {"detector": "baseline", "direction": "both", "alert_threshold": None, "time_window_minutes": 10}
+    write_events_config(tmp_path, {"events": [rule(ERRORS, **baseline)]})
+    env = bigquery_env(
+        dataset, DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    result = run_cli(["detect"], env)
+    assert result.returncode == 0, output_of(result)
+
+    rows = bigquery.query(
+        f"""select kind, first_anomalous_minute, last_anomalous_minute, peak_count, expected_count,
+                   lower_bound, upper_bound
+            from {dataset}.incidents order by first_anomalous_minute"""
+    )
+    assert [(row[0], row[1], row[2], row[3], row[4], row[5], row[6]) for row in rows] == [
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 3, 55),
+        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
+    ]
+    learning = [tuple(row) for row in bigquery.query(f"select * from {dataset}.baseline_learning")]
+    assert learning == [(ERRORS, 7, 7, False)]
+    first = list(bigquery.query(f"select min(minute_at) from {dataset}.int_event_counts_per_minute"))
+    assert first[0][0] == start
