@@ -441,7 +441,8 @@ def summary_lines(backtest: Backtest) -> list[str]:
                 expected = f", expected {_count(incident['expected_count'])}"
                 if incident["lower_bound"] is not None and incident["upper_bound"] is not None:
                     expected += f" ({_count(incident['lower_bound'])}\u2013{_count(incident['upper_bound'])})"
-            lines.append(f"    {first}  {incident['kind']:<5}  peak {incident['peak_count']:,}{expected}")
+            extreme = "lowest" if incident["kind"] == "drop" else "peak"
+            lines.append(f"    {first}  {incident['kind']:<5}  {extreme} {incident['peak_count']:,}{expected}")
         if len(incidents) > FIRST_INCIDENTS_SHOWN:
             lines.append(f"    … and {len(incidents) - FIRST_INCIDENTS_SHOWN} more")
         if rule["learning"]:

@@ -164,3 +164,66 @@ def test_backtest_help_explains_the_options(
     for option in ("--start-date", "--end-date", "--json", "--html"):
         assert option in result.stdout
     assert "sends nothing" in result.stdout.lower()
+
+
+CHECKOUT_FLOW = "checkout_completed"
+
+
+def steady(name: str, day: datetime, per_minute: int, hours: range, skip: range = range(0)) -> list[SimEvent]:
+    """``per_minute`` events in every minute of ``hours`` of ``day``, but the minutes in ``skip``."""
+    events = []
+    for hour in hours:
+        for minute in range(60):
+            if hour * 60 + minute not in skip:
+                events += burst(name, day + timedelta(hours=hour, minutes=minute), per_minute)
+    return events
+
+
+def test_a_baseline_rule_replays_spikes_and_drops_with_what_was_expected(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    slack_fake: SlackFake, db_path: Path,
+) -> None:  # fmt: skip
+    """Nine days of the same rhythm (5 a minute from 11:00 to 16:00 UTC), then on the last day a
+    spike at 12:00 and a 45-minute outage at 14:00: a spike and a drop, each with the expected
+    count learned from the days before; on the first days the rule is still learning."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first, last = today - timedelta(days=9), today - timedelta(days=1)
+    events: list[SimEvent] = []
+    for offset in range(9):
+        day = first + timedelta(days=offset)
+        outage = range(14 * 60, 14 * 60 + 45) if day == last else range(0)
+        events += steady(CHECKOUT_FLOW, day, 5, range(11, 16), skip=outage)
+    events += burst(CHECKOUT_FLOW, last + timedelta(hours=12, minutes=30), 200)
+    sim.add_events(events)
+    write_events_config(
+        tmp_path,
+        {"events": [{"name": CHECKOUT_FLOW, "enabled": True, "alert_channel": "#alerts-checkout",
+                     "time_window_minutes": 15, "detector": "baseline", "direction": "both",
+                     "description": "Checkouts <!channel>"}]},
+    )  # fmt: skip
+    env = make_env(sim, MIXPANEL_START_DATE=first.date().isoformat(), SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    collected = run_cli(["collect"], env)
+    assert collected.returncode == 0, output_of(collected)
+    period = ["--start-date", first.date().isoformat(), "--end-date", last.date().isoformat()]
+    result = run_cli(["backtest", *period, "--json", "out.json", "--html", "report.html"], env)
+    assert result.returncode == 0, output_of(result)
+
+    incidents = json.loads((tmp_path / "out.json").read_text())["incidents"]
+    kinds = [(incident["kind"], incident["first_anomalous_minute"][:13]) for incident in incidents]
+    assert kinds == [("spike", f"{last:%Y-%m-%d}T12"), ("drop", f"{last:%Y-%m-%d}T14")], incidents
+    spike, drop = incidents
+    assert spike["peak_count"] >= 200 and spike["expected_count"] == pytest.approx(75, abs=5)
+    assert drop["peak_count"] == 0 and drop["expected_count"] == pytest.approx(75, abs=5)
+    assert "(baseline, both): 2 incident(s)" in result.stdout
+    assert "learning until" in result.stdout, "the first days of the period had no baseline yet"
+    assert not table_has_rows(db_path, "mixpanel_data.incidents"), "the live tables were not built"
+    assert slack_fake.requests == []
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<!channel>" not in page and "learning" in page
+
+
+def table_has_rows(db_path: Path, table: str) -> bool:
+    if not db_path.exists():
+        return False
+    found = query(db_path, "select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?", [table])
+    return bool(found[0][0]) and bool(query(db_path, f"select count(*) from {table}")[0][0])
