@@ -62,7 +62,7 @@ schema:
 bq-emulator:
     @scripts/bq_emulator.sh start
 
-# collect 1M events from the simulator vs DuckDB's own read_json of the same file
+# collect 1M events vs DuckDB's read_json; detect with history; 50 baseline vs threshold rules (only that: python -m mixpanel_alerts.bench --detect-only)
 bench events="1000000":
     python -m mixpanel_alerts.bench --events {{events}}
 

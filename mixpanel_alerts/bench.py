@@ -14,6 +14,12 @@ the seconds: machines here are shared and noisy).
    late-arrival lookback, up to ``--history-events`` in all), the models are rebuilt with
    ``--full-refresh``, and an incremental run is timed again. The two incremental times should be
    close: a detection run's work follows recent data, not history.
+6. Baseline vs threshold (``--detect-only`` runs this part alone): ``--rules`` events with
+   ``--days`` of minute history (synthetic counts with a daily and a weekly rhythm and Poisson-like
+   noise, written straight into the raw table by SQL), once as baseline rules and once as threshold
+   rules, each in its own DuckDB file: a first ``detect --full-refresh`` of each, then incremental
+   ``detect`` runs alternating between the two (``--repeat``); the medians, their ratio (target
+   <= 2.0x) and the peak RSS of each ``detect`` process.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +42,18 @@ import requests
 from .simulator import EXPORT_PATH
 
 NAMES = ["impression_error_null_pointer_detected", "checkout_completed", "page_view"]
+# the developer's own settings must not reach the detect timing
+FOREIGN_PREFIXES = (
+    "MIXPANEL_",
+    "EVENTS_",
+    "SLACK_",
+    "BIGQUERY_",
+    "GCP_",
+    "DUCKDB_",
+    "WAREHOUSE",
+    "DETECTION_",
+    "ALERT_",
+)
 SERVICE_ACCOUNT = ("sim-user.mp-service-account", "sim-secret")
 PROJECT_ID = "12345"
 
@@ -87,11 +106,19 @@ def main(argv: list[str] | None = None) -> None:
         "--history-events", type=int, default=10_000_000, help="events of history for the second detect timing"
     )
     parser.add_argument(
-        "--repeat", type=int, default=3, help="time collect and read_json this many times each (default 3)"
+        "--repeat", type=int, default=3, help="time collect and read_json (and detect runs) this many times each"
     )
+    parser.add_argument("--detect-only", action="store_true", help="only the baseline vs threshold detect timing")
+    parser.add_argument("--rules", type=int, default=50, help="rules in the detect timing (default 50)")
+    parser.add_argument("--days", type=int, default=35, help="days of minute history in the detect timing (default 35)")
+    parser.add_argument("--rate", type=float, default=2.0, help="mean events per minute per rule (default 2)")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mixpanel-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.detect_only:
+        for line in bench_detectors(workdir, args.rules, args.days, args.rate, args.repeat):
+            print(line)
+        return
     days = 1
     print(f"bench: generating {args.events:,} events in the simulator ...", flush=True)
     simulator, url = start_simulator(args.events, days)
@@ -187,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         f"detect, incremental:     {detect_large_s:6.2f} s  with {loaded + older:,} events of history "
         f"({detect_large_s / detect_small_s:.2f}x the first)"
     )
+    for line in bench_detectors(workdir, args.rules, args.days, args.rate, args.repeat):
+        print(line)
 
 
 def add_history(database: Path, count: int) -> None:
@@ -212,6 +241,168 @@ def add_history(database: Path, count: int) -> None:
             from range({count}) as t(i)
             """
         )
+
+
+def run_own(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB of this process alone (its own rusage, from wait4), output."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
+    return seconds, usage.ru_maxrss / 1024, output
+
+
+def bench_rule_names(rules: int) -> list[str]:
+    return [f"bench_event_{index:03d}" for index in range(rules)]
+
+
+def write_seasonal_history(database: Path, names: list[str], days: int, rate: float, end: datetime) -> int:
+    """Minute counts with a daily and a weekly rhythm and Poisson-like noise, as raw events, for
+    ``days`` days before ``end``; each rule its own volume (0.1x to 1.9x ``rate``); the events written."""
+    start = end - timedelta(days=days)
+    listed = ", ".join(f"'{name}'" for name in names)
+    with duckdb.connect(str(database)) as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute("select setseed(0.42)")
+        con.execute("create schema if not exists mixpanel_data")
+        con.execute(
+            """
+            create or replace table mixpanel_data.mixpanel_events (
+                event_id varchar, event_name varchar, event_timestamp timestamp with time zone,
+                distinct_id varchar, insert_id varchar, properties json,
+                mp_processing_time timestamp with time zone, inserted_at timestamp with time zone
+            )
+            """
+        )
+        con.execute(
+            f"""
+            insert into mixpanel_data.mixpanel_events
+            with rules as (
+                select name, {rate} * (0.1 + 1.8 * (index - 1) / greatest(len([{listed}]) - 1, 1)) as scale
+                from (select unnest([{listed}]) as name, generate_subscripts([{listed}], 1) as index)
+            ),
+            minutes as (
+                select minute_index, timestamptz '{start:%Y-%m-%d %H:%M:%S}+00' + to_minutes(minute_index) as minute_at
+                from range({days * 1440}) as t(minute_index)
+            ),
+            expected as (
+                select
+                    name, minute_index, minute_at,
+                    scale
+                    * (1 + 0.7 * sin(2 * pi() * (minute_index % 1440) / 1440.0 - pi() / 2))
+                    * (case when dayofweek(minute_at) in (0, 6) then 0.6 else 1.0 end) as mean
+                from rules cross join minutes
+            ),
+            counted as (
+                select name, minute_index, minute_at,
+                    -- a normal draw (Box-Muller) with the Poisson's spread
+                    greatest(0, round(
+                        mean + sqrt(mean) * sqrt(-2 * ln(random() + 1e-12)) * cos(2 * pi() * random())
+                    ))::int as n
+                from expected
+            ),
+            spread as (
+                select name, minute_index, minute_at, n, unnest(range(n)) as k from counted where n > 0
+            )
+            select
+                name || '-' || minute_index::varchar || '-' || k::varchar,
+                name,
+                minute_at + to_milliseconds((k * 59000) // n),
+                'user-' || (k % 100)::varchar,
+                null,
+                '{{"bench": "seasonal"}}'::json,
+                minute_at + to_milliseconds((k * 59000) // n),
+                now()
+            from spread
+            """
+        )
+        return int(con.execute("select count(*) from mixpanel_data.mixpanel_events").fetchall()[0][0])
+
+
+def detector_config(names: list[str], detector: str) -> str:
+    rules = []
+    for name in names:
+        entry: dict[str, object] = {
+            "name": name, "enabled": True, "alert_channel": "#bench", "time_window_minutes": 5, "detector": detector
+        }  # fmt: skip
+        if detector == "threshold":
+            entry["alert_threshold"] = 1_000_000
+        rules.append(entry)
+    return json.dumps({"events": rules})
+
+
+def computes_baseline(database: Path) -> bool:
+    """Whether the models computed an expected count for some window (the baseline is built)."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        for table in ("int_event_window_bands", "int_event_window_counts"):
+            columns = con.execute(
+                "select column_name from duckdb_columns() where table_name = ? "
+                "union all select column_name from information_schema.columns where table_name = ?",
+                [table, table],
+            ).fetchall()
+            if ("expected_count",) in columns:
+                found = con.execute(
+                    f"select count(*) from mixpanel_data.{table} where expected_count is not null"
+                ).fetchall()
+                return bool(found[0][0])
+    return False
+
+
+def bench_detectors(workdir: Path, rules: int, days: int, rate: float, repeat: int) -> list[str]:
+    """Incremental ``detect`` of ``rules`` baseline rules vs the same rules as threshold rules."""
+    names = bench_rule_names(rules)
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    print(f"bench: writing {days} days of minute history for {rules} rules ...", flush=True)
+    started = time.perf_counter()
+    files = {detector: workdir / f"detect-{detector}.duckdb" for detector in ("baseline", "threshold")}
+    for path in files.values():
+        path.unlink(missing_ok=True)
+    events = write_seasonal_history(files["baseline"], names, days, rate, end)
+    shutil.copyfile(files["baseline"], files["threshold"])
+    print(f"bench: {events:,} events in {time.perf_counter() - started:.1f} s", flush=True)
+    base_env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(FOREIGN_PREFIXES)},
+        "MIXPANEL_PROJECT_ID": PROJECT_ID,
+        "WAREHOUSE": "duckdb",
+        "DETECTION_NOW": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    envs = {
+        detector: {**base_env, "DUCKDB_PATH": str(path), "EVENTS_CONFIG": detector_config(names, detector)}
+        for detector, path in files.items()
+    }
+    full: dict[str, tuple[float, float]] = {}
+    for detector, env in envs.items():
+        seconds, peak_mb, _ = run_own(["mixpanel-alerts", "detect", "--full-refresh"], env, workdir)
+        full[detector] = (seconds, peak_mb)
+        print(f"bench: {detector}: first build {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
+    incremental: dict[str, list[float]] = {detector: [] for detector in envs}
+    peaks: dict[str, float] = {detector: 0.0 for detector in envs}
+    for attempt in range(1, repeat + 1):
+        for detector, env in envs.items():
+            os.sync()
+            seconds, peak_mb, _ = run_own(["mixpanel-alerts", "detect"], env, workdir)
+            incremental[detector].append(seconds)
+            peaks[detector] = max(peaks[detector], peak_mb)
+        print(
+            f"bench: run {attempt}: incremental detect baseline {incremental['baseline'][-1]:.2f} s, "
+            f"threshold {incremental['threshold'][-1]:.2f} s",
+            flush=True,
+        )
+    baseline_s, threshold_s = (statistics.median(incremental[detector]) for detector in ("baseline", "threshold"))
+    built = "baseline" if computes_baseline(files["baseline"]) else "threshold (these models compute no baseline)"
+    return [
+        f"detect, {rules} rules x {days} days ({events:,} events), detector built for the baseline rules: {built}",
+        f"detect --full-refresh:   baseline {full['baseline'][0]:6.2f} s, threshold {full['threshold'][0]:6.2f} s",
+        f"detect, incremental:     baseline {baseline_s:6.2f} s, threshold {threshold_s:6.2f} s (median of {repeat})",
+        f"ratio baseline/threshold: {baseline_s / threshold_s:5.2f}x  (target <= 2.0x)",
+        f"detect peak RSS:         baseline {max(peaks['baseline'], full['baseline'][1]):6.0f} MB, "
+        f"threshold {max(peaks['threshold'], full['threshold'][1]):6.0f} MB",
+    ]
 
 
 if __name__ == "__main__":
