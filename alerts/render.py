@@ -148,19 +148,22 @@ def rounded(value: float) -> str:
     return f"{round(value, -digits):,.0f}"
 
 
-def band(incident: Incident) -> str:
-    """``40-95``, ``at most 95``, ``at least 40`` or ``about 60``: what a baseline rule expected."""
-    lower, upper = incident.lower_bound, incident.upper_bound
+def band(incident: Incident, *, with_expected: bool = True) -> str:
+    """What a baseline rule expected: ``40-95``; with one side watched (direction up or down, or a
+    lower bound of 0), the expected count and that side: ``60 (at most 95)``, or ``at most 95``
+    without the expected count."""
+    lower = incident.lower_bound if incident.lower_bound is not None and rounded(incident.lower_bound) != "0" else None
+    upper = incident.upper_bound
     if lower is not None and upper is not None:
         low, high = rounded(lower), rounded(upper)
-        if high == low:
-            return f"about {low}"
-        return f"at most {high}" if low == "0" else f"{low}\u2013{high}"
-    if upper is not None:
-        return f"at most {rounded(upper)}"
-    if lower is not None:
-        return f"at least {rounded(lower)}"
-    return f"about {rounded(incident.expected_count or 0.0)}"
+        return f"about {low}" if high == low else f"{low}\u2013{high}"
+    side = (
+        f"at most {rounded(upper)}" if upper is not None else f"at least {rounded(lower)}" if lower is not None else ""
+    )
+    expected = rounded(incident.expected_count) if incident.expected_count is not None else ""
+    if not side:
+        return f"about {expected or '0'}"
+    return f"{expected} ({side})" if expected and with_expected else side
 
 
 def _events(count: int) -> str:
@@ -191,7 +194,7 @@ def what_happened(incident: Incident) -> str:
 def back_to_normal(incident: Incident) -> str:
     """The resolved notice's words for the kind of incident."""
     if incident.expected_count is not None:
-        return f"back within its expected range ({band(incident)})"
+        return f"back within its expected range ({band(incident, with_expected=False)})"
     if incident.kind == "drop":
         minimum = incident.lower_bound
         return "back to normal" if minimum is None else f"back above its minimum of {rounded(minimum)}"

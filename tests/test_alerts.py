@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -491,3 +492,52 @@ def test_without_the_history_scope_a_maybe_sent_alert_goes_out_marked(
     assert "channels:history" in output_of(again)
     assert len(slack_fake.messages) == 2
     assert "may have arrived" in json.dumps(slack_fake.messages[1]["blocks"])
+
+
+def test_alerts_say_what_was_expected_end_to_end(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    slack_fake: SlackFake,
+) -> None:  # fmt: skip
+    """A baseline rule's spike and a threshold rule's min_events drop, detected from eight days of
+    history collected through the product: the terminal and Slack say what was expected, and the
+    baseline rule without alert_threshold prints no "None"."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first, last = today - timedelta(days=8), today - timedelta(days=1)
+    events: list[SimEvent] = []
+    for offset in range(8):
+        day = first + timedelta(days=offset)
+        for minute in range(11 * 60, 16 * 60):
+            at = day + timedelta(minutes=minute)
+            events += [make_event(CHECKOUT, at + timedelta(seconds=1 + index * 10)) for index in range(5)]
+            if not (day == last and 12 * 60 <= minute < 12 * 60 + 40):  # page views stop at 12:00 on the last day
+                events += [make_event(ERRORS, at + timedelta(seconds=2 + index * 10)) for index in range(5)]
+    events += [make_event(CHECKOUT, last + timedelta(hours=12, minutes=30, seconds=index / 10)) for index in range(200)]
+    sim.add_events(events)
+    write_events_config(
+        tmp_path,
+        {"events": [
+            {"name": CHECKOUT, "enabled": True, "alert_channel": "#alerts-checkout", "time_window_minutes": 15,
+             "detector": "baseline", "direction": "up", "description": "Checkouts ``` <!channel>"},
+            {"name": ERRORS, "enabled": True, "alert_channel": "#alerts-errors", "time_window_minutes": 15,
+             "alert_threshold": 10000, "min_events": 10},
+        ]},
+    )  # fmt: skip
+    weekday = f"{last:%A}"
+    now = (last + timedelta(hours=12, minutes=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = make_env(sim, MIXPANEL_START_DATE=first.date().isoformat(), DETECTION_NOW=now)
+    assert run_cli(["collect"], env).returncode == 0
+    shown = run_cli(["detect"], env)
+    assert shown.returncode == 0, output_of(shown)
+    terminal = " ".join(output_of(shown).replace("\u2502", " ").split())  # the panel's borders out
+    spike = (
+        rf"\*checkout_completed\*: 2\d\d events in 15 min, expected 7\d \(at most 1\d\d\) at this time on a {weekday}"
+    )
+    assert re.search(spike, terminal), terminal
+    drop = r"\*impression_error_null_pointer_detected\*: 0 events in 15 min, fewer than the minimum of 10 "
+    assert re.search(drop, terminal), terminal
+    assert "Checkouts `\u200b`\u200b` <!channel>" in terminal, "the description, as Slack would show it"
+    assert "None" not in terminal
+
+    sent = run_cli(["detect", "--full-refresh"], {**env, "SLACK_WEBHOOK_URL": slack_fake.webhook_url})
+    assert sent.returncode == 0, output_of(sent)
+    assert slack_fake.messages == [], "each incident was shown once already (recorded as sent to the terminal)"

@@ -387,7 +387,7 @@ def test_block_kit_limits_with_huge_content(name_size: int, settings: Settings) 
         (MINIMUM_DROP, 3, 15, "3 events in 15 min, fewer than the minimum of 10", "back above its minimum of 10"),
         ({}, 12, 1, "12 events in 1 min, above the threshold of 5", "back under its threshold of 5"),
         ({"upper_bound": 7.0}, 12, 1, "12 events in 1 min, above the threshold of 7", "back under its threshold of 7"),
-        (NO_CEILING, 1, 1, "1 event in 1 min, expected at most 9 at this time on a Monday",
+        (NO_CEILING, 1, 1, "1 event in 1 min, expected 3 (at most 9) at this time on a Monday",
          "back within its expected range (at most 9)"),
         ({"alert_threshold": None}, 12, 1, "12 events in 1 min, more than expected", "back to normal"),
         ({"kind": "spike", "expected_count": 12345.6, "lower_bound": 9876.5, "upper_bound": 15432.1}, 40000, 5,
