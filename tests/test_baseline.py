@@ -67,7 +67,7 @@ def series(now_minute: datetime) -> tuple[list[SimEvent], dict[str, datetime]]:
 def detected(
     sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
     db_path: Path,
-) -> tuple[dict[str, datetime], str]:  # fmt: skip
+) -> tuple[dict[str, datetime], str, dict[str, str]]:  # fmt: skip
     """Collect the series from its first day, give signup the coverage of an event added two days
     ago (its data known from then), and detect as of the last minute of data."""
     now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
@@ -100,13 +100,13 @@ def detected(
         )
     result = run_cli(["detect"], env)
     assert result.returncode == 0, output_of(result)
-    return moments, output_of(result)
+    return moments, output_of(result), env
 
 
 def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
-    detected: tuple[dict[str, datetime], str], db_path: Path
+    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path
 ) -> None:
-    moments, _ = detected
+    moments, _, _ = detected
     spike, outage = moments["spike"], moments["outage"]
     rows = query(
         db_path,
@@ -128,9 +128,9 @@ def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
 
 
 def test_an_event_known_for_two_days_is_learning_and_raises_nothing(
-    detected: tuple[dict[str, datetime], str], db_path: Path
+    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path, run_cli: Callable[..., Any]
 ) -> None:
-    _, output = detected
+    _, output, env = detected
     assert query(db_path, "select count(*) from mixpanel_data.incidents where event_name = ?", [SIGNUP]) == [(0,)]
     assert query(db_path, "select * from mixpanel_data.baseline_learning order by event_name") == [
         (CHECKOUT, 7, 7, False),  # days 1 to 7 before (8 days ago is not a reference day)
@@ -138,12 +138,14 @@ def test_an_event_known_for_two_days_is_learning_and_raises_nothing(
     ]
     assert f"{SIGNUP}: learning: 2 of 7 days" in output
     assert f"{CHECKOUT}: learning" not in output
+    check = run_cli(["check"], env)
+    assert f"baseline: {SIGNUP}: learning: 2 of 7 days" in output_of(check)
 
 
 def test_minutes_before_an_event_is_known_are_not_zeros(
-    detected: tuple[dict[str, datetime], str], db_path: Path
+    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path
 ) -> None:
-    moments, _ = detected
+    moments, _, _ = detected
     first = dict(
         query(
             db_path,

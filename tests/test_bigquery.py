@@ -399,9 +399,7 @@ def test_baseline_spike_and_drop_on_bigquery(
     ).result()
     baseline = {"detector": "baseline", "direction": "both", "alert_threshold": None, "time_window_minutes": 10}
     write_events_config(tmp_path, {"events": [rule(ERRORS, **baseline)]})
-    env = bigquery_env(
-        dataset, DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
+    env = bigquery_env(dataset, DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))
     result = run_cli(["detect"], env)
     assert result.returncode == 0, output_of(result)
 

@@ -7,7 +7,33 @@
 
 {%- set last_minute = minute_of(detection_now()) -%}
 {#- recount the lookback, so that a late event recounts its minute -#}
-{%- set lookback_start = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) %}
+{%- set lookback_start = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
+{#- Raw events are read from a constant bound (BigQuery then prunes the raw table's partitions): the
+    lookback on an incremental run, unless an event needs older history counted this run (an event
+    not counted yet, paused past the lookback, or whose coverage now begins before its counts). -#}
+{%- set scan_from = "cast('1970-01-01 00:00:00' as " ~ type_utc_timestamp() ~ ")" -%}
+{%- if is_incremental() and execute and not (model is mapping and model.get('resource_type') == 'unit_test') -%}
+    {%- set needs_history -%}
+        select count(*)
+        from {{ ref('alert_rules') }} as rules
+        left join (
+            select event_name, min(minute_at) as first_counted, max(minute_at) as last_counted
+            from {{ this }}
+            group by event_name
+        ) as counted on rules.event_name = counted.event_name
+        left join ({{ event_coverage_or_empty() }}) as coverage on rules.event_name = coverage.event_name
+        where
+            rules.enabled
+            and (
+                counted.event_name is null
+                or {{ minute_of('coverage.collected_from') }} < counted.first_counted
+                or counted.last_counted < {{ add_minutes(lookback_start, -1) }}
+            )
+    {%- endset -%}
+    {%- if run_query(needs_history).columns[0].values()[0] == 0 -%}
+        {%- set scan_from = lookback_start -%}
+    {%- endif -%}
+{%- endif %}
 
 with
 
@@ -66,7 +92,10 @@ first_events as (
     inner join rules on events.event_name = rules.event_name
     left join coverage on events.event_name = coverage.event_name
     left join counted on events.event_name = counted.event_name
-    where coverage.event_name is null and counted.event_name is null
+    where
+        coverage.event_name is null
+        and counted.event_name is null
+        and events.event_at >= {{ scan_from }}
     group by events.event_name
 
 ),
@@ -119,6 +148,7 @@ recent_events as (
     inner join starts on events.event_name = starts.event_name
     where
         events.event_at >= starts.count_from
+        and events.event_at >= {{ scan_from }}
         and events.event_at < {{ add_minutes(last_minute, 1) }}
 
 ),
