@@ -439,8 +439,13 @@ def summary_lines(backtest: Backtest) -> list[str]:
             expected = ""
             if incident["expected_count"] is not None:
                 expected = f", expected {_count(incident['expected_count'])}"
-                if incident["lower_bound"] is not None and incident["upper_bound"] is not None:
-                    expected += f" ({_count(incident['lower_bound'])}\u2013{_count(incident['upper_bound'])})"
+                lower, upper = incident["lower_bound"], incident["upper_bound"]
+                if lower is not None and upper is not None:
+                    expected += f" ({_count(lower)}\u2013{_count(upper)})"
+                elif upper is not None:
+                    expected += f" (at most {_count(upper)})"
+                elif lower is not None:
+                    expected += f" (at least {_count(lower)})"
             extreme = "lowest" if incident["kind"] == "drop" else "peak"
             lines.append(f"    {first}  {incident['kind']:<5}  {extreme} {incident['peak_count']:,}{expected}")
         if len(incidents) > FIRST_INCIDENTS_SHOWN:

@@ -13,11 +13,16 @@ from typing import Any
 import pytest
 
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
+from tests import test_bigquery
 from tests.conftest import output_of, query, rule, write_events_config
 from tests.slack_fake import SlackFake
+from tests.test_bigquery import EMULATOR, ERRORS, raw_events
 
-ERRORS = "impression_error_null_pointer_detected"
 CHECKOUT = "checkout `` <!channel> ```"
+# the BigQuery emulator's fixtures (tests/test_bigquery.py)
+keyfile, bigquery, bigquery_env, dataset = (
+    test_bigquery.keyfile, test_bigquery.bigquery, test_bigquery.bigquery_env, test_bigquery.dataset
+)  # fmt: skip
 LIVE_TABLES = ("anomalies", "incidents", "int_event_window_counts", "int_event_counts_per_minute")
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00Z$")
 
@@ -78,7 +83,7 @@ def snapshot(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
             db_path, "select schema_name, table_name from duckdb_tables() where table_name like '%notification%'"
         )
     ]
-    return {table: sorted(map(repr, query(db_path, f"select * from {table}"))) for table in tables}
+    return {table: sorted(repr(row) for row in query(db_path, f"select * from {table}")) for table in tables}
 
 
 def test_backtest_replays_the_period_and_touches_nothing(
@@ -227,3 +232,31 @@ def table_has_rows(db_path: Path, table: str) -> bool:
         return False
     found = query(db_path, "select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?", [table])
     return bool(found[0][0]) and bool(query(db_path, f"select count(*) from {table}")[0][0])
+
+
+@pytest.mark.skipif(not EMULATOR, reason="BIGQUERY_EMULATOR_HOST is not set: see tests/test_bigquery.py")
+def test_backtest_on_bigquery_builds_into_its_own_dataset(
+    bigquery: Any, dataset: str, tmp_path: Path,
+    bigquery_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+) -> None:  # fmt: skip
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    raw_events(bigquery, dataset, minute, 9)
+    write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
+    env = bigquery_env(dataset)
+    live = run_cli(["detect"], env)
+    assert live.returncode == 0, output_of(live)
+
+    def live_rows() -> list[Any]:
+        tables = ("incidents", "anomalies", "alert_notifications")
+        return [sorted(map(repr, bigquery.query(f"select * from {dataset}.{table}"))) for table in tables]
+
+    before = live_rows()
+    day = minute.date().isoformat()
+    result = run_cli(["backtest", "--start-date", day, "--end-date", day, "--json", "out.json"], env)
+    assert result.returncode == 0, output_of(result)
+    incidents = json.loads((tmp_path / "out.json").read_text())["incidents"]
+    assert [(i["event_name"], i["kind"], i["peak_count"]) for i in incidents] == [(ERRORS, "spike", 9)]
+    assert incidents[0]["first_anomalous_minute"] == minute.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert live_rows() == before, "the live dataset is untouched"
+    built = [row[0] for row in bigquery.query(f"select count(*) from {dataset}_backtest.incidents")]
+    assert built == [1], "the replay was built in <dataset>_backtest"
