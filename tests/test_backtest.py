@@ -75,7 +75,7 @@ def loaded(
     return env
 
 
-def snapshot(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(db_path: Path) -> dict[str, list[str]]:
     tables = [f"mixpanel_data.{name}" for name in LIVE_TABLES]
     tables += [
         f"{schema}.{name}"
