@@ -103,18 +103,17 @@ def detected(
     return moments, output_of(result), env
 
 
+INCIDENTS = """select kind, first_anomalous_minute, last_anomalous_minute, peak_count, expected_count,
+                     lower_bound, upper_bound, peak_excess, detector
+              from mixpanel_data.incidents where event_name = ? order by first_anomalous_minute"""
+
+
 def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
-    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path
+    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path, run_cli: Callable[..., Any]
 ) -> None:
-    moments, _, _ = detected
+    moments, _, env = detected
     spike, outage = moments["spike"], moments["outage"]
-    rows = query(
-        db_path,
-        """select kind, first_anomalous_minute, last_anomalous_minute, peak_count, expected_count,
-                  lower_bound, upper_bound, peak_excess, detector
-           from mixpanel_data.incidents where event_name = ? order by first_anomalous_minute""",
-        [CHECKOUT],
-    )
+    rows = query(db_path, INCIDENTS, [CHECKOUT])
     # at 03:00 every 10-minute window held 20: band 20 - 4 * sqrt(20) .. 20 + 8 * sqrt(20) = [3, 55];
     # the windows holding 1, 2 or 3 minutes of 32 (50, 80, 110) past 55 are the spike
     # at noon 40: band [15, 90]; the windows with at most 3 minutes of data (12 or fewer) are the drop
@@ -125,6 +124,9 @@ def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
     assert query(
         db_path, "select distinct kind from mixpanel_data.anomalies where event_name = ? order by 1", [CHECKOUT]
     ) == [("drop",), ("spike",)]
+    again = run_cli(["detect"], env)  # the incremental branches: the same incidents
+    assert again.returncode == 0, output_of(again)
+    assert query(db_path, INCIDENTS, [CHECKOUT]) == rows
 
 
 def test_an_event_known_for_two_days_is_learning_and_raises_nothing(

@@ -412,6 +412,17 @@ def test_baseline_spike_and_drop_on_bigquery(
         ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 3, 55),
         ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
     ]
+    again = run_cli(["detect"], env)  # the incremental branches: the same incidents
+    assert again.returncode == 0, output_of(again)
+    rerun = bigquery.query(
+        f"""select kind, first_anomalous_minute, last_anomalous_minute, peak_count, expected_count,
+                   lower_bound, upper_bound
+            from {dataset}.incidents order by first_anomalous_minute"""
+    )
+    assert [tuple(row) for row in rerun] == [
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 3, 55),
+        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
+    ]
     learning = [tuple(row) for row in bigquery.query(f"select * from {dataset}.baseline_learning")]
     assert learning == [(ERRORS, 7, 7, False)]
     first = list(bigquery.query(f"select min(minute_at) from {dataset}.int_event_counts_per_minute"))
