@@ -256,6 +256,8 @@ def read_series(client: Any, period: Period, names: set[str]) -> dict[str, list[
         period.ends,
     )
     for name, minute, count, expected, lower, upper in rows or []:
+        if expected is not None and lower is None and upper is not None:
+            lower = 0  # a rule that watches spikes only: its band reaches down to nothing
         if name in names:
             series[name].append(
                 {
