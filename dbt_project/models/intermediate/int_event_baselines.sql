@@ -111,22 +111,33 @@ offsets as (
 
 ),
 
-reference as (
+reference_days as (
 
-    -- the complete windows of the same event and hour of day on the earlier days
     select
         targets.event_name,
         targets.window_day,
         targets.hour_of_day,
-        history.window_day as history_day,
-        history.window_count
+        {{ days_before('targets.window_day', 'offsets.days_before') }} as history_day
     from targets
     cross join offsets
+
+),
+
+reference as (
+
+    -- the complete windows of the same event and hour of day on the earlier days
+    select
+        reference_days.event_name,
+        reference_days.window_day,
+        reference_days.hour_of_day,
+        reference_days.history_day,
+        history.window_count
+    from reference_days
     inner join hourly as history
         on
-            targets.event_name = history.event_name
-            and targets.hour_of_day = history.hour_of_day
-            and {{ days_before('targets.window_day', 'offsets.days_before') }} = history.window_day
+            reference_days.event_name = history.event_name
+            and reference_days.hour_of_day = history.hour_of_day
+            and reference_days.history_day = history.window_day
     where history.is_complete
 
 ),
@@ -139,9 +150,9 @@ quantiles as (
         hour_of_day,
         count(distinct history_day) as history_days,
         count(*) as reference_windows,
-        cast({{ quantile('window_count', 0.05) }} as {{ dbt.type_float() }}) as q05,
-        cast({{ quantile('window_count', 0.5) }} as {{ dbt.type_float() }}) as q50,
-        cast({{ quantile('window_count', 0.95) }} as {{ dbt.type_float() }}) as q95
+        cast({{ band_quantile('window_count', 0.05) }} as {{ dbt.type_float() }}) as q05,
+        cast({{ band_quantile('window_count', 0.5) }} as {{ dbt.type_float() }}) as q50,
+        cast({{ band_quantile('window_count', 0.95) }} as {{ dbt.type_float() }}) as q95
     from reference
     group by event_name, window_day, hour_of_day
 
