@@ -12,7 +12,8 @@
     the quantile spread ((q95 - q50) / 1.645 up, (q50 - q05) / 1.645 down) and Poisson noise
     (sqrt(q50), at least 1), so 3 -> 9 events is no surprise while 3 -> 60 is. Bounds are whole
     counts (a count is above x exactly when it is above floor(x)); a learned lower bound below 0
-    is 0: no drop is possible then. A drop needs a complete window (every minute known). -#}
+    is 0: no drop is possible then. A drop needs a complete window (every minute known) that
+    ended var drop_settle_minutes before the current minute (whose events are still arriving). -#}
 
 with
 
@@ -44,7 +45,11 @@ joined as (
         windows.time_window_minutes,
         windows.window_count,
         windows.minutes_in_window,
-        windows.minutes_in_window >= windows.time_window_minutes as is_complete,
+        (
+            windows.minutes_in_window >= windows.time_window_minutes
+            and windows.minute_at
+            < {{ add_minutes(minute_of(detection_now()), -1 * (var('drop_settle_minutes') | int)) }}
+        ) as is_complete,
         rules.detector,
         rules.direction,
         rules.sensitivity,
