@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import threading
 import time
 from collections import defaultdict
@@ -38,6 +39,8 @@ COVERAGE_TABLE = "event_coverage"
 BACKTEST_DATASET_SUFFIX = "_backtest"
 PROGRESS_SECONDS = 15.0
 FIRST_INCIDENTS_SHOWN = 5
+# at most this many points per rule in the HTML report's series (twice that with the envelopes)
+SERIES_POINTS = 4000
 OPTIONAL_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound")
 
 
@@ -243,31 +246,50 @@ def _bands_table(client: Any) -> tuple[str, set[str]]:
     raise ConfigError("the detection models built no window counts")
 
 
-def read_series(client: Any, period: Period, names: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """Per rule, each minute's window count and its expected count and band (a threshold rule's
-    band: its minimum and its threshold)."""
+def series_step(period: Period) -> int:
+    """Minutes per point of a chart's series: whole minutes up to SERIES_POINTS points, else
+    buckets (each kept as its lowest and highest window count, so a one-minute spike or drop
+    survives the report's own reduction to one column per pixel)."""
+    minutes = int((period.ends - period.begins).total_seconds() // 60)
+    return max(1, math.ceil(minutes / SERIES_POINTS))
+
+
+def read_series(
+    client: Any, period: Period, names: set[str], warehouse: str = "duckdb"
+) -> dict[str, list[dict[str, Any]]]:
+    """Per rule, its window counts with the expected count and band (a threshold rule's band: its
+    minimum and its threshold), per minute or per bucket of ``series_step`` minutes."""
     table, present = _bands_table(client)
-    band = [column if column in present else "null" for column in ("expected_count", "lower_bound", "upper_bound")]
-    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    expected, lower, upper = (
+        column if column in present else "null" for column in ("expected_count", "lower_bound", "upper_bound")
+    )
+    step = series_step(period)
+    if warehouse == "bigquery":
+        bucket = f"div(timestamp_diff(minute_at, timestamp '{period.begins:%Y-%m-%d %H:%M:%S}', minute), {step})"
+    else:
+        bucket = f"date_diff('minute', timestamptz '{period.begins:%Y-%m-%d %H:%M:%S}+00', minute_at) // {step}"
     rows = client.execute_sql(
-        f"select event_name, minute_at, window_count, {', '.join(band)} from {table} "
-        "where minute_at >= %s and minute_at < %s order by event_name, minute_at",
+        f"select event_name, min(minute_at), min(window_count), max(window_count), avg({expected}), min({lower}), "
+        f"max({upper}) from {table} where minute_at >= %s and minute_at < %s "
+        f"group by event_name, {bucket} order by 1, 2",
         period.begins,
         period.ends,
     )
-    for name, minute, count, expected, lower, upper in rows or []:
-        if expected is not None and lower is None and upper is not None:
-            lower = 0  # a rule that watches spikes only: its band reaches down to nothing
-        if name in names:
-            series[name].append(
-                {
-                    "minute": iso_utc(minute),
-                    "count": int(count),
-                    "expected": _number(expected),
-                    "lower": _number(lower),
-                    "upper": _number(upper),
-                }
-            )
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for name, minute, low_count, high_count, expected_count, lower_bound, upper_bound in rows or []:
+        if name not in names:
+            continue
+        if expected_count is not None and lower_bound is None and upper_bound is not None:
+            lower_bound = 0  # a rule that watches spikes only: its band reaches down to nothing
+        point = {
+            "minute": iso_utc(minute),
+            "expected": _number(expected_count),
+            "lower": _number(lower_bound),
+            "upper": _number(upper_bound),
+        }
+        series[name].append({**point, "count": int(low_count)})
+        if high_count != low_count:
+            series[name].append({**point, "count": int(high_count)})
     return series
 
 
@@ -384,7 +406,7 @@ def run_backtest(
         say(f"backtest: {result.nodes} dbt nodes in {result.seconds:.1f} s; reading the incidents")
         with pipeline_for(replica) as pipeline, pipeline.sql_client() as client:
             incidents = read_incidents(client, period, set(names))
-            series = read_series(client, period, set(names)) if with_series else {}
+            series = read_series(client, period, set(names), settings.warehouse) if with_series else {}
             learning = read_learning(client, period)
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for incident in incidents:

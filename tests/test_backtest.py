@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mixpanel_alerts.backtest import Period, series_step
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
 from tests import test_bigquery
 from tests.conftest import output_of, query, rule, write_events_config
@@ -32,9 +33,9 @@ def burst(name: str, minute: datetime, count: int) -> list[SimEvent]:
 
 
 @pytest.fixture
-def day_before_yesterday() -> datetime:
+def three_days_ago() -> datetime:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=2)
+    return today - timedelta(days=3)  # the period it begins ends a day before any "now - 20 minutes"
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def loaded(
     run_cli: Callable[..., Any],
     tmp_path: Path,
     slack_fake: SlackFake,
-    day_before_yesterday: datetime,
+    three_days_ago: datetime,
 ) -> dict[str, str]:
     """Two days of history collected and detected once (its alert sent, so the ledger has a row)."""
     config = {
@@ -54,7 +55,7 @@ def loaded(
         ]
     }
     write_events_config(tmp_path, config)
-    day = day_before_yesterday
+    day = three_days_ago
     sim.add_events(
         [
             *burst(ERRORS, day + timedelta(hours=10), 9),  # one incident on day 1
@@ -88,11 +89,11 @@ def snapshot(db_path: Path) -> dict[str, list[str]]:
 
 def test_backtest_replays_the_period_and_touches_nothing(
     loaded: dict[str, str], run_cli: Callable[..., Any], db_path: Path, tmp_path: Path, slack_fake: SlackFake,
-    day_before_yesterday: datetime,
+    three_days_ago: datetime,
 ) -> None:  # fmt: skip
     before, requests_before = snapshot(db_path), len(slack_fake.requests)
     assert any("notification" in table for table in before), "the ledger is compared too"
-    day = day_before_yesterday
+    day = three_days_ago
     period = ["--start-date", day.date().isoformat(), "--end-date", (day + timedelta(days=1)).date().isoformat()]
     result = run_cli(["backtest", *period, "--json", "out.json", "--html", "report.html"], loaded)
     assert result.returncode == 0, output_of(result)
@@ -126,11 +127,11 @@ def test_backtest_replays_the_period_and_touches_nothing(
 
 
 def test_a_backtest_twice_gives_the_same_incidents(
-    loaded: dict[str, str], run_cli: Callable[..., Any], tmp_path: Path, day_before_yesterday: datetime
+    loaded: dict[str, str], run_cli: Callable[..., Any], tmp_path: Path, three_days_ago: datetime
 ) -> None:
     period = [
         "--start-date",
-        day_before_yesterday.date().isoformat(),
+        three_days_ago.date().isoformat(),
         "--end-date",
         datetime.now(UTC).date().isoformat(),
     ]
@@ -260,3 +261,9 @@ def test_backtest_on_bigquery_builds_into_its_own_dataset(
     assert live_rows() == before, "the live dataset is untouched"
     built = [row[0] for row in bigquery.query(f"select count(*) from {dataset}_backtest.incidents")]
     assert built == [1], "the replay was built in <dataset>_backtest"
+
+
+@pytest.mark.parametrize(("days", "step"), [(1, 1), (2, 1), (3, 2), (60, 22)])
+def test_long_periods_reach_the_report_in_buckets(days: int, step: int) -> None:
+    start = datetime(2026, 10, 1).date()
+    assert series_step(Period(start, start + timedelta(days=days - 1))) == step
