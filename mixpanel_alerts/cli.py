@@ -267,8 +267,13 @@ def backtest(
             result = run_backtest(
                 settings, events_config, period, say=ConsoleReporter(redact).info, with_series=html_file is not None
             )
+        except (ConfigError, DuckDBFileBusyError):
+            raise
         except DetectionError as exc:
             raise StepError(str(exc)) from None
+        except Exception as exc:  # the warehouse's own errors, said in one line
+            cause = orchestration.unwrap(exc)
+            raise StepError(f"backtest failed: {type(cause).__name__}: {cause}") from None
         write_backtest(result, json_file, html_file)
     for line in summary_lines(result):
         print(redact(line))

@@ -253,7 +253,9 @@ def test_backtest_on_bigquery_builds_into_its_own_dataset(
 
     before = live_rows()
     day = minute.date().isoformat()
-    result = run_cli(["backtest", "--start-date", day, "--end-date", day, "--json", "out.json"], env)
+    result = run_cli(
+        ["backtest", "--start-date", day, "--end-date", day, "--json", "out.json", "--html", "r.html"], env
+    )
     assert result.returncode == 0, output_of(result)
     incidents = json.loads((tmp_path / "out.json").read_text())["incidents"]
     assert [(i["event_name"], i["kind"], i["peak_count"]) for i in incidents] == [(ERRORS, "spike", 9)]
@@ -261,6 +263,7 @@ def test_backtest_on_bigquery_builds_into_its_own_dataset(
     assert live_rows() == before, "the live dataset is untouched"
     built = [row[0] for row in bigquery.query(f"select count(*) from {dataset}_backtest.incidents")]
     assert built == [1], "the replay was built in <dataset>_backtest"
+    assert "<svg" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("days", "step"), [(1, 1), (2, 1), (3, 2), (60, 22)])
