@@ -51,19 +51,25 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
     - A ``pending``/``failed`` notification is due whenever its incident still exists, however long
       ago it was recorded: the lookback applies to first sightings only.
     - A late event that makes the minutes before an incident anomalous changes its first minute and
-      so its id: the incident is the recorded one continued, and takes over its notifications.
+      so its id: the incident is the recorded one continued, and takes over its notifications
+      (never those of an incident still there, such as a drop beside a spike of the same event).
     - A notification whose incident no longer exists (its rule was removed or changed) is
       ``withdrawn``; it is not sent.
     """
     result = Plan()
     known = dict(ledger)
     live: set[str] = set()
+    # an incident still in the marts is nobody's continuation: a drop and a spike of one event may
+    # interleave (each kind groups its own minutes), and neither takes over the other's alert
+    current = {incident.incident_id for incident in incidents}
     for incident in sorted(incidents, key=lambda item: item.first_anomalous_minute):
         live.add(incident.incident_id)
         firing_id = f"{incident.incident_id}:firing"
         firing = known.get(firing_id)
         if firing is None:
-            continued = continued_notification(known.values(), incident)
+            continued = continued_notification(
+                (notification for notification in known.values() if notification.incident_id not in current), incident
+            )
             if continued is not None:
                 firing = _take_over(continued, incident, now, known, result)
                 resolved = known.get(f"{continued.incident_id}:resolved")

@@ -486,3 +486,14 @@ def test_notification_keeps_recorded_dedup_key_and_maybe_sent() -> None:
     )
     assert (row.dedup_key, row.maybe_sent) == ("old:firing", False)
     assert Notification("a", "a", "firing", EVENT, CHANNEL, "sent", maybe_sent=True).maybe_sent is True
+
+
+def test_a_drop_beside_a_spike_of_the_same_event_takes_over_nothing() -> None:
+    """A spike recorded first, then a drop of the same event whose minutes enclose the spike's
+    first minute (each kind groups its own minutes): both stay, each with its own alert."""
+    spike = incident("spike", first=FIRST, kind="spike")
+    drop = incident("drop", first=FIRST - timedelta(minutes=10), last=FIRST + timedelta(minutes=10), kind="drop")
+    result = run([spike, drop], ledger_of(sent("spike")))
+    assert [(item.notification_id, item.status) for item in result.inserts] == [("drop:firing", "pending")]
+    assert [due.notification.notification_id for due in result.due] == ["drop:firing"]
+    assert result.updates == [] and result.withdrawn == 0
