@@ -148,6 +148,11 @@ def rounded(value: float) -> str:
     return f"{round(value, -digits):,.0f}"
 
 
+def exact(value: float) -> str:
+    """A configured number (a threshold, a minimum) as it was set: 12,345."""
+    return f"{value:,.0f}"
+
+
 def band(incident: Incident, *, with_expected: bool = True) -> str:
     """What a baseline rule expected: ``40-95``; with one side watched (direction up or down, or a
     lower bound of 0), the expected count and that side: ``60 (at most 95)``, or ``at most 95``
@@ -179,10 +184,10 @@ def expectation(incident: Incident) -> str:
     if incident.kind == "drop":
         if incident.lower_bound is None:
             return "fewer than expected"
-        return f"fewer than the minimum of {rounded(incident.lower_bound)}"
+        return f"fewer than the minimum of {exact(incident.lower_bound)}"
     if incident.threshold is None:
         return "more than expected"
-    return f"above the threshold of {rounded(incident.threshold)}"
+    return f"above the threshold of {exact(incident.threshold)}"
 
 
 def what_happened(incident: Incident) -> str:
@@ -197,10 +202,10 @@ def back_to_normal(incident: Incident) -> str:
         return f"back within its expected range ({band(incident, with_expected=False)})"
     if incident.kind == "drop":
         minimum = incident.lower_bound
-        return "back to normal" if minimum is None else f"back above its minimum of {rounded(minimum)}"
+        return "back to normal" if minimum is None else f"back above its minimum of {exact(minimum)}"
     if incident.threshold is None:
         return "back to normal"
-    return f"back under its threshold of {rounded(incident.threshold)}"
+    return f"back under its threshold of {exact(incident.threshold)}"
 
 
 def expectation_caption(incident: Incident) -> str:
@@ -210,9 +215,9 @@ def expectation_caption(incident: Incident) -> str:
         return f"expected {band(incident)} {window}"
     parts = []
     if incident.lower_bound is not None:
-        parts.append(f"minimum {rounded(incident.lower_bound)}")
+        parts.append(f"minimum {exact(incident.lower_bound)}")
     if incident.threshold is not None:
-        parts.append(f"threshold {rounded(incident.threshold)}")
+        parts.append(f"threshold {exact(incident.threshold)}")
     return f"{', '.join(parts)} {window}" if parts else ""
 
 

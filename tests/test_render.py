@@ -390,12 +390,14 @@ def test_block_kit_limits_with_huge_content(name_size: int, settings: Settings) 
         (NO_CEILING, 1, 1, "1 event in 1 min, expected 3 (at most 9) at this time on a Monday",
          "back within its expected range (at most 9)"),
         ({"alert_threshold": None}, 12, 1, "12 events in 1 min, more than expected", "back to normal"),
+        ({"alert_threshold": 12345}, 20000, 1, "20,000 events in 1 min, above the threshold of 12,345",
+         "back under its threshold of 12,345"),
         ({"kind": "spike", "expected_count": 12345.6, "lower_bound": 9876.5, "upper_bound": 15432.1}, 40000, 5,
          "40,000 events in 5 min, expected 9,880\u201315,400 at this time on a Monday",
          "back within its expected range (9,880\u201315,400)"),
     ],
     ids=["baseline-spike", "baseline-drop", "minimum-drop", "threshold", "threshold-from-the-band",
-         "no-ceiling", "no-threshold-at-all", "large-counts"],
+         "no-ceiling", "no-threshold-at-all", "exact-threshold", "large-counts"],
 )  # fmt: skip
 def test_alerts_say_what_was_expected(
     expectation: dict[str, Any], peak: int, window: int, sentence: str, back: str
@@ -417,7 +419,7 @@ def test_alerts_say_what_was_expected(
     if subject.expected_count is not None:
         assert f"expected {sentence.split('expected ')[1].split(' at this')[0]} per {window}-min window" in caption
     elif subject.threshold is not None:
-        assert f"threshold {rounded(subject.threshold)}" in caption
+        assert f"threshold {subject.threshold:,.0f}" in caption
     over = dataclasses.replace(subject, status="over", ended_at=MINUTE + timedelta(minutes=9))
     resolved = resolved_message(over)
     assert f"is {back} since 2024-01-01 12:09 UTC" in resolved.text
