@@ -409,7 +409,7 @@ def test_baseline_spike_and_drop_on_bigquery(
             from {dataset}.incidents order by first_anomalous_minute"""
     )
     assert [(row[0], row[1], row[2], row[3], row[4], row[5], row[6]) for row in rows] == [
-        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 3, 55),
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 5, 55),
         ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
     ]
     again = run_cli(["detect"], env)  # the incremental branches: the same incidents
@@ -420,7 +420,7 @@ def test_baseline_spike_and_drop_on_bigquery(
             from {dataset}.incidents order by first_anomalous_minute"""
     )
     assert [tuple(row) for row in rerun] == [
-        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 3, 55),
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 5, 55),
         ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
     ]
     learning = [tuple(row) for row in bigquery.query(f"select * from {dataset}.baseline_learning")]

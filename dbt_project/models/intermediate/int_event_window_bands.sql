@@ -10,7 +10,9 @@
     direction watches, narrowed by min_events and alert_threshold; while learning (fewer than
     var baseline_min_history_days days of history), only the static sides. sigma is the larger of
     the quantile spread ((q95 - q50) / 1.645 up, (q50 - q05) / 1.645 down) and Poisson noise
-    (sqrt(q50), at least 1), so 3 -> 9 events is no surprise while 3 -> 60 is. Bounds are whole
+    (sqrt(q50), at least 1), so 3 -> 9 events is no surprise while 3 -> 60 is. A window under
+    var baseline_drop_fraction_of_q05 of the 5% quantile is a drop too: a bursty event's wide
+    spread puts q50 - k_down * sigma_down below 0, yet its falling silent is an outage. Bounds are whole
     counts (a count is above x exactly when it is above floor(x)); a learned lower bound below 0
     is 0: no drop is possible then. A drop needs a complete window (every minute known) that
     ended var drop_settle_minutes before the current minute (whose events are still arriving). -#}
@@ -90,10 +92,14 @@ learned as (
         end as learned_upper,
         case
             when detector = 'baseline' and not is_learning and direction in ('down', 'both')
-                then cast(greatest(ceil(
-                    q50 - {{ baseline_k('down', 'sensitivity') }}
-                    * sqrt(greatest(power((q50 - q05) / 1.645, 2), q50, 1))
-                ), 0) as {{ dbt.type_bigint() }})
+                then cast(greatest(
+                    ceil(
+                        q50 - {{ baseline_k('down', 'sensitivity') }}
+                        * sqrt(greatest(power((q50 - q05) / 1.645, 2), q50, 1))
+                    ),
+                    floor(q05 * {{ var('baseline_drop_fraction_of_q05') }}),
+                    0
+                ) as {{ dbt.type_bigint() }})
         end as learned_lower
     from joined
 
