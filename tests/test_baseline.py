@@ -116,11 +116,13 @@ def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
     rows = query(db_path, INCIDENTS, [CHECKOUT])
     # at 03:00 every 10-minute window held 20: band [5, 55] (20 + 8 * sqrt(20) = 55.8 above; below,
     # a quarter of the 5% quantile, 5, is higher than 20 - 4 * sqrt(20) = 2.1);
-    # the windows holding 1, 2 or 3 minutes of 32 (50, 80, 110) past 55 are the spike
-    # at noon 40: band [15, 90]; the windows with at most 3 minutes of data (12 or fewer) are the drop
+    # the windows holding 2 or 3 minutes of 32 (80, 110) past 55 are the spike, and it goes on
+    # while the count stays above the expected 20: the window holding one minute of 32 (50) too
+    # at noon 40: band [15, 90]; the windows with at most 3 minutes of data (12 or fewer) are the drop,
+    # and it goes on while the count stays under 40: until the last window holding an outage minute
     assert rows == [
-        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 5, 55, 55, "baseline"),
-        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90, 15, "baseline"),
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=11), 110, 20.0, 5, 55, 55, "baseline"),
+        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=23), 0, 40.0, 15, 90, 15, "baseline"),
     ]
     assert query(
         db_path, "select distinct kind from mixpanel_data.anomalies where event_name = ? order by 1", [CHECKOUT]

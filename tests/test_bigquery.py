@@ -409,8 +409,8 @@ def test_baseline_spike_and_drop_on_bigquery(
             from {dataset}.incidents order by first_anomalous_minute"""
     )
     assert [(row[0], row[1], row[2], row[3], row[4], row[5], row[6]) for row in rows] == [
-        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 5, 55),
-        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=11), 110, 20.0, 5, 55),
+        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=23), 0, 40.0, 15, 90),
     ]
     again = run_cli(["detect"], env)  # the incremental branches: the same incidents
     assert again.returncode == 0, output_of(again)
@@ -420,8 +420,8 @@ def test_baseline_spike_and_drop_on_bigquery(
             from {dataset}.incidents order by first_anomalous_minute"""
     )
     assert [tuple(row) for row in rerun] == [
-        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=10), 110, 20.0, 5, 55),
-        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=17), 0, 40.0, 15, 90),
+        ("spike", spike + timedelta(minutes=1), spike + timedelta(minutes=11), 110, 20.0, 5, 55),
+        ("drop", outage + timedelta(minutes=6), outage + timedelta(minutes=23), 0, 40.0, 15, 90),
     ]
     learning = [tuple(row) for row in bigquery.query(f"select * from {dataset}.baseline_learning")]
     assert learning == [(ERRORS, 7, 7, False)]

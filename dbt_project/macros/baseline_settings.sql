@@ -4,7 +4,17 @@
     - baseline_min_history_days: a baseline rule is learning, and raises no baseline anomaly, while
       fewer earlier days than this contributed to its reference values. -#}
 {% macro baseline_k(direction, sensitivity_expression) %}
-    {%- set k = var('baseline_k_' ~ direction) -%}
+    {{ return(baseline_by_sensitivity('baseline_k_' ~ direction, sensitivity_expression)) }}
+{% endmacro %}
+
+{#- baseline_surprise_factor: the multiple of the event's typical daily largest z its spike bar
+    is at least (int_event_daily_surprise, int_event_window_bands). -#}
+{% macro baseline_surprise_factor(sensitivity_expression) %}
+    {{ return(baseline_by_sensitivity('baseline_surprise_factor', sensitivity_expression)) }}
+{% endmacro %}
+
+{% macro baseline_by_sensitivity(var_name, sensitivity_expression) %}
+    {%- set k = var(var_name) -%}
     case {{ sensitivity_expression }}
         when 'low' then {{ k['low'] }}
         when 'high' then {{ k['high'] }}

@@ -7,7 +7,8 @@
 {#- Each window with the band its rule allows and whether it left it (kind 'spike' or 'drop').
     threshold rules: the band is [min_events, alert_threshold], either side optional. baseline
     rules: the learned band [q50 - k_down * sigma_down, q50 + k_up * sigma_up] on the sides the
-    direction watches, narrowed by min_events and alert_threshold; while learning (fewer than
+    direction watches (k_up: the sensitivity's, or var baseline_surprise_factor times the event's
+    typical daily largest z, int_event_daily_surprise, whichever is larger), narrowed by min_events and alert_threshold; while learning (fewer than
     var baseline_min_history_days days of history), only the static sides. sigma is the larger of
     the quantile spread ((q95 - q50) / 1.645 up, (q50 - q05) / 1.645 down) and Poisson noise
     (sqrt(q50), at least 1), so 3 -> 9 events is no surprise while 3 -> 60 is. A window under
@@ -35,6 +36,30 @@ windows as (
 baselines as (
 
     select * from {{ ref('int_event_baselines') }}
+
+),
+
+daily_surprise as (
+
+    select * from {{ ref('int_event_daily_surprise') }}
+
+),
+
+surprise_levels as (
+
+    -- per event and day: the median of the previous days' largest surprise (the event's own
+    -- burstiness), which raises its spike bar (var baseline_surprise_factor)
+    select
+        days.event_name,
+        days.window_day,
+        {{ band_quantile('history.max_surprise', 0.5) }} as typical_max_surprise
+    from daily_surprise as days
+    inner join daily_surprise as history
+        on
+            days.event_name = history.event_name
+            and history.window_day < days.window_day
+            and history.window_day >= {{ days_before('days.window_day', var('baseline_surprise_days') | int) }}
+    group by days.event_name, days.window_day
 
 ),
 
@@ -67,7 +92,11 @@ joined as (
         ) as is_learning,
         baselines.q05,
         baselines.q50,
-        baselines.q95
+        baselines.q95,
+        greatest(
+            {{ baseline_k('up', 'rules.sensitivity') }},
+            {{ baseline_surprise_factor('rules.sensitivity') }} * coalesce(surprise_levels.typical_max_surprise, 0)
+        ) as k_up
     from windows
     inner join rules on windows.event_name = rules.event_name
     left join baselines
@@ -76,6 +105,11 @@ joined as (
             and windows.event_name = baselines.event_name
             and {{ utc_date('windows.minute_at') }} = baselines.window_day
             and {{ utc_hour('windows.minute_at') }} = baselines.hour_of_day
+    left join surprise_levels
+        on
+            rules.detector = 'baseline'
+            and windows.event_name = surprise_levels.event_name
+            and {{ utc_date('windows.minute_at') }} = surprise_levels.window_day
 
 ),
 
@@ -86,7 +120,7 @@ learned as (
         case
             when detector = 'baseline' and not is_learning and direction in ('up', 'both')
                 then cast(floor(
-                    q50 + {{ baseline_k('up', 'sensitivity') }}
+                    q50 + k_up
                     * sqrt(greatest(power((q95 - q50) / 1.645, 2), q50, 1))
                 ) as {{ dbt.type_bigint() }})
         end as learned_upper,

@@ -7,6 +7,11 @@
     )
 }}
 
+{#- The anomalous windows: outside their band (kind spike or drop), and, for baseline rules, the
+    windows that continue such a window on the same side of the expected count, minute after
+    minute: a burst is one episode until the count is back at what is expected, not a string of
+    incidents each time it dips into the band (outside_band false, excess null). The runs are
+    read from a day before the recount, so one that began before it continues. -#}
 {%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
 
 with
@@ -14,10 +19,71 @@ with
 windows as (
 
     select * from {{ ref('int_event_window_bands') }}
-    where kind is not null
     {% if is_incremental() %}
-        and minute_at >= {{ recount_from }}
+        where minute_at >= {{ add_minutes(recount_from, -1440) }}
     {% endif %}
+
+),
+
+sided as (
+
+    select
+        *,
+        case
+            when kind is not null then kind
+            when detector = 'baseline' and window_count > expected_count then 'spike'
+            when detector = 'baseline' and is_complete and window_count < expected_count then 'drop'
+        end as side,
+        lag(minute_at) over (partition by event_name order by minute_at) as previous_minute
+    from windows
+
+),
+
+sided_runs as (
+
+    select
+        *,
+        lag(side) over (partition by event_name order by minute_at) as previous_side
+    from sided
+
+),
+
+run_starts as (
+
+    -- a run: consecutive minutes on one side of the expected count
+    select
+        *,
+        case
+            when side is null then 0
+            when previous_side is null or previous_side != side then 1
+            when {{ minutes_between('previous_minute', 'minute_at') }} != 1 then 1
+            else 0
+        end as starts_run
+    from sided_runs
+
+),
+
+runs as (
+
+    select
+        *,
+        sum(starts_run) over (
+            partition by event_name order by minute_at rows between unbounded preceding and current row
+        ) as run_number
+    from run_starts
+
+),
+
+continued as (
+
+    select
+        *,
+        max(case when kind is not null then 1 else 0 end) over (
+            partition by event_name, run_number
+            order by minute_at rows between unbounded preceding and current row
+        ) = 1 as follows_outside
+    from runs
+    where side is not null
 
 ),
 
@@ -32,16 +98,25 @@ final as (
         alert_threshold,
         alert_channel,
         cooldown_minutes,
-        kind,
+        side as kind,
         expected_count,
         lower_bound,
         upper_bound,
         detector,
         description,
         min_events,
+        kind is not null as outside_band,
         -- how far past the band: above the upper bound for a spike, below the lower for a drop
-        case when kind = 'drop' then lower_bound - window_count else window_count - upper_bound end as excess
-    from windows
+        case
+            when kind = 'drop' then lower_bound - window_count
+            when kind = 'spike' then window_count - upper_bound
+        end as excess
+    from continued
+    where
+        follows_outside
+        {% if is_incremental() %}
+            and minute_at >= {{ recount_from }}
+        {% endif %}
 
 )
 
