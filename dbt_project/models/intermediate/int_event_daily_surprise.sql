@@ -30,14 +30,13 @@ windows as (
         windows.window_count
     from {{ ref('int_event_window_counts') }} as windows
     inner join rules on windows.event_name = rules.event_name
-    where
-        windows.minutes_in_window >= windows.time_window_minutes
-        {% if is_incremental() %}
-            and (
-                {{ utc_date('windows.minute_at') }} >= {{ utc_date(recount_from) }}
-                or windows.event_name not in (select scored.event_name from {{ this }} as scored)
-            )
-        {% endif %}
+    where windows.minutes_in_window >= windows.time_window_minutes
+    {% if is_incremental() %}
+        and (
+            {{ utc_date('windows.minute_at') }} >= {{ utc_date(recount_from) }}
+            or windows.event_name not in (select scored.event_name from {{ this }} as scored)
+        )
+    {% endif %}
 
 ),
 

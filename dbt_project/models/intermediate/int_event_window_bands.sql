@@ -50,16 +50,16 @@ surprise_levels as (
     -- per event and day: the median of the previous days' largest surprise (the event's own
     -- burstiness), which raises its spike bar (var baseline_surprise_factor)
     select
-        days.event_name,
-        days.window_day,
+        target_days.event_name,
+        target_days.window_day,
         {{ band_quantile('history.max_surprise', 0.5) }} as typical_max_surprise
-    from daily_surprise as days
+    from daily_surprise as target_days
     inner join daily_surprise as history
         on
-            days.event_name = history.event_name
-            and history.window_day < days.window_day
-            and history.window_day >= {{ days_before('days.window_day', var('baseline_surprise_days') | int) }}
-    group by days.event_name, days.window_day
+            target_days.event_name = history.event_name
+            and target_days.window_day > history.window_day
+            and {{ days_before('target_days.window_day', var('baseline_surprise_days') | int) }} <= history.window_day
+    group by target_days.event_name, target_days.window_day
 
 ),
 

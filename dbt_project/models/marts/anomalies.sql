@@ -112,11 +112,10 @@ final as (
             when kind = 'spike' then window_count - upper_bound
         end as excess
     from continued
-    where
-        follows_outside
-        {% if is_incremental() %}
-            and minute_at >= {{ recount_from }}
-        {% endif %}
+    where follows_outside
+    {% if is_incremental() %}
+        and minute_at >= {{ recount_from }}
+    {% endif %}
 
 )
 
