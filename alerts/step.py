@@ -20,7 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 
 from mixpanel_alerts.core.config import Settings
 from mixpanel_alerts.core.warehouse import pipeline_for
@@ -101,7 +103,8 @@ def show(console: Console, message: Message, channel: str) -> None:
             lines.append(element.get("text", ""))
     title = next((block["text"]["text"] for block in message.blocks if block["type"] == "header"), message.text)
     text = "\n".join(lines).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")  # as Slack shows it
-    panel = Panel(text, title=f"{title} → {channel}", title_align="left", expand=False)
+    # Text, not str: a Panel would read a str (an event name like "promo [/sale]") as markup
+    panel = Panel(Text(text), title=Text(f"{title} → {channel}"), title_align="left", expand=False)
     console.print(panel, soft_wrap=False, markup=False)
 
 
@@ -356,4 +359,5 @@ class Delivery:
         else:
             self.summary.pending += 1
         what = "may have arrived (Slack did not confirm it)" if notification.maybe_sent else "not sent"
-        self.console.print(f"[yellow]alert for {notification.event_name} {what}:[/] {exc}", markup=True)
+        event, error = escape(notification.event_name), escape(str(exc))
+        self.console.print(f"[yellow]alert for {event} {what}:[/] {error}", markup=True)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
+from rich.markup import escape
 
 from .core.config import ConfigError, Settings
 from .core.credentials import mixpanel_credentials
@@ -28,14 +29,14 @@ def run_checks(settings: Settings, events_config: EventsConfig, console: Console
     code = 0
     for name, (status, message) in results:
         colour = {"ok": "green", "config": "red", "failed": "red"}[status]
-        console.print(f"[{colour}]{status:>6}[/] {name}: {redact(message)}", markup=True)
+        console.print(f"[{colour}]{status:>6}[/] {escape(name)}: {escape(redact(message))}", markup=True)
         if status == "config":
             code = max(code, 2)
         elif status == "failed" and code == 0:
             code = 1
     if dict(results)["warehouse"][0] == "ok":
         for line in baseline_learning(settings):
-            console.print(f"[yellow]{'note':>6}[/] baseline: {redact(line)}", markup=True)
+            console.print(f"[yellow]{'note':>6}[/] baseline: {escape(redact(line))}", markup=True)
     return code
 
 

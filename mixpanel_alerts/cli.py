@@ -21,6 +21,7 @@ from typing import Annotated, Any, NoReturn
 import duckdb
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import orchestration
 from .backtest import Backtest, Period, run_backtest, summary_lines
@@ -60,7 +61,7 @@ class Redactor:
 
 
 def fail(message: str, code: int, redact: Callable[[str], str] = str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {redact(message)}", markup=True)
+    console.print(f"[bold red]error:[/] {escape(redact(message))}", markup=True)
     raise typer.Exit(code)
 
 
@@ -74,10 +75,11 @@ class ConsoleReporter:
         self.last = 0.0
 
     def info(self, text: str) -> None:
-        self.console.print(self.redact(text))
+        # text from configuration and data (event names like "promo [/sale]") is never markup
+        self.console.print(self.redact(text), markup=False)
 
     def note(self, text: str) -> None:
-        self.console.print(f"[yellow]note:[/] {self.redact(text)}", markup=True)
+        self.console.print(f"[yellow]note:[/] {escape(self.redact(text))}", markup=True)
 
     def progress(self) -> Callable[[str, dict[str, float]], None]:
         return self._progress
@@ -295,7 +297,7 @@ def write_backtest(result: Backtest, json_file: Path | None, html_file: Path | N
         except OSError as exc:
             staged.unlink(missing_ok=True)
             raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-        console.print(f"backtest: wrote {path}")
+        console.print(f"backtest: wrote {path}", markup=False)
 
 
 QUERY_SQL = typer.Argument(help="one SQL statement; tables are in the dataset's schema, e.g. mixpanel_data.incidents")

@@ -167,3 +167,22 @@ def test_minutes_before_an_event_is_known_are_not_zeros(
         [SIGNUP, moments["signup_known"].replace(hour=6)],
     )
     assert quiet == [(360, 0)]
+
+
+def test_a_learning_rule_named_like_terminal_markup_is_printed_as_written(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Run output carries event names: "promo [/sale]" is rich markup that does not parse, and
+    "[b]x[/b]" one that would restyle; both are printed as written, and detect goes on to alert."""
+    names = ["promo [/sale]", "[b]x[/b]"]
+    now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    for name in names:
+        sim.add_events(minute_events(name, now_minute - timedelta(minutes=5), 3))
+    baseline = {"detector": "baseline", "alert_threshold": 1}
+    write_events_config(tmp_path, {"events": [rule(name, **baseline) for name in names]})
+    env = make_env(sim, MIXPANEL_START_DATE=now_minute.date().isoformat())
+    result = run_cli(["run"], env)
+    output = output_of(result)
+    assert result.returncode == 0, output
+    for name in names:
+        assert f"{name}: learning: 0 of 7 days" in output

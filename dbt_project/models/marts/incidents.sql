@@ -106,7 +106,11 @@ over_flags as (
 
     select
         *,
-        {{ minutes_between('last_anomalous_minute', detection_now()) }} >= cooldown_minutes as is_over
+        -- a drop's newest minute lags the current one by the settle time and the minute in
+        -- progress, so a drop still going on is not over after a short cooldown
+        {{ minutes_between('last_anomalous_minute', detection_now()) }}
+        - case when kind = 'drop' then {{ (var('drop_settle_minutes') | int) + 1 }} else 0 end
+        >= cooldown_minutes as is_over
     from grouped
 
 ),
