@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from rich.console import Console
@@ -126,8 +126,10 @@ def detect_step(
     *,
     full_refresh: bool = False,
     dry_run: bool = False,
+    detection_now: datetime | None = None,
 ) -> DetectOutcome:
-    """dbt build of the detection models, then the alert step."""
+    """dbt build of the detection models as of ``detection_now`` (``DETECTION_NOW``, else the
+    current time), then the alert step."""
     reporter.info(f"detect: dbt build of the detection models on {target(settings)}")
     if not events_config.enabled_names:
         reporter.note(f"{events_config.source} enables no event: nothing is monitored")
@@ -139,9 +141,8 @@ def detect_step(
                     f"no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing to detect "
                     "(run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)"
                 )
-            result = build_detection(
-                settings, events_config, full_refresh=full_refresh, detection_now=settings.detection_now
-            )
+            as_of = settings.detection_now or detection_now
+            result = build_detection(settings, events_config, full_refresh=full_refresh, detection_now=as_of)
             summary = open_incidents_summary(settings)
             learning = learning_lines(settings)
         except (DetectionError, DuckDBFileBusyError) as exc:
@@ -189,8 +190,13 @@ def alert_step(
 def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False) -> None:
     """collect, then detect and alert, in one turn on the warehouse (on BigQuery: one lease)."""
     with writer_turn(settings):
+        # detection as of the moment collect asked Mixpanel, not of when it finished: the minutes
+        # in between are not collected yet, and counted as zeros they would read as a drop (a
+        # collect that fetched a new event's history, or waited on Mixpanel's rate limit, can
+        # take minutes)
+        collect_started = datetime.now(UTC)
         collect_step(settings, events_config, reporter)
-        detect_step(settings, events_config, reporter, dry_run=dry_run)
+        detect_step(settings, events_config, reporter, dry_run=dry_run, detection_now=collect_started)
 
 
 def dbt_command(settings: Settings, events_config: EventsConfig, args: list[str]) -> None:
