@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from rich.console import Console
@@ -34,6 +34,8 @@ from .pipelines.mixpanel.client import ExportError
 from .pipelines.mixpanel_pipeline import CollectSummary, ProgressCallback, collect
 
 logger = logging.getLogger("mixpanel_alerts")
+# a collect longer than this is not covered by the drop settle time: detect as of its start
+LONG_COLLECT = timedelta(seconds=60)
 
 
 class StepError(Exception):
@@ -190,13 +192,15 @@ def alert_step(
 def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False) -> None:
     """collect, then detect and alert, in one turn on the warehouse (on BigQuery: one lease)."""
     with writer_turn(settings):
-        # detection as of the moment collect asked Mixpanel, not of when it finished: the minutes
-        # in between are not collected yet, and counted as zeros they would read as a drop (a
-        # collect that fetched a new event's history, or waited on Mixpanel's rate limit, can
-        # take minutes)
+        # after a long collect, detection as of the moment it asked Mixpanel: the minutes since
+        # are not collected yet, and counted as zeros they would read as a drop (a collect that
+        # fetched a new event's history, or waited on Mixpanel's rate limit, can take minutes).
+        # A shorter gap lies within the drop settle time (drop_settle_minutes), and a pinned
+        # moment would cost dbt its partial parsing (its vars would change every run).
         collect_started = datetime.now(UTC)
         collect_step(settings, events_config, reporter)
-        detect_step(settings, events_config, reporter, dry_run=dry_run, detection_now=collect_started)
+        as_of = collect_started if datetime.now(UTC) - collect_started > LONG_COLLECT else None
+        detect_step(settings, events_config, reporter, dry_run=dry_run, detection_now=as_of)
 
 
 def dbt_command(settings: Settings, events_config: EventsConfig, args: list[str]) -> None:
