@@ -151,8 +151,11 @@ def _take_over(
 
 def continued_notification(known: Iterable[Notification], incident: Incident) -> Notification | None:
     """The alert of an incident this one continues: same event, and its first anomalous minute
-    lies within this incident (a minute stays anomalous: late events only add to its count)."""
+    lies within this incident (late events made earlier minutes anomalous), or less than the
+    cooldown before it (its first minutes stopped being anomalous: late events filled a drop, a
+    recount raised a baseline's band). Only incidents gone from the marts are candidates."""
     first, last = utc(incident.first_anomalous_minute), utc(incident.last_anomalous_minute)
+    earliest = first - timedelta(minutes=incident.cooldown_minutes)
     candidates = [
         (utc(notification.first_anomalous_minute), notification.notification_id, notification)
         for notification in known
@@ -160,7 +163,7 @@ def continued_notification(known: Iterable[Notification], incident: Incident) ->
         and notification.status not in ("superseded", "withdrawn")
         and notification.event_name == incident.event_name
         and notification.first_anomalous_minute is not None
-        and first <= utc(notification.first_anomalous_minute) <= last
+        and earliest < utc(notification.first_anomalous_minute) <= last
     ]
     return min(candidates)[2] if candidates else None
 

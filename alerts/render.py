@@ -52,6 +52,7 @@ class Incident:
     time_window_minutes: int
     alert_channel: str
     anomalous_minutes: int = 1
+    cooldown_minutes: int = 5
     kind: str = "spike"  # or "drop"
     # the expected window count and its band (a baseline rule's); a threshold rule has no expected
     # count, and its band is its minimum (lower) and its threshold (upper), either may be missing

@@ -43,6 +43,7 @@ SPARKLINE_MINUTES = 60
 INCIDENT_COLUMNS = (
     "incident_id", "event_name", "started_at", "first_anomalous_minute", "last_anomalous_minute", "ended_at", "status",
     "peak_count", "total_events", "alert_threshold", "time_window_minutes", "alert_channel", "anomalous_minutes",
+    "cooldown_minutes",
 )  # fmt: skip
 # what the alert says was expected; read when the models have them (older builds do not)
 EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound")

@@ -220,6 +220,9 @@ def test_a_baseline_rule_replays_spikes_and_drops_with_what_was_expected(
     spike, drop = incidents
     assert spike["peak_count"] >= 200 and spike["expected_count"] == pytest.approx(75, abs=5)
     assert drop["peak_count"] == 0 and drop["expected_count"] == pytest.approx(75, abs=5)
+    outage_start = last + timedelta(hours=14)
+    found_after = datetime.fromisoformat(drop["first_anomalous_minute"].replace("Z", "+00:00")) - outage_start
+    assert found_after <= timedelta(minutes=15), f"the outage was found {found_after} after it began"
     assert "(baseline, both): 2 incident(s)" in result.stdout
     assert "learning until" in result.stdout, "the first days of the period had no baseline yet"
     assert not table_has_rows(db_path, "mixpanel_data.incidents"), "the live tables were not built"
