@@ -10,10 +10,37 @@
     marketing push every afternoon) has days whose largest z is 10 or 20 without anything being
     wrong; int_event_window_bands raises the spike bar of such an event to a multiple of its
     typical daily largest z, so it alerts on what is unusual for it. Incremental: the days the
-    recount touches, and all days of an event not scored here yet. -#}
+    recount touches, and all days of an event not scored here yet or whose baseline now begins
+    earlier. -#}
 {%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) %}
 
 with
+
+{% if is_incremental() %}
+    history_grown as (
+
+        -- events whose baseline now begins earlier than their scored days (their history arrived
+        -- over several runs): all their days again, as a full build would score them
+        select baselines.event_name
+        from (
+            select
+                event_name,
+                min(window_day) as first_day
+            from {{ ref('int_event_baselines') }}
+            where history_days >= {{ baseline_min_history_days() }}
+            group by event_name
+        ) as baselines
+        inner join (
+            select
+                event_name,
+                min(window_day) as first_day
+            from {{ this }}
+            group by event_name
+        ) as scored on baselines.event_name = scored.event_name
+        where baselines.first_day < scored.first_day
+
+    ),
+{% endif %}
 
 rules as (
 
@@ -35,6 +62,7 @@ windows as (
         and (
             {{ utc_date('windows.minute_at') }} >= {{ utc_date(recount_from) }}
             or windows.event_name not in (select scored.event_name from {{ this }} as scored)
+            or windows.event_name in (select rescored.event_name from history_grown as rescored)
         )
     {% endif %}
 
