@@ -21,7 +21,8 @@ rules as (
 
         select
             event_name,
-            min(minute_at) as first_windowed
+            min(minute_at) as first_windowed,
+            max(minute_at) as last_windowed
         from {{ this }}
         group by event_name
 
@@ -40,13 +41,17 @@ rules as (
     recount as (
 
         -- per event, the first window this run computes: the recount range, or all the event's
-        -- counts when it is new here or its counts now begin earlier (history collected later)
+        -- counts when it is new here or its counts now begin earlier (history collected later),
+        -- and anything after its last window (an event enabled again after a long pause)
         select
             counted.event_name,
             case
                 when windowed_before.event_name is null then counted.first_counted
                 when counted.first_counted < windowed_before.first_windowed then counted.first_counted
-                else greatest(counted.first_counted, {{ recount_from }})
+                else least(
+                    greatest(counted.first_counted, {{ recount_from }}),
+                    {{ add_minutes('windowed_before.last_windowed', 1) }}
+                )
             end as window_from
         from counted
         left join windowed_before on counted.event_name = windowed_before.event_name
@@ -68,19 +73,51 @@ counts as (
 
 ),
 
-running as (
+running_totals as (
 
-    -- running totals over the contiguous (zero-filled) minutes: a window's count is the
-    -- difference of two running totals W minutes apart, found by an equality join
+    -- running totals over the known (zero-filled) minutes: a window's count is the difference of
+    -- two running totals W minutes apart, found by an equality join
     select
         event_name,
         minute_at,
+        event_count,
         -- a 64-bit count (DuckDB's sum would widen it to 128 bits, a float in pandas)
         cast(sum(event_count) over (
             partition by event_name order by minute_at rows between unbounded preceding and current row
         ) as {{ dbt.type_bigint() }}) as running_count,
-        row_number() over (partition by event_name order by minute_at) as running_minutes
+        row_number() over (partition by event_name order by minute_at) as running_minutes,
+        min(minute_at) over (partition by event_name) as first_minute
     from counts
+
+),
+
+segments as (
+
+    -- known minutes come in contiguous segments (a gap is a time no data is known for: an event
+    -- enabled again whose history is still coming); within one, minute - row number is constant
+    select
+        *,
+        {{ minutes_between('first_minute', 'minute_at') }} - running_minutes as segment
+    from running_totals
+
+),
+
+running as (
+
+    -- the totals just before the segment's first minute: a window whose minute W before is
+    -- unknown counts the known minutes of its segment only
+    select
+        event_name,
+        minute_at,
+        running_count,
+        running_minutes,
+        first_value(running_count - event_count) over (
+            partition by event_name, segment order by minute_at rows between unbounded preceding and current row
+        ) as segment_base_count,
+        first_value(running_minutes - 1) over (
+            partition by event_name, segment order by minute_at rows between unbounded preceding and current row
+        ) as segment_base_minutes
+    from segments
 
 ),
 
@@ -94,8 +131,10 @@ windowed as (
         rules.alert_threshold,
         rules.alert_channel,
         rules.cooldown_minutes,
-        window_end.running_count - coalesce(before_window.running_count, 0) as window_count,
-        window_end.running_minutes - coalesce(before_window.running_minutes, 0) as minutes_in_window
+        window_end.running_count
+        - coalesce(before_window.running_count, window_end.segment_base_count) as window_count,
+        window_end.running_minutes
+        - coalesce(before_window.running_minutes, window_end.segment_base_minutes) as minutes_in_window
     from running as window_end
     inner join rules on window_end.event_name = rules.event_name
     left join running as before_window
