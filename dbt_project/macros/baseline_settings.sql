@@ -25,3 +25,11 @@
 {% macro baseline_min_history_days() %}
     {{ return(var('baseline_min_history_days') | int) }}
 {% endmacro %}
+
+{#- One sigma of a window count around the median q50: the larger of the quantile spread (the 95%
+    or 5% quantile's distance from the median, scaled by 1.645 to one sigma of a normal) and
+    Poisson noise (sqrt(q50), at least 1). The band (int_event_window_bands) and the daily
+    surprise (int_event_daily_surprise) share it, so a surprise is measured in the band's units. -#}
+{% macro baseline_sigma(q50, quantile) %}
+    sqrt(greatest(power(({{ quantile }} - {{ q50 }}) / 1.645, 2), {{ q50 }}, 1))
+{% endmacro %}

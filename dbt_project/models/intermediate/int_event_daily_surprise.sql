@@ -81,7 +81,7 @@ scored as (
         windows.event_name,
         baselines.window_day,
         (windows.window_count - baselines.q50)
-        / sqrt(greatest(power((baselines.q95 - baselines.q50) / 1.645, 2), baselines.q50, 1)) as surprise
+        / {{ baseline_sigma('baselines.q50', 'baselines.q95') }} as surprise
     from windows
     inner join baselines
         on

@@ -121,7 +121,7 @@ learned as (
             when detector = 'baseline' and not is_learning and direction in ('up', 'both')
                 then cast(floor(
                     q50 + k_up
-                    * sqrt(greatest(power((q95 - q50) / 1.645, 2), q50, 1))
+                    * {{ baseline_sigma('q50', 'q95') }}
                 ) as {{ dbt.type_bigint() }})
         end as learned_upper,
         case
@@ -129,7 +129,7 @@ learned as (
                 then cast(greatest(
                     ceil(
                         q50 - {{ baseline_k('down', 'sensitivity') }}
-                        * sqrt(greatest(power((q50 - q05) / 1.645, 2), q50, 1))
+                        * {{ baseline_sigma('q50', 'q05') }}
                     ),
                     floor(q05 * {{ var('baseline_drop_fraction_of_q05') }}),
                     0
