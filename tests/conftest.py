@@ -95,28 +95,38 @@ def stopping_servers() -> Iterator[list[threading.Thread]]:
         thread.join(timeout=10)
 
 
+SIMULATOR_OPTIONS: dict[str, Any] = {
+    "project_id": PROJECT_ID,
+    "service_account": (SA_USERNAME, SA_SECRET),
+    "api_secret": API_SECRET,
+    "retry_after_seconds": 0,
+}
+
+
+def start_simulator(cls: type[ExportSimulator] = ExportSimulator, **options: Any) -> ExportSimulator:
+    """A simulator started with the tests' project and credentials (any subclass, any options)."""
+    return cls(**{**SIMULATOR_OPTIONS, **options}).start()
+
+
+def stop_in_background(simulator: ExportSimulator, stopping: list[threading.Thread]) -> None:
+    thread = threading.Thread(target=simulator.stop, daemon=True)
+    thread.start()
+    stopping.append(thread)
+
+
 @pytest.fixture
 def start_sim(stopping_servers: list[threading.Thread]) -> Iterator[Callable[..., ExportSimulator]]:
     """Start simulators (any subclass, any options); all are stopped after the test."""
     started: list[ExportSimulator] = []
 
     def start(cls: type[ExportSimulator] = ExportSimulator, **options: Any) -> ExportSimulator:
-        options = {
-            "project_id": PROJECT_ID,
-            "service_account": (SA_USERNAME, SA_SECRET),
-            "api_secret": API_SECRET,
-            "retry_after_seconds": 0,
-            **options,
-        }
-        simulator = cls(**options).start()
+        simulator = start_simulator(cls, **options)
         started.append(simulator)
         return simulator
 
     yield start
     for simulator in started:
-        thread = threading.Thread(target=simulator.stop, daemon=True)
-        thread.start()
-        stopping_servers.append(thread)
+        stop_in_background(simulator, stopping_servers)
 
 
 @pytest.fixture
@@ -132,20 +142,20 @@ def sim(start_sim: Callable[..., ExportSimulator]) -> ExportSimulator:
     return start_sim()
 
 
-@pytest.fixture
-def make_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
-    """A clean environment for the CLI against ``sim``; ``NAME=None`` removes a variable.
+def env_maker(directory: Path) -> Callable[..., dict[str, str]]:
+    """A clean environment for the CLI run in ``directory`` against a simulator; ``NAME=None``
+    removes a variable.
 
-    Nothing of the developer's environment leaks in: no MIXPANEL_*, HOME is ``tmp_path`` (no
-    ``~/.dlt``), paths are relative to the working directory ``tmp_path``.
+    Nothing of the developer's environment leaks in: no MIXPANEL_*, HOME is ``directory`` (no
+    ``~/.dlt``), paths are relative to the working directory ``directory``.
     """
 
     def make(sim: ExportSimulator | None = None, **overrides: str | None) -> dict[str, str]:
-        if not (tmp_path / "events_config.json").exists():
-            write_events_config(tmp_path, DEFAULT_EVENTS_CONFIG)
+        if not (directory / "events_config.json").exists():
+            write_events_config(directory, DEFAULT_EVENTS_CONFIG)
         env = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}",
-            "HOME": str(tmp_path),
+            "HOME": str(directory),
             "LANG": "C.UTF-8",
             "MIXPANEL_PROJECT_ID": PROJECT_ID,
             "MIXPANEL_SERVICE_ACCOUNT_USERNAME": SA_USERNAME,
@@ -165,6 +175,12 @@ def make_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
         return env
 
     return make
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """A clean environment for the CLI in ``tmp_path`` (``env_maker``)."""
+    return env_maker(tmp_path)
 
 
 @contextlib.contextmanager
@@ -209,9 +225,8 @@ def run_in_process(args: Sequence[str], env: dict[str, str], cwd: Path) -> subpr
     return subprocess.CompletedProcess([CLI, *args], code, stdout.getvalue(), stderr.getvalue())
 
 
-@pytest.fixture
-def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``mixpanel-alerts ARGS`` in ``tmp_path`` (in this process; ``subprocess=True`` for a
+def cli_runner(directory: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``mixpanel-alerts ARGS`` in ``directory`` (in this process; ``subprocess=True`` for a
     process of its own); fails the test if a secret shows in its output."""
 
     def run(
@@ -219,10 +234,10 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     ) -> subprocess_module.CompletedProcess[str]:
         if subprocess:
             result = subprocess_module.run(
-                [CLI, *args], env=env, cwd=cwd or tmp_path, capture_output=True, text=True, timeout=180, check=False
+                [CLI, *args], env=env, cwd=cwd or directory, capture_output=True, text=True, timeout=180, check=False
             )
         else:
-            result = run_in_process(args, env, cwd or tmp_path)
+            result = run_in_process(args, env, cwd or directory)
         output = result.stdout + result.stderr
         for name in SECRET_VARIABLES:
             secret = env.get(name)
@@ -230,6 +245,12 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         return result
 
     return run
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``mixpanel-alerts ARGS`` in ``tmp_path`` (``cli_runner``)."""
+    return cli_runner(tmp_path)
 
 
 def run_overlapping(args: Sequence[str], env: dict[str, str], cwd: Path, count: int = 2) -> list[tuple[int, str]]:
@@ -269,8 +290,9 @@ def output_of(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
-# the fixtures of end-to-end tests: a simulated export host, the CLI, the BigQuery emulator
-END_TO_END_FIXTURES = {"sim", "start_sim", "run_cli", "bigquery", "bigquery_env", "pipeline"}
+# the fixtures of end-to-end tests: a simulated export host, the CLI, the BigQuery emulator, and
+# the module-scoped warehouses collected and detected once for a module's tests
+END_TO_END_FIXTURES = {"sim", "start_sim", "run_cli", "bigquery", "bigquery_env", "pipeline", "detected", "loaded"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -278,3 +300,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+_TEST_CPU: dict[str, float] = {}
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    if os.environ.get("TEST_TIMELINE"):
+        _TEST_CPU[nodeid] = _cpu_seconds()
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    """With TEST_TIMELINE=FILE, one line per test: worker, end time, CPU seconds of the worker and
+    its children (a map of where the suite's time goes)."""
+    timeline = os.environ.get("TEST_TIMELINE")
+    if timeline:
+        import time
+
+        cpu = _cpu_seconds() - _TEST_CPU.pop(nodeid, _cpu_seconds())
+        with open(timeline, "a", encoding="utf-8") as handle:
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            handle.write(f"{worker}\t{time.time():.1f}\t{cpu:.1f}\t{nodeid}\n")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    timeline = os.environ.get("TEST_TIMELINE")
+    if timeline:
+        import time
+
+        with open(timeline, "a", encoding="utf-8") as handle:
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            handle.write(f"{worker}\t{time.time():.1f}\t{_cpu_seconds():.1f}\tSESSION\n")

@@ -3,9 +3,11 @@ real DuckDB file loaded by `collect`; nothing sent, nothing recorded, the live t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,17 @@ import pytest
 from mixpanel_alerts.backtest import Period, series_step
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
 from tests import test_bigquery
-from tests.conftest import output_of, query, rule, write_events_config
+from tests.conftest import (
+    DB_FILE,
+    cli_runner,
+    env_maker,
+    output_of,
+    query,
+    rule,
+    start_simulator,
+    stop_in_background,
+    write_events_config,
+)  # fmt: skip
 from tests.slack_fake import SlackFake
 from tests.test_bigquery import EMULATOR, ERRORS, raw_events
 
@@ -32,30 +44,39 @@ def burst(name: str, minute: datetime, count: int) -> list[SimEvent]:
     return [make_event(name, minute + timedelta(seconds=1 + index * 50 / count)) for index in range(count)]
 
 
-@pytest.fixture
 def three_days_ago() -> datetime:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=3)  # the period it begins ends a day before any "now - 20 minutes"
 
 
-@pytest.fixture
-def loaded(
-    sim: ExportSimulator,
-    make_env: Callable[..., dict[str, str]],
-    run_cli: Callable[..., Any],
-    tmp_path: Path,
-    slack_fake: SlackFake,
-    three_days_ago: datetime,
-) -> dict[str, str]:
-    """Two days of history collected and detected once (its alert sent, so the ledger has a row)."""
+@dataclasses.dataclass
+class Loaded:
+    """The module's warehouse: where it lives, the CLI's environment, its Slack, its first day."""
+
+    directory: Path
+    env: dict[str, str]
+    slack: SlackFake
+    day: datetime
+
+    @property
+    def db_path(self) -> Path:
+        return self.directory / DB_FILE
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory, stopping_servers: list[threading.Thread]) -> Iterator[Loaded]:
+    """Two days of history collected and detected once (its alert sent, so the ledger has a row):
+    once for the module, whose backtests must leave it as it is."""
+    directory = tmp_path_factory.mktemp("backtest")
+    sim, slack = start_simulator(), SlackFake()
     config = {
         "events": [
             rule(ERRORS, alert_threshold=5, cooldown_minutes=5, description="NPEs <!here> ```"),
             rule(CHECKOUT, alert_threshold=10, time_window_minutes=3),
         ]
     }
-    write_events_config(tmp_path, config)
-    day = three_days_ago
+    write_events_config(directory, config)
+    day = three_days_ago()
     sim.add_events(
         [
             *burst(ERRORS, day + timedelta(hours=10), 9),  # one incident on day 1
@@ -68,12 +89,17 @@ def loaded(
             ),  # today: outside the period
         ]
     )
-    env = make_env(sim, MIXPANEL_START_DATE=day.date().isoformat(), SLACK_WEBHOOK_URL=slack_fake.webhook_url)
-    for command in ("collect", "detect"):
-        result = run_cli([command], env)
-        assert result.returncode == 0, output_of(result)
-    assert slack_fake.messages, "the live run sent its alert\n" + output_of(result)
-    return env
+    env = env_maker(directory)(sim, MIXPANEL_START_DATE=day.date().isoformat(), SLACK_WEBHOOK_URL=slack.webhook_url)
+    run_cli = cli_runner(directory)
+    try:
+        for command in ("collect", "detect"):
+            result = run_cli([command], env)
+            assert result.returncode == 0, output_of(result)
+        assert slack.messages, "the live run sent its alert\n" + output_of(result)
+        yield Loaded(directory, env, slack, day)
+    finally:
+        slack.stop()
+        stop_in_background(sim, stopping_servers)
 
 
 def snapshot(db_path: Path) -> dict[str, list[str]]:
@@ -87,15 +113,16 @@ def snapshot(db_path: Path) -> dict[str, list[str]]:
     return {table: sorted(repr(row) for row in query(db_path, f"select * from {table}")) for table in tables}
 
 
-def test_backtest_replays_the_period_and_touches_nothing(
-    loaded: dict[str, str], run_cli: Callable[..., Any], db_path: Path, tmp_path: Path, slack_fake: SlackFake,
-    three_days_ago: datetime,
-) -> None:  # fmt: skip
+def test_backtest_replays_the_period_and_touches_nothing(loaded: Loaded, tmp_path: Path) -> None:
+    db_path, slack_fake = loaded.db_path, loaded.slack
     before, requests_before = snapshot(db_path), len(slack_fake.requests)
     assert any("notification" in table for table in before), "the ledger is compared too"
-    day = three_days_ago
+    day = loaded.day
     period = ["--start-date", day.date().isoformat(), "--end-date", (day + timedelta(days=1)).date().isoformat()]
-    result = run_cli(["backtest", *period, "--json", "out.json", "--html", "report.html"], loaded)
+    run_cli = cli_runner(loaded.directory)
+    result = run_cli(
+        ["backtest", *period, "--json", str(tmp_path / "out.json"), "--html", str(tmp_path / "report.html")], loaded.env
+    )
     assert result.returncode == 0, output_of(result)
 
     document = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
@@ -126,18 +153,17 @@ def test_backtest_replays_the_period_and_touches_nothing(
     assert "<svg" in page
 
 
-def test_a_backtest_twice_gives_the_same_incidents(
-    loaded: dict[str, str], run_cli: Callable[..., Any], tmp_path: Path, three_days_ago: datetime
-) -> None:
+def test_a_backtest_twice_gives_the_same_incidents(loaded: Loaded, tmp_path: Path) -> None:
+    run_cli = cli_runner(loaded.directory)
     period = [
         "--start-date",
-        three_days_ago.date().isoformat(),
+        loaded.day.date().isoformat(),
         "--end-date",
         datetime.now(UTC).date().isoformat(),
     ]
     outputs = []
     for name in ("first.json", "second.json"):
-        result = run_cli(["backtest", *period, "--json", name], loaded)
+        result = run_cli(["backtest", *period, "--json", str(tmp_path / name)], loaded.env)
         assert result.returncode == 0, output_of(result)
         outputs.append((tmp_path / name).read_text())
     assert outputs[0] == outputs[1]

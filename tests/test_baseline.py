@@ -5,7 +5,8 @@ raises nothing; minutes before an event's data begins are unknown, not zeros."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,17 @@ from typing import Any
 import pytest
 
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
-from tests.conftest import output_of, query, rule, write_events_config
+from tests.conftest import (
+    DB_FILE,
+    cli_runner,
+    env_maker,
+    output_of,
+    query,
+    rule,
+    start_simulator,
+    stop_in_background,
+    write_events_config,
+)  # fmt: skip
 
 CHECKOUT = "checkout_completed"
 SIGNUP = "signup_started"
@@ -63,19 +74,21 @@ def series(now_minute: datetime) -> tuple[list[SimEvent], dict[str, datetime]]:
     return events, moments
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def detected(
-    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
-    db_path: Path,
-) -> tuple[dict[str, datetime], str, dict[str, str]]:  # fmt: skip
+    tmp_path_factory: pytest.TempPathFactory, stopping_servers: list[threading.Thread]
+) -> Iterator[tuple[dict[str, datetime], str, dict[str, str], Path]]:
     """Collect the series from its first day, give signup the coverage of an event added two days
-    ago (its data known from then), and detect as of the last minute of data."""
+    ago (its data known from then), and detect as of the last minute of data: once for the module,
+    whose tests only read the warehouse (or run what must change nothing)."""
+    directory = tmp_path_factory.mktemp("baseline")
+    sim = start_simulator()
     now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
     events, moments = series(now_minute)
     sim.add_events(events)
     baseline = {"detector": "baseline", "direction": "both", "alert_threshold": None}
     write_events_config(
-        tmp_path,
+        directory,
         {
             "events": [
                 rule(CHECKOUT, time_window_minutes=WINDOW_MINUTES, **baseline),
@@ -83,24 +96,26 @@ def detected(
             ]
         },
     )
-    env = make_env(
+    env = env_maker(directory)(
         sim,
         MIXPANEL_START_DATE=moments["start"].date().isoformat(),
         DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         ALERT_LOOKBACK_MINUTES="60",
     )
+    run_cli = cli_runner(directory)
     collected = run_cli(["collect"], env)
     assert collected.returncode == 0, output_of(collected)
     import duckdb
 
-    with duckdb.connect(str(db_path)) as con:
+    with duckdb.connect(str(directory / DB_FILE)) as con:
         con.execute(
             "update mixpanel_data.event_coverage set collected_from = ? where event_name = ?",
             [moments["signup_known"], SIGNUP],
         )
     result = run_cli(["detect"], env)
     assert result.returncode == 0, output_of(result)
-    return moments, output_of(result), env
+    yield moments, output_of(result), env, directory
+    stop_in_background(sim, stopping_servers)
 
 
 INCIDENTS = """select kind, first_anomalous_minute, last_anomalous_minute, peak_count, expected_count,
@@ -109,9 +124,10 @@ INCIDENTS = """select kind, first_anomalous_minute, last_anomalous_minute, peak_
 
 
 def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
-    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path, run_cli: Callable[..., Any]
+    detected: tuple[dict[str, datetime], str, dict[str, str], Path],
 ) -> None:
-    moments, _, env = detected
+    moments, _, env, directory = detected
+    db_path, run_cli = directory / DB_FILE, cli_runner(directory)
     spike, outage = moments["spike"], moments["outage"]
     rows = query(db_path, INCIDENTS, [CHECKOUT])
     # at 03:00 every 10-minute window held 20: band [5, 55] (20 + 8 * sqrt(20) = 55.8 above; below,
@@ -133,9 +149,10 @@ def test_a_spike_at_night_and_an_outage_at_noon_are_found_with_their_band(
 
 
 def test_an_event_known_for_two_days_is_learning_and_raises_nothing(
-    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path, run_cli: Callable[..., Any]
+    detected: tuple[dict[str, datetime], str, dict[str, str], Path],
 ) -> None:
-    _, output, env = detected
+    _, output, env, directory = detected
+    db_path, run_cli = directory / DB_FILE, cli_runner(directory)
     assert query(db_path, "select count(*) from mixpanel_data.incidents where event_name = ?", [SIGNUP]) == [(0,)]
     assert query(db_path, "select * from mixpanel_data.baseline_learning order by event_name") == [
         (CHECKOUT, 7, 7, False),  # days 1 to 7 before (8 days ago is not a reference day)
@@ -148,9 +165,10 @@ def test_an_event_known_for_two_days_is_learning_and_raises_nothing(
 
 
 def test_minutes_before_an_event_is_known_are_not_zeros(
-    detected: tuple[dict[str, datetime], str, dict[str, str]], db_path: Path
+    detected: tuple[dict[str, datetime], str, dict[str, str], Path],
 ) -> None:
-    moments, _, _ = detected
+    moments, _, _, directory = detected
+    db_path = directory / DB_FILE
     first = dict(
         query(
             db_path,

@@ -285,12 +285,12 @@ def test_pipeline_end_to_end_on_bigquery_with_a_late_event(
         first = run_cli(["run"], env)
         assert first.returncode == 0, output_of(first)
         assert len(slack.messages) == 1 and ERRORS in slack.messages[0]["text"]
+        if credentials == "dlt-variable":
+            return  # the credentials served dlt, dbt and the alert step; what follows is the same flow
 
         again = run_cli(["run"], env)
         assert again.returncode == 0, output_of(again)
         assert len(slack.messages) == 1, "a rerun sends nothing"
-        if credentials == "dlt-variable":
-            return  # the credentials serve dlt, dbt and the alert step; the late events are the same flow
 
         # a late event: its minute (5 events, quiet) now holds 6 and becomes anomalous
         late_minute = minute + timedelta(minutes=2)
