@@ -59,6 +59,9 @@ class Incident:
     expected_count: float | None = None
     lower_bound: float | None = None
     upper_bound: float | None = None
+    # a baseline spike of repeated bursts: how many bursts past upper_bound started within the
+    # model's hours (var baseline_burst_hours); none for a single breach of the band
+    repeated_bursts: int | None = None
 
     @property
     def window(self) -> str:
@@ -172,6 +175,12 @@ def band(incident: Incident, *, with_expected: bool = True) -> str:
     return f"{expected} ({side})" if expected and with_expected else side
 
 
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st..."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def _events(count: int) -> str:
     return f"{count:,} event{'' if count == 1 else 's'}"
 
@@ -181,7 +190,10 @@ def expectation(incident: Incident) -> str:
     the threshold of 5", "fewer than the minimum of 10". Numbers only: nothing to escape."""
     if incident.expected_count is not None:
         when = incident.first_anomalous_minute
-        return f"expected {band(incident)} at this time on a {when:%A}"
+        repeated = ""
+        if incident.repeated_bursts and incident.upper_bound is not None:
+            repeated = f", its {ordinal(incident.repeated_bursts)} burst past {rounded(incident.upper_bound)} in a few hours"
+        return f"expected {band(incident)} at this time on a {when:%A}{repeated}"
     if incident.kind == "drop":
         if incident.lower_bound is None:
             return "fewer than expected"

@@ -46,7 +46,7 @@ INCIDENT_COLUMNS = (
     "cooldown_minutes",
 )  # fmt: skip
 # what the alert says was expected; read when the models have them (older builds do not)
-EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound")
+EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts")
 
 
 @dataclasses.dataclass
@@ -139,6 +139,8 @@ class Warehouse:
             values["kind"] = values.get("kind") or "spike"
             for name in ("expected_count", "lower_bound", "upper_bound"):
                 values[name] = None if values.get(name) is None else float(values[name])
+            if values.get("repeated_bursts") is not None:
+                values["repeated_bursts"] = int(values["repeated_bursts"])
             incidents.append(Incident(**values))
         return incidents
 

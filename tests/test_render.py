@@ -28,6 +28,7 @@ from mixpanel_alerts.alerts.render import (
     Message,
     escape,
     firing_message,
+    ordinal,
     resolved_message,
     rounded,
 )  # fmt: skip
@@ -395,9 +396,12 @@ def test_block_kit_limits_with_huge_content(name_size: int, settings: Settings) 
         ({"kind": "spike", "expected_count": 12345.6, "lower_bound": 9876.5, "upper_bound": 15432.1}, 40000, 5,
          "40,000 events in 5 min, expected 9,880\u201315,400 at this time on a Monday",
          "back within its expected range (9,880\u201315,400)"),
+        ({**NO_CEILING, "upper_bound": 42.0, "repeated_bursts": 4}, 50, 5,
+         "50 events in 5 min, expected 3 (at most 42) at this time on a Monday, its 4th burst past 42 in a few hours",
+         "back within its expected range (at most 42)"),
     ],
     ids=["baseline-spike", "baseline-drop", "minimum-drop", "threshold", "threshold-from-the-band",
-         "no-ceiling", "no-threshold-at-all", "exact-threshold", "large-counts"],
+         "no-ceiling", "no-threshold-at-all", "exact-threshold", "large-counts", "repeated-bursts"],
 )  # fmt: skip
 def test_alerts_say_what_was_expected(
     expectation: dict[str, Any], peak: int, window: int, sentence: str, back: str
@@ -436,3 +440,11 @@ def test_alerts_say_what_was_expected(
 )  # fmt: skip
 def test_counts_are_rounded_as_people_say_them(value: float, text: str) -> None:
     assert rounded(value) == text
+
+
+@pytest.mark.parametrize(
+    ("number", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"), (13, "13th"),
+                         (21, "21st"), (22, "22nd"), (101, "101st"), (111, "111th")],
+)  # fmt: skip
+def test_ordinals_read_as_english(number: int, text: str) -> None:
+    assert ordinal(number) == text

@@ -16,7 +16,9 @@
     spread puts q50 - k_down * sigma_down below 0, yet its falling silent is an outage. Bounds are whole
     counts (a count is above x exactly when it is above floor(x)); a learned lower bound below 0
     is 0: no drop is possible then. A drop needs a complete window (every minute known) that
-    ended var drop_settle_minutes before the current minute (whose events are still arriving). -#}
+    ended var drop_settle_minutes before the current minute (whose events are still arriving).
+    burst_bound (baseline rules watching up): q50 + baseline_k_burst * sigma_up, the lower bar of
+    repeated bursts (models/marts/anomalies.sql). -#}
 
 with
 
@@ -134,7 +136,14 @@ learned as (
                     floor(q05 * {{ var('baseline_drop_fraction_of_q05') }}),
                     0
                 ) as {{ dbt.type_bigint() }})
-        end as learned_lower
+        end as learned_lower,
+        case
+            when detector = 'baseline' and not is_learning and direction in ('up', 'both')
+                then cast(floor(
+                    q50 + {{ baseline_k('burst', 'sensitivity') }}
+                    * {{ baseline_sigma('q50', 'q95') }}
+                ) as {{ dbt.type_bigint() }})
+        end as burst_bound
     from joined
 
 ),
@@ -172,6 +181,7 @@ final as (
         expected_count,
         lower_bound,
         upper_bound,
+        burst_bound,
         case
             when window_count > upper_bound then 'spike'
             when is_complete and window_count < lower_bound then 'drop'

@@ -11,7 +11,12 @@
     windows that continue such a window on the same side of the expected count, minute after
     minute: a burst is one episode until the count is back at what is expected, not a string of
     incidents each time it dips into the band (outside_band false, excess null). The runs are
-    read from a day before the recount, so one that began before it continues. -#}
+    read from a day before the recount, so one that began before it continues.
+    Repeated bursts (baseline rules watching up): a window past its burst bound (int_event_window_bands)
+    right after a minute that was not starts a burst; a window past it while at least
+    var baseline_burst_count bursts started within var baseline_burst_hours hours is a spike too,
+    its upper bound the burst bound and repeated_bursts that count. -#}
+{%- set burst_minutes = (var('baseline_burst_hours') | int) * 60 -%}
 {%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
 
 with
@@ -25,17 +30,79 @@ windows as (
 
 ),
 
+bursts as (
+
+    select
+        *,
+        coalesce(window_count > burst_bound, false) as is_burst,
+        lag(coalesce(window_count > burst_bound, false)) over (
+            partition by event_name order by minute_at
+        ) as previous_is_burst,
+        lag(minute_at) over (partition by event_name order by minute_at) as previous_minute
+    from windows
+
+),
+
+burst_starts as (
+
+    select
+        *,
+        case
+            when not is_burst then 0
+            when previous_is_burst is null or not previous_is_burst then 1
+            when {{ minutes_between('previous_minute', 'minute_at') }} != 1 then 1
+            else 0
+        end as starts_burst
+    from bursts
+
+),
+
+burst_counts as (
+
+    select
+        *,
+        sum(starts_burst) over (
+            partition by event_name
+            order by {{ minutes_between("cast('1970-01-01' as " ~ type_utc_timestamp() ~ ")", 'minute_at') }}
+            range between {{ burst_minutes - 1 }} preceding and current row
+        ) as recent_bursts
+    from burst_starts
+
+),
+
+breached as (
+
+    -- kind: the band's breach (int_event_window_bands), or a repeated burst's
+    select
+        *,
+        coalesce(
+            kind,
+            case when is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }} then 'spike' end
+        ) as breach,
+        case
+            when kind is null and is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }}
+                then recent_bursts
+        end as repeated_bursts,
+        -- a repeated burst's upper bound is the bar it crossed
+        case
+            when kind is null and is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }}
+                then burst_bound
+            else upper_bound
+        end as breached_upper_bound
+    from burst_counts
+
+),
+
 sided as (
 
     select
         *,
         case
-            when kind is not null then kind
+            when breach is not null then breach
             when detector = 'baseline' and window_count > expected_count then 'spike'
             when detector = 'baseline' and is_complete and window_count < expected_count then 'drop'
-        end as side,
-        lag(minute_at) over (partition by event_name order by minute_at) as previous_minute
-    from windows
+        end as side
+    from breached
 
 ),
 
@@ -78,7 +145,7 @@ continued as (
 
     select
         *,
-        max(case when kind is not null then 1 else 0 end) over (
+        max(case when breach is not null then 1 else 0 end) over (
             partition by event_name, run_number
             order by minute_at rows between unbounded preceding and current row
         ) = 1 as follows_outside
@@ -101,15 +168,16 @@ final as (
         side as kind,
         expected_count,
         lower_bound,
-        upper_bound,
+        breached_upper_bound as upper_bound,
         detector,
         description,
         min_events,
-        kind is not null as outside_band,
+        repeated_bursts,
+        breach is not null as outside_band,
         -- how far past the band: above the upper bound for a spike, below the lower for a drop
         case
-            when kind = 'drop' then lower_bound - window_count
-            when kind = 'spike' then window_count - upper_bound
+            when breach = 'drop' then lower_bound - window_count
+            when breach = 'spike' then window_count - breached_upper_bound
         end as excess
     from continued
     where follows_outside

@@ -74,6 +74,7 @@ grouped as (
         max(case when peak_rank = 1 then expected_count end) as expected_count,
         max(case when peak_rank = 1 then lower_bound end) as lower_bound,
         max(case when peak_rank = 1 then upper_bound end) as upper_bound,
+        max(repeated_bursts) as repeated_bursts,
         max(detector) as detector,
         max(description) as description,
         max(alert_threshold) as alert_threshold,
@@ -139,6 +140,7 @@ final as (
         grouped.expected_count,
         grouped.lower_bound,
         grouped.upper_bound,
+        grouped.repeated_bursts,
         grouped.detector,
         grouped.description
     from over_flags as grouped
