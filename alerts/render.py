@@ -192,7 +192,8 @@ def expectation(incident: Incident) -> str:
         when = incident.first_anomalous_minute
         repeated = ""
         if incident.repeated_bursts and incident.upper_bound is not None:
-            repeated = f", its {ordinal(incident.repeated_bursts)} burst past {rounded(incident.upper_bound)} in a few hours"
+            bursts, bound = ordinal(incident.repeated_bursts), rounded(incident.upper_bound)
+            repeated = f", its {bursts} burst past {bound} in a few hours"
         return f"expected {band(incident)} at this time on a {when:%A}{repeated}"
     if incident.kind == "drop":
         if incident.lower_bound is None:
