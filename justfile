@@ -4,9 +4,13 @@ set dotenv-load := false
 default:
     @just --list
 
-# the whole pipeline against the built-in simulator, no credentials needed
-demo:
-    mixpanel-alerts demo
+# the whole pipeline against the built-in simulator, no credentials needed (--config FILE: your rules)
+demo *args:
+    mixpanel-alerts demo {{args}}
+
+# a Mixpanel export simulator to try your rules without Mixpanel; prints the variables to use (--help)
+simulator *args:
+    python -m mixpanel_alerts.simulator {{args}}
 
 # collect, then detect and alert: once, for cron or CI
 run:

@@ -14,9 +14,10 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import duckdb
 import typer
@@ -100,6 +101,9 @@ class ConsoleReporter:
             elapsed = now - self.started
             rate = numbers["events"] / elapsed if elapsed else 0.0
             self.info(f"  loading {int(numbers['events']):,} events ({rate:,.0f} events/s)")
+        elif stage == "day":
+            day = date.fromordinal(int(numbers["day"]))
+            self.info(f"backfill: day {day} ({int(numbers['number'])} of {int(numbers['days'])})")
         elif stage == "insert":
             self.info(f"  inserting {int(numbers['events']):,} new events (DuckDB reads the export directly)")
 
@@ -154,8 +158,21 @@ def backfill(
     if start > end:
         fail(f"--start-date {start} is after --end-date {end}", 2)
     settings, events_config = configuration()
+    today = datetime.now(ZoneInfo(settings.project_timezone)).date()
+    zone = f"today is {today} in the project's timezone, MIXPANEL_PROJECT_TIMEZONE={settings.project_timezone}"
+    if start > today:
+        fail(f"--start-date {start} is in the future ({zone}): Mixpanel has no events for it yet", 2)
     with exit_codes(settings) as redact:
-        orchestration.collect_step(settings, events_config, ConsoleReporter(redact), backfill=(start, end))
+        reporter = ConsoleReporter(redact)
+        if end > today:
+            reporter.note(f"--end-date {end} is in the future ({zone}): backfilling up to {today}")
+            end = today
+        orchestration.collect_step(settings, events_config, reporter, backfill=(start, end))
+        reporter.info(
+            f"backfill: {start}..{end} done. Next, `mixpanel-alerts detect` counts these days (their incidents "
+            "are recorded, not sent); if they lie before a gap in the stored data, `mixpanel-alerts detect "
+            "--full-refresh`"
+        )
 
 
 DRY_RUN = typer.Option("--dry-run", help="render the alerts that would be sent; send and record nothing")
@@ -187,15 +204,25 @@ def run(dry_run: Annotated[bool, DRY_RUN] = False) -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="an events configuration file (e.g. config/events_config.json): serve traffic for its enabled "
+            "rules, each inside its band, and a spike past the first threshold",
+        ),
+    ] = None,
+) -> None:
     """The whole pipeline against the built-in Mixpanel simulator, no credentials needed.
 
     Serves two hours of realistic traffic with an injected error spike, collects it into
     data/demo.duckdb, detects, and shows the alert in the terminal (and in Slack if
-    SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN is set).
+    SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN is set). With --config, the traffic and the rules are
+    your configuration's.
     """
     with exit_codes() as redact:
-        run_demo(ConsoleReporter(redact))
+        run_demo(ConsoleReporter(redact), config)
 
 
 @app.command()

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .core.config import ConfigError, Settings, load_settings
-from .core.events_config import parse_events_config
+from .core.events_config import EventsConfig, parse_events_config
 from .orchestration import Reporter, run
 from .simulator import ExportSimulator, SimEvent, make_event
 
 DEMO_DATABASE = Path("data/demo.duckdb")
 SPIKE_EVENT = "impression_error_null_pointer_detected"
+# the most events a minute the demo generates for one of the user's rules
+MAX_PER_MINUTE = 200
 DEMO_CONFIG = """{"events": [
   {"name": "impression_error_null_pointer_detected", "enabled": true, "alert_threshold": 5,
    "alert_channel": "#alerts-errors", "time_window_minutes": 1},
@@ -42,16 +44,60 @@ def demo_traffic(now: datetime, seed: int = 11) -> list[SimEvent]:
     return events
 
 
-def run_demo(reporter: Reporter) -> None:
-    """collect → detect → alert against a simulator serving two hours of traffic with a spike."""
+def rule_traffic(events_config: EventsConfig, now: datetime, seed: int = 11) -> tuple[list[SimEvent], str | None]:
+    """Today's traffic (UTC, from midnight: the demo collects from today, and a quiet minute of a
+    collected day is a real zero, a drop for a ``min_events`` rule) for the enabled rules of a
+    user's configuration, each inside its own band (between ``min_events`` and ``alert_threshold``
+    per window; at most MAX_PER_MINUTE a minute), and a spike past the first threshold three minutes
+    ago; the spiked rule's name (None when no rule has a threshold)."""
+    rng = random.Random(seed)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = int((now - start).total_seconds() // 60)
+    events: list[SimEvent] = []
+    spiked = None
+    for rule in events_config.events:
+        if not rule.enabled:
+            continue
+        window = rule.time_window_minutes
+        low, high = rule.min_events, rule.alert_threshold
+        target = (low + high) / 2 if low and high else high / 2 if high else 2 * low if low else 10 * window
+        per_minute = min(max(1, round(target / window)), MAX_PER_MINUTE)
+        for minute in range(minutes):
+            at = start + timedelta(minutes=minute)
+            events += [make_event(rule.name, at + timedelta(seconds=rng.uniform(0, 59)), rng=rng)
+                       for _ in range(per_minute)]  # fmt: skip
+        if spiked is None and high:
+            spiked = rule.name
+            spike = now.replace(second=0, microsecond=0) - timedelta(minutes=3)
+            events += [make_event(rule.name, spike + timedelta(seconds=rng.uniform(0, 59)), rng=rng)
+                       for _ in range(high + 1)]  # fmt: skip
+    return events, spiked
+
+
+def run_demo(reporter: Reporter, config: Path | None = None) -> None:
+    """collect → detect → alert against a simulator serving two hours of traffic with a spike:
+    for the demo's own rules, or for those of the events configuration in ``config``."""
     try:
         user_settings = load_settings()
     except ConfigError:
         user_settings = Settings()
     now = datetime.now(UTC)
+    spiked: str | None
+    if config is None:
+        events_config = parse_events_config(DEMO_CONFIG, "the demo configuration")
+        traffic, spiked = demo_traffic(now), SPIKE_EVENT
+    else:
+        try:
+            text = config.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--config {config}: cannot read it ({exc.strerror})") from None
+        events_config = parse_events_config(text, str(config))
+        if not events_config.enabled_names:
+            raise ConfigError(f"{config} enables no event: the demo has nothing to serve")
+        traffic, spiked = rule_traffic(events_config, now)
     with ExportSimulator() as simulator:
         assert simulator.service_account is not None
-        simulator.add_events(demo_traffic(now))
+        simulator.add_events(traffic)
         database = Path.cwd() / DEMO_DATABASE
         for stale in (database, database.with_name(database.name + ".wal")):
             stale.unlink(missing_ok=True)
@@ -64,15 +110,19 @@ def run_demo(reporter: Reporter) -> None:
                 api_secret_name=None,
                 export_url=simulator.url,
                 project_timezone="UTC",
-                start_date=(now - timedelta(days=1)).date(),
+                start_date=(now - timedelta(days=1)).date() if config is None else now.date(),
                 warehouse="duckdb",
                 duckdb_path=database,
                 dataset="mixpanel_data",
                 table="mixpanel_events",
             )
         )
-        events_config = parse_events_config(DEMO_CONFIG, "the demo configuration")
-        reporter.info(f"demo: a Mixpanel export simulator serves two hours of traffic at {simulator.url}")
+        what = f"today's traffic for the rules of {config}" if config else "two hours of traffic for the demo's rules"
+        reporter.info(f"demo: a Mixpanel export simulator serves {what} at {simulator.url}")
+        if spiked is not None:
+            reporter.info(f"demo: {spiked} spikes three minutes ago")
+        else:
+            reporter.note("no enabled rule has an alert_threshold: the traffic has no spike to find")
         run(settings, events_config, reporter)
     reporter.info(
         f"\ndemo done: the data is in {DEMO_DATABASE} (schema mixpanel_data: mixpanel_events, anomalies, "

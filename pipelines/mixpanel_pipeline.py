@@ -101,7 +101,10 @@ def collect(
     with single_writer(settings), pipeline_for(settings) as pipeline:
         run = functools.partial(_run_source, pipeline, settings, events_config, credentials)
         if backfill:
-            for window in backfill_windows(*backfill, days_per_request=1):
+            windows = backfill_windows(*backfill, days_per_request=1)
+            for number, window in enumerate(windows, start=1):
+                if progress is not None:  # "day": which day is asked for (its ordinal), of how many
+                    progress("day", {"day": window.from_date.toordinal(), "number": number, "days": len(windows)})
                 run(LoadOptions(stats=stats, progress=progress), backfill=(window.from_date, window.to_date))
         else:
             run(LoadOptions(stats=stats, progress=progress, history=history))

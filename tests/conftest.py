@@ -295,11 +295,40 @@ def output_of(result: subprocess.CompletedProcess[str]) -> str:
 END_TO_END_FIXTURES = {"sim", "start_sim", "run_cli", "bigquery", "bigquery_env", "pipeline", "detected", "loaded"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark end-to-end tests `slow`: `just test-fast` (-m "not slow") is the inner loop."""
+# the BigQuery emulator's tests are the longest (a run there takes 30-100 s on a busy machine)
+EMULATOR_FIXTURES = {"bigquery", "bigquery_env"}
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope, which would undo it
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark end-to-end tests `slow`: `just test-fast` (-m "not slow") is the inner loop. Under
+    xdist, put the emulator's tests first in each worker's share (see ``spread_first``)."""
     for item in items:
         if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 0))
+    if workers > 1:
+        items[:] = spread_first(items, workers, lambda item: bool(EMULATOR_FIXTURES & set(item.fixturenames)))
+
+
+def spread_first(items: list[Any], workers: int, is_long: Callable[[Any], bool]) -> list[Any]:
+    """The order in which xdist's work stealing (``--dist worksteal``) starts the long tests at once
+    on every worker: it first cuts the collection into contiguous shares (``len(pending) //
+    workers_left`` each, in order) and steals from a share's end, so each share here begins with
+    its round-robin part of the long tests, then the others in their order. Every worker computes
+    the same order, as xdist requires."""
+    long = [item for item in items if is_long(item)]
+    others = [item for item in items if not is_long(item)]
+    shares: list[list[Any]] = [long[worker::workers] for worker in range(workers)]
+    left = len(items)
+    for worker, share in enumerate(shares):
+        size = left // (workers - worker)
+        left -= size
+        take = max(size - len(share), 0)
+        share += others[:take]
+        del others[:take]
+    shares[-1] += others
+    return [item for share in shares for item in share]
 
 
 _TEST_CPU: dict[str, float] = {}

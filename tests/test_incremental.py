@@ -195,6 +195,33 @@ def test_backfill_days_are_inclusive(sim, make_env, run_cli, db_path):
     assert max(asked)[1] == last_day.isoformat()
     stored = {row[0] for row in query(db_path, f"select insert_id from {EVENTS_TABLE}")}
     assert stored == {event.properties["$insert_id"] for event in inside}
+    output = output_of(result)
+    for number in range(3):  # progress names each day
+        assert f"backfill: day {first_day + timedelta(days=number)} ({number + 1} of 3)" in output
+    assert "Next, `mixpanel-alerts detect` counts these days" in output, "the end says what to run next"
+
+
+def test_a_backfill_into_the_future_stops_at_today_and_one_from_the_future_is_refused(sim, make_env, run_cli):
+    """Today in the project's timezone bounds a backfill: an end date after it is clamped, with a
+    note, and a start date after it is a usage error (exit 2) that names the timezone variable."""
+    env = make_env(sim, MIXPANEL_PROJECT_TIMEZONE="Pacific/Kiritimati")  # UTC+14: today may be tomorrow in UTC
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    sim.add_events([make_event("page_view", datetime.now(UTC) - timedelta(minutes=10))])
+    result = run_cli(
+        ["backfill", "--start-date", today.isoformat(), "--end-date", (today + timedelta(days=3)).isoformat()], env
+    )
+    output = output_of(result)
+    assert result.returncode == 0, output
+    assert f"--end-date {today + timedelta(days=3)} is in the future" in output
+    assert f"backfilling up to {today}" in output
+    assert {(r.params["from_date"], r.params["to_date"]) for r in sim.requests} == {(today.isoformat(),) * 2}
+
+    asked = len(sim.requests)
+    future = run_cli(["backfill", "--start-date", (today + timedelta(days=1)).isoformat(),
+                      "--end-date", (today + timedelta(days=2)).isoformat()], env)  # fmt: skip
+    assert future.returncode == 2, output_of(future)
+    assert "is in the future" in output_of(future) and "MIXPANEL_PROJECT_TIMEZONE" in output_of(future)
+    assert len(sim.requests) == asked, "nothing asked"
 
 
 def test_backfill_respects_the_rate_limit_never_alerts_and_leaves_the_cursor_alone(
