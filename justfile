@@ -55,9 +55,10 @@ test: lint
 test-fast:
     python -m pytest -q -m "not slow" -n auto
 
-# fault-injection scenarios end to end (kills, Slack outages, overlaps, hostile input): one figure line each
+# fault-injection scenarios end to end (kills, Slack outages, overlaps, hostile input): one figure line each;
+# with the few end-to-end fault tests of tests/ marked `reliability` (minutes of waiting, kept out of `just test`)
 reliability:
-    python -m pytest -m reliability tests/reliability -q -p no:cacheprovider -rA --durations=0
+    python -m pytest -m reliability tests -q -p no:cacheprovider -rA --durations=0
 
 # write config/events_config.schema.json from the events configuration's model (a test keeps it in sync)
 schema:

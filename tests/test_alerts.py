@@ -112,6 +112,8 @@ def test_webhook_faults_are_retried_and_delivered_once(
     assert ledger(db_path)[0][2] == "sent"
 
 
+# moved from `just test` to `just reliability` (CI runs both): a fault injection that takes minutes of waiting
+@pytest.mark.reliability
 def test_slack_down_then_back_delivers_once(
     sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
     slack_fake: SlackFake, db_path: Path,
@@ -231,6 +233,8 @@ def test_late_events_before_a_resolved_incident_send_nothing_more(
     assert sorted(rows) == [("firing", "sent")] * 2 + [("resolved", "sent")] * 2
 
 
+# moved from `just test` to `just reliability` (CI runs both): a fault injection that takes minutes of waiting
+@pytest.mark.reliability
 def test_overlapping_runs_send_one_alert(
     sim: ExportSimulator, setup: Callable[..., dict[str, str]], slack_fake: SlackFake, tmp_path: Path, db_path: Path
 ) -> None:
@@ -449,6 +453,8 @@ def run_killed_mid_post(env: dict[str, str], cwd: Path, slack_fake: SlackFake) -
         slack_fake.release()
 
 
+# moved from `just test` to `just reliability` (CI runs both): a fault injection that takes minutes of waiting
+@pytest.mark.reliability
 def test_a_run_killed_mid_post_is_not_sent_twice_with_a_bot_token(
     sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
     slack_fake: SlackFake, db_path: Path, tmp_path: Path,
@@ -464,6 +470,8 @@ def test_a_run_killed_mid_post_is_not_sent_twice_with_a_bot_token(
     assert ledger(db_path)[0][2] == "sent"
 
 
+# moved from `just test` to `just reliability` (CI runs both): a fault injection that takes minutes of waiting
+@pytest.mark.reliability
 def test_a_run_killed_mid_post_with_a_webhook_sends_again_saying_so(
     sim: ExportSimulator, setup: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
     slack_fake: SlackFake, tmp_path: Path,

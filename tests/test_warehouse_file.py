@@ -45,6 +45,8 @@ def hold_file() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
         holder.wait()
 
 
+# moved from `just test` to `just reliability` (CI runs both): a fault injection that takes minutes of waiting
+@pytest.mark.reliability
 @pytest.mark.parametrize("command", ["collect", "detect", "run"])
 def test_a_held_file_makes_a_run_wait_then_fail_in_one_line(
     sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], db_path: Path,
