@@ -360,6 +360,8 @@ def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With TEST_TIMELINE=FILE, the process's own total (a test name of SESSION): what the tests'
+    lines do not account for is start-up and collection."""
     timeline = os.environ.get("TEST_TIMELINE")
     if timeline:
         import time
