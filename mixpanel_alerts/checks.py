@@ -19,13 +19,23 @@ from .pipelines.mixpanel.client import ExportClient, ExportError, export_base_ur
 from .pipelines.mixpanel.window import ExportWindow
 
 
-def run_checks(settings: Settings, events_config: EventsConfig, console: Console, redact: Callable[[str], str]) -> int:
-    """Run every check; return the exit code (0 all good, 2 configuration, 1 unreachable)."""
+def run_checks(
+    settings: Settings,
+    events_config: EventsConfig,
+    console: Console,
+    redact: Callable[[str], str],
+    *,
+    send_test: bool = False,
+) -> int:
+    """Run every check; return the exit code (0 all good, 2 configuration, 1 unreachable).
+    ``send_test``: also post a test message to each configured Slack channel."""
     results = [
         ("mixpanel", check_mixpanel(settings, events_config)),
         ("warehouse", check_warehouse(settings)),
         ("slack", check_slack(settings)),
     ]
+    if send_test:
+        results += [("slack test", result) for result in send_test_messages(settings, events_config)]
     code = 0
     for name, (status, message) in results:
         colour = {"ok": "green", "config": "red", "failed": "red"}[status]
@@ -121,6 +131,52 @@ def check_slack(settings: Settings) -> tuple[str, str]:
             return "config", "SLACK_WEBHOOK_URL must be an https URL such as https://hooks.slack.com/services/..."
         return "ok", "webhook configured (not tested: a webhook can only be checked by posting to it)"
     return "ok", "not configured: alerts are shown in the terminal (set SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN)"
+
+
+TEST_MESSAGE = "mixpanel-alerts test message: alerts for {what} will arrive here."
+
+
+def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[tuple[str, str]]:
+    """``check --send-test``: one test message to each channel alerts go to (with a bot token, each
+    enabled rule's ``alert_channel``; with a webhook, its own channel), each result on a line."""
+    import requests
+
+    if settings.slack_bot_token:
+        from slack_sdk import WebClient
+        from slack_sdk.errors import SlackApiError
+
+        base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+        client = WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=30)
+        channels: dict[str, list[str]] = {}
+        for rule in events_config.enabled:
+            channels.setdefault(rule.alert_channel, []).append(rule.name)
+        results = []
+        for channel, names in channels.items():
+            what = ", ".join(names)
+            try:
+                client.chat_postMessage(channel=channel, text=TEST_MESSAGE.format(what=what))
+            except SlackApiError as exc:
+                error = exc.response.get("error", "") if exc.response is not None else ""
+                missing = error in ("not_in_channel", "channel_not_found")
+                fix = "invite the bot to it" if missing else "see Slack's error"
+                results.append(("config", f"{channel} ({what}): Slack refused the test message ({error}): {fix}"))
+            except Exception as exc:
+                results.append(("failed", f"{channel}: could not reach SLACK_API_URL: {type(exc).__name__}"))
+            else:
+                results.append(("ok", f"{channel}: test message posted (alerts for {what})"))
+        return results or [("ok", "no enabled rule: no channel to post a test message to")]
+    if settings.slack_webhook_url:
+        try:
+            answer = requests.post(
+                settings.slack_webhook_url, json={"text": TEST_MESSAGE.format(what="every rule")}, timeout=30
+            )
+        except requests.RequestException as exc:
+            return [("failed", f"could not reach SLACK_WEBHOOK_URL: {type(exc).__name__}")]
+        if answer.status_code >= 400:
+            return [("config", f"SLACK_WEBHOOK_URL refused the test message (HTTP {answer.status_code}: "
+                               f"{answer.text[:80]}): create the webhook again")]  # fmt: skip
+        return [("ok", "test message posted to the webhook's channel")]
+    return [("config", "--send-test: no Slack configured (set SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN)")]
 
 
 def check_bigquery(settings: Settings) -> tuple[str, str]:

@@ -226,7 +226,16 @@ def demo(
 
 
 @app.command()
-def check() -> None:
+def check(
+    send_test: Annotated[
+        bool,
+        typer.Option(
+            "--send-test",
+            help="also post a test message to each configured Slack channel (each enabled rule's channel with a "
+            "bot token, the webhook's channel with a webhook)",
+        ),
+    ] = False,
+) -> None:
     """Validate the configuration and reach each configured service; say what is wrong.
 
     Exit code 2 names the setting to fix; 1 means a service could not be reached.
@@ -243,7 +252,7 @@ def check() -> None:
             "MIXPANEL_SERVICE_ACCOUNT_USERNAME and MIXPANEL_SERVICE_ACCOUNT_SECRET.",
             markup=True,
         )
-    raise typer.Exit(run_checks(settings, events_config, console, Redactor(settings.secrets())))
+    raise typer.Exit(run_checks(settings, events_config, console, Redactor(settings.secrets()), send_test=send_test))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

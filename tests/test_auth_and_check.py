@@ -100,3 +100,56 @@ def test_check_with_wrong_project_names_project_id(sim, make_env, run_cli):
     assert result.returncode != 0, output
     assert [r.status for r in sim.requests] == [403]
     assert "MIXPANEL_PROJECT_ID" in output
+
+
+def test_check_send_test_posts_to_each_rules_channel_with_a_bot_token(sim, make_env, run_cli, slack_fake, tmp_path):
+    """One test message per channel, naming its rules; a channel the bot cannot post to is a
+    configuration error (exit 2) that names it; without --send-test nothing is posted."""
+    from tests.conftest import rule, write_events_config
+    from tests.slack_fake import BOT_TOKEN
+
+    write_events_config(
+        tmp_path,
+        {
+            "events": [
+                rule("errors_a", alert_channel="#alerts-errors"),
+                rule("errors_b", alert_channel="#alerts-errors"),
+                rule("checkout", alert_channel="#alerts-checkout"),
+                rule("quiet", alert_channel="#alerts-nowhere", enabled=False),
+            ]
+        },
+    )
+    env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    assert run_cli(["check"], env).returncode == 0 and slack_fake.messages == [], "no --send-test, no post"
+
+    result = run_cli(["check", "--send-test"], env)
+    output = output_of(result)
+    assert result.returncode == 0, output
+    posted = sorted((message["channel"], message["text"]) for message in slack_fake.messages)
+    assert [channel for channel, _ in posted] == ["C0CHECKOUT", "C0ERRORS"]
+    assert "errors_a, errors_b" in dict(posted)["C0ERRORS"] and "checkout" in dict(posted)["C0CHECKOUT"]
+    assert "#alerts-errors: test message posted" in output
+
+    write_events_config(tmp_path, {"events": [rule("lost", alert_channel="#not-a-channel")]})
+    refused = run_cli(["check", "--send-test"], env)
+    assert refused.returncode == 2, output_of(refused)
+    assert "#not-a-channel (lost): Slack refused the test message (channel_not_found): invite the bot" in output_of(
+        refused
+    )
+
+
+def test_check_send_test_posts_once_to_a_webhook_and_says_when_slack_refuses(sim, make_env, run_cli, slack_fake):
+    env = make_env(sim, SLACK_WEBHOOK_URL=slack_fake.webhook_url)
+    result = run_cli(["check", "--send-test"], env)
+    assert result.returncode == 0, output_of(result)
+    assert [message["via"] for message in slack_fake.messages] == ["webhook"]
+    assert "test message posted to the webhook's channel" in output_of(result)
+
+    slack_fake.inject("no_service")
+    refused = run_cli(["check", "--send-test"], env)
+    assert refused.returncode == 2, output_of(refused)
+    assert "SLACK_WEBHOOK_URL refused the test message" in output_of(refused)
+    assert slack_fake.webhook_url not in output_of(refused), "the webhook URL is a secret"
+
+    quiet = run_cli(["check", "--send-test"], make_env(sim))
+    assert quiet.returncode == 2 and "no Slack configured" in output_of(quiet)
