@@ -44,14 +44,20 @@ def demo_traffic(now: datetime, seed: int = 11) -> list[SimEvent]:
     return events
 
 
+def traffic_day(now: datetime) -> datetime:
+    """Midnight (UTC) of the day the demo's traffic for a user's rules starts: today's, or
+    yesterday's in the first hour of a day (so that there is an hour of traffic to see)."""
+    return (now - timedelta(hours=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def rule_traffic(events_config: EventsConfig, now: datetime, seed: int = 11) -> tuple[list[SimEvent], str | None]:
-    """Today's traffic (UTC, from midnight: the demo collects from today, and a quiet minute of a
-    collected day is a real zero, a drop for a ``min_events`` rule) for the enabled rules of a
-    user's configuration, each inside its own band (between ``min_events`` and ``alert_threshold``
+    """The day's traffic (UTC, from midnight, see ``traffic_day``: the demo collects from that day,
+    and a quiet minute of a collected day is a real zero, a drop for a ``min_events`` rule) for the
+    enabled rules of a user's configuration, each inside its own band (between ``min_events`` and ``alert_threshold``
     per window; at most MAX_PER_MINUTE a minute), and a spike past the first threshold three minutes
     ago; the spiked rule's name (None when no rule has a threshold)."""
     rng = random.Random(seed)
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = traffic_day(now)
     minutes = int((now - start).total_seconds() // 60)
     events: list[SimEvent] = []
     spiked = None
@@ -110,14 +116,14 @@ def run_demo(reporter: Reporter, config: Path | None = None) -> None:
                 api_secret_name=None,
                 export_url=simulator.url,
                 project_timezone="UTC",
-                start_date=(now - timedelta(days=1)).date() if config is None else now.date(),
+                start_date=(now - timedelta(days=1)).date() if config is None else traffic_day(now).date(),
                 warehouse="duckdb",
                 duckdb_path=database,
                 dataset="mixpanel_data",
                 table="mixpanel_events",
             )
         )
-        what = f"today's traffic for the rules of {config}" if config else "two hours of traffic for the demo's rules"
+        what = f"the day's traffic for the rules of {config}" if config else "two hours of traffic for the demo's rules"
         reporter.info(f"demo: a Mixpanel export simulator serves {what} at {simulator.url}")
         if spiked is not None:
             reporter.info(f"demo: {spiked} spikes three minutes ago")
