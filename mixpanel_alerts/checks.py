@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -111,16 +112,27 @@ def check_warehouse(settings: Settings) -> tuple[str, str]:
     return "ok", f"DuckDB {path}: raw table {settings.dataset}.{settings.table} {exists}"
 
 
+def bot_client(settings: Settings) -> Any:
+    """A Slack Web API client with the bot token, at SLACK_API_URL."""
+    from slack_sdk import WebClient
+
+    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    return WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=30)
+
+
+def slack_error(exc: Any) -> str:
+    """The ``error`` of a ``SlackApiError`` (``channel_not_found``…), or empty."""
+    return str(exc.response.get("error", "")) if exc.response is not None else ""
+
+
 def check_slack(settings: Settings) -> tuple[str, str]:
     if settings.slack_bot_token:
-        from slack_sdk import WebClient
         from slack_sdk.errors import SlackApiError
 
-        base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
         try:
-            identity = WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=30).auth_test()
+            identity = bot_client(settings).auth_test()
         except SlackApiError as exc:
-            error = exc.response.get("error", "") if exc.response is not None else ""
+            error = slack_error(exc)
             return "config", f"SLACK_BOT_TOKEN was refused by Slack ({error}): create a bot token with chat:write"
         except Exception as exc:
             return "failed", f"could not reach SLACK_API_URL={settings.slack_api_url}: {type(exc).__name__}"
@@ -139,14 +151,10 @@ TEST_MESSAGE = "mixpanel-alerts test message: alerts for {what} will arrive here
 def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[tuple[str, str]]:
     """``check --send-test``: one test message to each channel alerts go to (with a bot token, each
     enabled rule's ``alert_channel``; with a webhook, its own channel), each result on a line."""
-    import requests
-
     if settings.slack_bot_token:
-        from slack_sdk import WebClient
         from slack_sdk.errors import SlackApiError
 
-        base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-        client = WebClient(token=settings.slack_bot_token, base_url=base_url, timeout=30)
+        client = bot_client(settings)
         channels: dict[str, list[str]] = {}
         for rule in events_config.enabled:
             channels.setdefault(rule.alert_channel, []).append(rule.name)
@@ -156,7 +164,7 @@ def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[
             try:
                 client.chat_postMessage(channel=channel, text=TEST_MESSAGE.format(what=what))
             except SlackApiError as exc:
-                error = exc.response.get("error", "") if exc.response is not None else ""
+                error = slack_error(exc)
                 missing = error in ("not_in_channel", "channel_not_found")
                 fix = "invite the bot to it" if missing else "see Slack's error"
                 results.append(("config", f"{channel} ({what}): Slack refused the test message ({error}): {fix}"))
@@ -166,6 +174,8 @@ def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[
                 results.append(("ok", f"{channel}: test message posted (alerts for {what})"))
         return results or [("ok", "no enabled rule: no channel to post a test message to")]
     if settings.slack_webhook_url:
+        import requests
+
         try:
             answer = requests.post(
                 settings.slack_webhook_url, json={"text": TEST_MESSAGE.format(what="every rule")}, timeout=30

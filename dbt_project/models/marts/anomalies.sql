@@ -70,26 +70,27 @@ burst_counts as (
 
 ),
 
-breached as (
+repeated as (
 
-    -- kind: the band's breach (int_event_window_bands), or a repeated burst's
+    -- a repeated burst: past the burst bound, inside the band, while enough bursts began recently
     select
         *,
-        coalesce(
-            kind,
-            case when is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }} then 'spike' end
-        ) as breach,
-        case
-            when kind is null and is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }}
-                then recent_bursts
-        end as repeated_bursts,
-        -- a repeated burst's upper bound is the bar it crossed
-        case
-            when kind is null and is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }}
-                then burst_bound
-            else upper_bound
-        end as breached_upper_bound
+        kind is null and is_burst
+        and recent_bursts >= {{ var('baseline_burst_count') | int }} as is_repeated_burst
     from burst_counts
+
+),
+
+breached as (
+
+    -- breach: the band's (int_event_window_bands), or a repeated burst's, whose upper bound is the
+    -- bar it crossed
+    select
+        *,
+        case when is_repeated_burst then 'spike' else kind end as breach,
+        case when is_repeated_burst then recent_bursts end as repeated_bursts,
+        case when is_repeated_burst then burst_bound else upper_bound end as breached_upper_bound
+    from repeated
 
 ),
 
