@@ -5,7 +5,11 @@ A notification is marked ``sent`` only after Slack accepted it; until then it is
 ``failed`` after an error Slack will repeat, such as ``channel_not_found``) and a later run sends it
 again, however much later. Incidents first seen older than ``ALERT_LOOKBACK_MINUTES`` are recorded
 as ``skipped``, never sent. A notification whose incident no longer exists (its rule was removed or
-changed) is ``withdrawn``; one taken over by the incident it became is ``superseded``.
+changed) is ``withdrawn``; one taken over by the incident it became is ``superseded``; one of an
+event under a silence is ``silenced`` (sent after all if its incident is still open when the
+silence ends). Besides incidents' alerts (kind ``firing``/``resolved``), the ledger holds digests
+(kind ``digest``: several alerts of one channel in one message) and the pipeline's own alerts
+(event ``pipeline``).
 
 ``maybe_sent`` is written before every post and cleared when Slack surely did not post it: a run
 that finds it set (a timeout, a lost answer, a kill mid-post) first looks for the message in the
@@ -19,8 +23,10 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+from mixpanel_alerts.core.state_table import StateTable
+
 LEDGER_TABLE = "alert_notifications"
-STATUSES = ("pending", "sent", "failed", "skipped", "withdrawn", "superseded")
+STATUSES = ("pending", "sent", "failed", "skipped", "withdrawn", "superseded", "silenced")
 # notifications still to deliver
 UNDELIVERED = ("pending", "failed")
 
@@ -46,6 +52,8 @@ COLUMNS = {
     "maybe_sent": ("boolean", "BOOL"),
     # stamped on the message (Slack message metadata) to find it in the channel's history
     "dedup_key": ("varchar", "STRING"),
+    # the digest message this alert was delivered in (flood control): its notification_id
+    "digest_id": ("varchar", "STRING"),
 }
 
 
@@ -67,6 +75,7 @@ class Notification:
     first_anomalous_minute: datetime | None = None
     maybe_sent: bool | None = None
     dedup_key: str | None = None
+    digest_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.dedup_key is None:
@@ -79,47 +88,18 @@ class Ledger:
     """Reads and writes ``alert_notifications`` through a dlt SQL client (DuckDB or BigQuery)."""
 
     def __init__(self, client: Any, warehouse: str) -> None:
-        self.client = client
-        self.table = client.make_qualified_table_name(LEDGER_TABLE)
-        self.warehouse = warehouse
+        self.store = StateTable(client, warehouse, LEDGER_TABLE, COLUMNS)
 
     def ensure(self) -> None:
-        index = 1 if self.warehouse == "bigquery" else 0
-        columns = ", ".join(f"{name} {types[index]}" for name, types in COLUMNS.items())
-        self.client.execute_sql(f"create table if not exists {self.table} ({columns})")
-        with self.client.execute_query(f"select * from {self.table} limit 0") as cursor:
-            present = {column[0] for column in cursor.description}
-        for name, types in COLUMNS.items():
-            if name not in present:  # a ledger written by an earlier version
-                self.client.execute_sql(f"alter table {self.table} add column {name} {types[index]}")
+        self.store.ensure()
 
     def all(self) -> dict[str, Notification]:
         """Every notification; a ledger of an earlier version (fewer columns) reads too, so that a
         dry run, which changes nothing, still sees what was sent."""
-        with self.client.execute_query(f"select * from {self.table} limit 0") as cursor:
-            present = {column[0] for column in cursor.description}
-        names = ", ".join(name if name in present else f"null as {name}" for name in COLUMNS)
-        rows = self.client.execute_sql(f"select {names} from {self.table}") or []
-        return {row[0]: Notification(*row) for row in rows}
+        return {row["notification_id"]: Notification(**row) for row in self.store.rows()}
 
     def insert(self, notification: Notification) -> None:
-        values = dataclasses.astuple(notification)
-        placeholders = ", ".join(_placeholder(value) for value in values)
-        parameters = [value for value in values if value is not None]
-        self.client.execute_sql(f"insert into {self.table} ({', '.join(COLUMNS)}) values ({placeholders})", *parameters)
+        self.store.insert(dataclasses.asdict(notification))
 
     def update(self, notification: Notification) -> None:
-        fields = [name for name in COLUMNS if name != "notification_id"]
-        values = [getattr(notification, name) for name in fields]
-        assignments = ", ".join(f"{name} = {_placeholder(value)}" for name, value in zip(fields, values, strict=True))
-        parameters = [value for value in values if value is not None]
-        self.client.execute_sql(
-            f"update {self.table} set {assignments} where notification_id = %s",
-            *parameters,
-            notification.notification_id,
-        )
-
-
-def _placeholder(value: object) -> str:
-    """BigQuery's DB-API cannot type a None parameter: nulls are written as literals."""
-    return "null" if value is None else "%s"
+        self.store.update("notification_id", dataclasses.asdict(notification))

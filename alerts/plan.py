@@ -8,11 +8,12 @@ function calls, and ``step`` carries the plan out against the warehouse and Slac
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from .ledger import UNDELIVERED, Notification
 from .render import Delay, Incident
+from .silences import Silence
 
 # a notification delivered this long after it was recorded says that it is late
 LATE_AFTER = timedelta(minutes=10)
@@ -21,12 +22,14 @@ LATE_AFTER = timedelta(minutes=10)
 @dataclasses.dataclass
 class Due:
     """A notification to deliver now. ``after``: deliver only once that one (the incident's alert)
-    is sent; ``new``: record it first."""
+    is sent; ``new``: record it first. ``closed``: a resolved notice that says why an incident was
+    closed without being over (its rule was disabled or removed); it then has no ``incident``."""
 
     notification: Notification
-    incident: Incident
+    incident: Incident | None
     new: bool = False
     after: Notification | None = None
+    closed: str | None = None
 
 
 @dataclasses.dataclass
@@ -36,13 +39,22 @@ class Plan:
     due: list[Due] = dataclasses.field(default_factory=list)
     skipped: int = 0
     withdrawn: int = 0
+    silenced: int = 0
 
 
 def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now: datetime, lookback: timedelta) -> Plan:
+def plan(
+    incidents: Sequence[Incident],
+    ledger: dict[str, Notification],
+    *,
+    now: datetime,
+    lookback: timedelta,
+    silences: Mapping[str, Silence] | None = None,
+    rules: Mapping[str, bool] | None = None,
+) -> Plan:
     """Decide, for every incident and every undelivered notification, what to record and send.
 
     - An incident the ledger has not seen is recorded ``pending`` (sent this run), or ``skipped``
@@ -55,8 +67,16 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
       (never those of an incident still there, such as a drop beside a spike of the same event).
     - A notification whose incident no longer exists (its rule was removed or changed) is
       ``withdrawn``; it is not sent.
+    - ``silences`` (the active silence per event): an incident of a silenced event is recorded (or
+      an undelivered alert of it turned) ``silenced``, and not sent; one still open once its event
+      is no longer silenced becomes ``pending``. Resolved notices of alerts sent before the
+      silence still follow them.
+    - ``rules`` (event -> enabled, from the configuration): an incident whose alert was sent and
+      which disappeared because its rule was disabled or removed gets a resolved notice that says
+      so (``Due.closed``), instead of staying open in Slack for ever.
     """
     result = Plan()
+    silences = silences or {}
     known = dict(ledger)
     live: set[str] = set()
     # an incident still in the marts is nobody's continuation: a drop and a spike of one event may
@@ -77,13 +97,15 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
                     _take_over(resolved, incident, now, known, result)
             else:
                 recent = utc(incident.last_anomalous_minute) >= now - lookback
+                silence = silences.get(incident.event_name)
                 firing = Notification(
                     notification_id=firing_id,
                     incident_id=incident.incident_id,
                     kind="firing",
                     event_name=incident.event_name,
                     channel=incident.alert_channel,
-                    status="pending" if recent else "skipped",
+                    status="skipped" if not recent else "silenced" if silence else "pending",
+                    last_error=silence.describe() if silence and recent else None,
                     created_at=now,
                     updated_at=now,
                     first_anomalous_minute=incident.first_anomalous_minute,
@@ -101,6 +123,18 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
             firing.status = "pending"
             firing.updated_at = now
             result.updates.append(firing)
+        silence = silences.get(incident.event_name)
+        if firing.status in UNDELIVERED and silence is not None:
+            firing.status, firing.last_error, firing.updated_at = "silenced", silence.describe(), now
+            firing.maybe_sent = False
+            result.updates.append(firing)
+        if firing.status == "silenced":
+            if silence is not None or incident.status == "over":
+                result.silenced += 1
+                continue
+            # the silence ended while the incident goes on: it is sent now
+            firing.status, firing.last_error, firing.updated_at = "pending", None, now
+            result.updates.append(firing)
         if firing.status in UNDELIVERED:
             result.due.append(Due(firing, incident))
         if incident.status != "over" or firing.status not in ("sent", *UNDELIVERED):
@@ -117,8 +151,12 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
             result.due.append(Due(resolved, incident, new=True, after=firing))
         elif resolved.status in UNDELIVERED:
             result.due.append(Due(resolved, incident, after=firing))
+    if rules is not None:
+        _close_unmonitored(known, live, rules, now, result)
     for notification in list(known.values()):
         if notification.status in UNDELIVERED and notification.incident_id not in live:
+            if any(due.notification is notification for due in result.due):
+                continue  # a notice that an unmonitored rule's incident is closed
             notification.status = "withdrawn"
             notification.last_error = "its incident no longer exists: the rule was removed or changed"
             notification.maybe_sent = False
@@ -126,6 +164,54 @@ def plan(incidents: Sequence[Incident], ledger: dict[str, Notification], *, now:
             result.updates.append(notification)
             result.withdrawn += 1
     return result
+
+
+def unmonitored_reason(event_name: str, rules: Mapping[str, bool]) -> str | None:
+    """Why an event is no longer monitored, or None if it is."""
+    if rules.get(event_name):
+        return None
+    if event_name in rules:
+        return "its rule was disabled (enabled: false)"
+    return "its rule was removed from the events configuration"
+
+
+def _close_unmonitored(
+    known: dict[str, Notification], live: set[str], rules: Mapping[str, bool], now: datetime, result: Plan
+) -> None:
+    """Resolved notices for sent alerts whose incident disappeared because its rule is no longer
+    monitored: once per incident (a continued incident's chain shares one ``dedup_key``)."""
+    chains: dict[str, list[Notification]] = {}
+    for notification in known.values():
+        if notification.kind in ("firing", "resolved"):
+            chains.setdefault(notification.dedup_key or notification.notification_id, []).append(notification)
+    resolved_incidents = {item.incident_id for item in known.values() if item.kind == "resolved"}
+    for firing in list(known.values()):
+        if firing.kind != "firing" or firing.status != "sent" or firing.incident_id in live:
+            continue
+        reason = unmonitored_reason(firing.event_name, rules)
+        chain = chains.get(firing.dedup_key or firing.notification_id, [])
+        if reason is None or any(item.incident_id in live or item.incident_id in resolved_incidents for item in chain):
+            continue
+        if max(chain, key=lambda item: utc(item.updated_at or now)) is not firing:
+            continue  # an earlier link of a continued incident: its newest link closes it
+        resolved_id = f"{firing.incident_id}:resolved"
+        resolved = known.get(resolved_id)
+        if resolved is None:
+            resolved = dataclasses.replace(
+                firing, notification_id=resolved_id, kind="resolved", status="pending", attempts=0,
+                last_error=None, sent_at=None, slack_ts=None, created_at=now, updated_at=now, maybe_sent=False,
+                dedup_key=resolved_id, digest_id=None,
+            )  # fmt: skip
+            known[resolved_id] = resolved
+            result.due.append(Due(resolved, None, new=True, after=firing, closed=reason))
+            resolved_incidents.add(firing.incident_id)
+    for resolved in known.values():
+        if resolved.kind == "resolved" and resolved.status in UNDELIVERED and resolved.incident_id not in live:
+            alert = known.get(f"{resolved.incident_id}:firing")
+            reason = unmonitored_reason(resolved.event_name, rules)
+            waiting = alert is not None and alert.status == "sent" and reason is not None
+            if waiting and not any(due.notification is resolved for due in result.due):
+                result.due.append(Due(resolved, None, after=alert, closed=reason))
 
 
 def _take_over(

@@ -35,6 +35,7 @@ TELLING_PROPERTIES = ("distinct_id", "$current_url", "$os", "$browser", "$city",
 TELLING_WORDS = ("error", "exception", "message", "code", "reason", "status", "fail")
 MAX_SAMPLE_PROPERTIES = 8
 MAX_PROPERTY_CHARS = 120
+MAX_IMAGE_TEXT = 2000  # an image block's alt_text and title
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,18 @@ class Delay:
     late: bool = True
     # an earlier post may have reached Slack and could not be checked (webhook): say it may repeat
     may_repeat: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ChartAttachment:
+    """The chart of a firing alert (alerts/chart.py draws it, a bot uploads it). ``file_id``: the
+    uploaded image, shown in place of the sparkline. No file but a ``note``: the upload failed,
+    the sparkline stays and the note says why ("the bot token lacks the files:write scope"). Neither:
+    a preview (the terminal, a dry run), which says where the image would be."""
+
+    file_id: str | None
+    note: str | None
+    hours: int
 
 
 def escape(value: object) -> str:
@@ -235,6 +248,60 @@ def expectation_caption(incident: Incident) -> str:
     return f"{', '.join(parts)} {window}" if parts else ""
 
 
+def _hours(hours: int) -> str:
+    return "the last hour" if hours == 1 else f"the last {hours} hours"
+
+
+def chart_title(incident: Incident, hours: int) -> str:
+    """The chart's title, drawn in the image and given to the uploaded file: plain text, not
+    escaped (nothing parses it)."""
+    return f"{incident.event_name} · events per {incident.time_window_minutes}-min window, {_hours(hours)} (UTC)"
+
+
+def chart_alt_text(incident: Incident, hours: int) -> str:
+    """What the chart shows, in words (screen readers, a chart that does not load): plain text;
+    the image block escapes it."""
+    window = f"per {incident.time_window_minutes}-min window"
+    bounds = expectation_caption(incident).removesuffix(window).strip()
+    shaded = f"{incident.first_anomalous_minute:%H:%M}\u2013{incident.last_anomalous_minute:%H:%M} UTC"
+    return truncate(
+        f"Chart of {incident.event_name} over {_hours(hours)} (UTC): the events {window}, minute by minute"
+        f"{' (' + bounds + ')' if bounds else ''}; the incident ({shaded}) is shaded. {what_happened(incident)}.",
+        MAX_IMAGE_TEXT,
+    )
+
+
+def chart_filename(incident: Incident) -> str:
+    """The uploaded file's name: the event's letters and digits, the incident's id, ``.png``."""
+    stem = "".join(char if char.isascii() and char.isalnum() else "-" for char in incident.event_name)
+    stem = "-".join(part for part in stem.split("-") if part)[:60] or "event"
+    return f"{stem}-{incident.incident_id[:12]}.png"
+
+
+def _chart_blocks(
+    incident: Incident, chart: ChartAttachment, sparkline_block: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The image in place of the sparkline; or the sparkline and why there is no image; or, for a
+    preview, the sparkline and where the image would be."""
+    if chart.file_id:
+        caption = expectation_caption(incident)
+        title = f"{_hours(chart.hours).capitalize()} (UTC){': ' + caption if caption else ''}"
+        return [
+            {
+                "type": "image",
+                "slack_file": {"id": chart.file_id},
+                "alt_text": truncate(escape(chart_alt_text(incident, chart.hours)), MAX_IMAGE_TEXT),
+                "title": {"type": "plain_text", "text": truncate(escape(title), MAX_IMAGE_TEXT), "emoji": False},
+            }
+        ]
+    if chart.note:
+        context = f"Chart not attached: {escape(chart.note)}."
+    else:
+        context = f"📈 A chart of {_hours(chart.hours)} goes here in Slack (with a bot token)."
+    blocks = [sparkline_block] if sparkline_block else []
+    return [*blocks, {"type": "context", "elements": [mrkdwn(context, MAX_FIELD_TEXT)]}]
+
+
 def _minute(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
@@ -274,9 +341,11 @@ def firing_message(
     delivered_to: str | None = None,
     description: str = "",
     delay: Delay | None = None,
+    chart: ChartAttachment | None = None,
 ) -> Message:
     """The one firing message of an incident. ``delivered_to`` is the webhook's channel note;
-    ``description`` the rule's; ``delay`` says the message is late."""
+    ``description`` the rule's; ``delay`` says the message is late; ``chart`` the image of the last
+    hours, or why it is missing (none: the sparkline alone, as a webhook sends it)."""
     event = escape(incident.event_name)
     late = "late: " if delay and delay.late else ""
     emoji = ":chart_with_downwards_trend:" if incident.kind == "drop" else ":rotating_light:"
@@ -313,13 +382,18 @@ def firing_message(
             ],
         }
     )
+    sparkline_block = None
     if minute_counts:
         caption = expectation_caption(incident)
-        chart = (
+        spark = (
             f"*Last {len(minute_counts)} minutes* (max {max(minute_counts)}/min"
             f"{'; ' + caption if caption else ''})\n`{sparkline(minute_counts)}`"
         )
-        blocks.append({"type": "section", "text": mrkdwn(chart)})
+        sparkline_block = {"type": "section", "text": mrkdwn(spark)}
+    if chart is not None:
+        blocks += _chart_blocks(incident, chart, sparkline_block)
+    elif sparkline_block:
+        blocks.append(sparkline_block)
     if samples:
         lines = "\n".join(_sample_lines(sample) for sample in samples[:3])
         blocks.append({"type": "section", "text": mrkdwn(f"*Sample events*\n{lines}")})

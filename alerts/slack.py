@@ -22,6 +22,7 @@ import re
 import socket
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from http.client import HTTPException
@@ -82,6 +83,15 @@ class CannotCheckError(Exception):
     """Whether a message arrived cannot be read back from Slack (a webhook, a missing scope)."""
 
 
+class ChartUnavailable(Exception):  # noqa: N818 (the name says it: no chart this time)
+    """A chart could not be uploaded; the alert goes without it. ``reason`` says why, for the
+    message's note: "the bot token lacks the files:write scope"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclasses.dataclass(frozen=True)
 class Delivered:
     channel: str
@@ -111,7 +121,7 @@ class Sender(Protocol):
 
     def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered: ...
 
-    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered: ...
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp, broadcast: bool = True) -> Delivered: ...
 
     def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
         """The message stamped ``stamp`` if it was posted (since ``since``); raises CannotCheckError."""
@@ -194,7 +204,7 @@ class WebhookSender:
             maybe_delivered=maybe_delivered,
         )
 
-    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered:
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp, broadcast: bool = True) -> Delivered:
         return self.post(message, thread.channel, stamp)
 
     def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
@@ -247,11 +257,13 @@ class BotSender:
     def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered:
         return self._post(channel=channel, text=message.text, blocks=message.blocks, metadata=stamp.metadata())
 
-    def reply(self, message: Message, thread: Delivered, stamp: Stamp) -> Delivered:
+    def reply(self, message: Message, thread: Delivered, stamp: Stamp, broadcast: bool = True) -> Delivered:
+        """In the alert's thread; ``broadcast``: shown in the channel too (not for a digest's thread,
+        which would bring the flood back)."""
         return self._post(
             channel=thread.channel,
             thread_ts=thread.ts,
-            reply_broadcast=True,
+            reply_broadcast=broadcast,
             text=message.text,
             blocks=message.blocks,
             metadata=stamp.metadata(),
@@ -259,6 +271,61 @@ class BotSender:
 
     def remember(self, channel: str, channel_id: str) -> None:
         self.channel_ids[channel] = channel_id
+
+    def reactions(self, channel_id: str, ts: str) -> dict[str, Any]:
+        """The message at ``ts`` with its reactions (``reactions.get``, scope ``reactions:read``);
+        CannotCheckError when the token cannot read them."""
+        try:
+            response = self._read("reactions_get", channel=channel_id, timestamp=ts, full=True)
+        except DeliveryError as exc:
+            if "message_not_found" in str(exc):
+                return {}  # the alert was deleted: no reaction to read
+            raise
+        return dict(response.get("message") or {})
+
+    def upload_chart(self, png: bytes, filename: str, title: str, alt_text: str) -> str:
+        """Uploads an image and returns its file id, for an image block (``slack_file``) of the
+        alert. Slack's external upload: ``files.getUploadURLExternal``, the bytes POSTed to the URL
+        it gives, ``files.completeUploadExternal`` with no channel (the file is not posted on its
+        own; the message that shows it shares it). Needs the ``files:write`` scope. Any failure
+        raises ChartUnavailable, quickly: no retry but for 429s, as a chart never holds an alert."""
+        ticket = self._files("files_getUploadURLExternal", filename=filename, length=len(png), alt_txt=alt_text)
+        file_id, upload_url = str(ticket.get("file_id") or ""), str(ticket.get("upload_url") or "")
+        if not file_id or not upload_url.startswith(("https://", "http://")):
+            raise ChartUnavailable("Slack files.getUploadURLExternal gave no upload URL")
+        request = urllib.request.Request(
+            upload_url, data=png, method="POST", headers={"Content-Type": "application/octet-stream"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                answer.read()
+        except urllib.error.HTTPError as exc:  # the upload URL's host answered, with an error
+            raise ChartUnavailable(f"the file upload answered HTTP {exc.code}") from None
+        except Exception as exc:
+            raise ChartUnavailable(str(transport_error(exc, "the file upload", self.timeout))) from None
+        completed = self._files("files_completeUploadExternal", files=[{"id": file_id, "title": title}])
+        if file_id not in {str(listed.get("id")) for listed in completed.get("files") or []}:
+            raise ChartUnavailable("Slack files.completeUploadExternal did not confirm the file")
+        return file_id
+
+    def _files(self, method: str, **kwargs: Any) -> Any:
+        """A files.* call; Slack's refusals as ChartUnavailable, the token never in the reason."""
+        name = method.replace("_", ".", 1)
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "") if exc.response is not None else "")
+            status = exc.response.status_code if exc.response is not None else 0
+            if error == "missing_scope":
+                needed = exc.response.get("needed") or "files:write"
+                raise ChartUnavailable(f"the bot token lacks the {needed} scope") from None
+            if error in ("not_allowed_token_type", "not_authed", "invalid_auth", "account_inactive", "token_revoked"):
+                raise ChartUnavailable(f"the Slack token cannot upload files ({error})") from None
+            if status >= 500 or not error:  # slack-sdk's error for a body that is not JSON is its own sentence
+                raise ChartUnavailable(f"Slack {name} answered HTTP {status}") from None
+            raise ChartUnavailable(f"Slack {name} answered {error[:100]}") from None
+        except Exception as exc:
+            raise ChartUnavailable(str(transport_error(exc, f"Slack {name}", self.timeout))) from None
 
     def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
         if thread is not None and thread.ts:

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -25,8 +25,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import orchestration
+from .alerts.silences import parse_duration
 from .backtest import Backtest, Period, run_backtest, summary_lines
 from .checks import run_checks
+from .core import logs
 from .core.config import ConfigError, Settings, load_dotenv, load_settings
 from .core.duckdb_file import DuckDBFileBusyError
 from .core.events_config import EventsConfig, load_events_config
@@ -35,8 +37,10 @@ from .core.secrets import resolve_secrets
 from .core.warehouse import query_duckdb, snapshot_duckdb
 from .demo import run_demo
 from .detection import DetectionError
+from .operations import Status, add_silence, ago, end_silences, list_silences, read_status
 from .orchestration import StepError
 from .pipelines.mixpanel.settings import LEGACY_SECRET_RETIREMENT
+from .runs import minutes
 
 app = typer.Typer(
     help=__doc__,
@@ -62,7 +66,10 @@ class Redactor:
 
 
 def fail(message: str, code: int, redact: Callable[[str], str] = str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {escape(redact(message))}", markup=True)
+    if logs.is_json():
+        print(logs.json_line(redact(message), "ERROR"), file=sys.stderr, flush=True)
+    else:
+        console.print(f"{logs.timestamp()} [bold red]error:[/] {escape(redact(message))}", markup=True)
     raise typer.Exit(code)
 
 
@@ -76,11 +83,20 @@ class ConsoleReporter:
         self.last = 0.0
 
     def info(self, text: str) -> None:
+        if not text:
+            self.console.print()
+            return
+        if logs.is_json():
+            print(logs.json_line(self.redact(text)), file=sys.stderr, flush=True)
+            return
         # text from configuration and data (event names like "promo [/sale]") is never markup
-        self.console.print(self.redact(text), markup=False)
+        self.console.print(f"{logs.timestamp()} {self.redact(text)}", markup=False)
 
     def note(self, text: str) -> None:
-        self.console.print(f"[yellow]note:[/] {escape(self.redact(text))}", markup=True)
+        if logs.is_json():
+            print(logs.json_line(self.redact(text), "WARNING"), file=sys.stderr, flush=True)
+            return
+        self.console.print(f"{logs.timestamp()} [yellow]note:[/] {escape(self.redact(text))}", markup=True)
 
     def progress(self) -> Callable[[str, dict[str, float]], None]:
         return self._progress
@@ -124,7 +140,9 @@ def exit_codes(settings: Settings | None = None) -> Iterator[Callable[[str], str
 def configuration() -> tuple[Settings, EventsConfig]:
     """The settings (secrets read) and the events configuration, or exit 2 naming what is wrong."""
     with exit_codes():
-        settings = resolve_secrets(load_settings())
+        settings = load_settings()
+        logs.set_format(settings.log_format)
+        settings = resolve_secrets(settings)
         return settings, load_events_config(settings)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -139,7 +157,14 @@ def collect() -> None:
     """
     settings, events_config = configuration()
     with exit_codes(settings) as redact:
-        orchestration.collect_step(settings, events_config, ConsoleReporter(redact))
+        reporter = ConsoleReporter(redact)
+        with orchestration.recorded("collect", settings, reporter, heartbeat=False) as record:
+            try:
+                summary = orchestration.collect_step(settings, events_config, reporter)
+            except StepError:
+                record.collect_result = "failed"
+                raise
+            record.collect_result, record.events_loaded = "ok", summary.stats.parse.new_events
 
 
 @app.command()
@@ -190,9 +215,11 @@ def detect(full_refresh: Annotated[bool, FULL_REFRESH] = False, dry_run: Annotat
     """
     settings, events_config = configuration()
     with exit_codes(settings) as redact:
-        orchestration.detect_step(
-            settings, events_config, ConsoleReporter(redact), full_refresh=full_refresh, dry_run=dry_run
-        )
+        reporter = ConsoleReporter(redact)
+        with orchestration.recorded("detect", settings, reporter, dry_run=dry_run) as record:
+            orchestration.detect_step(
+                settings, events_config, reporter, full_refresh=full_refresh, dry_run=dry_run, record=record
+            )
 
 
 @app.command()
@@ -394,6 +421,173 @@ def snapshot(target: Annotated[Path, SNAPSHOT_TARGET]) -> None:
     console.print(f"snapshot: {target} ({size / 1e6:,.1f} MB) in {time.monotonic() - started:.1f} s")
 
 
+SILENCE_EVENT = typer.Argument(help="the event to mute: its rule's name in the events configuration (case-sensitive)")
+SILENCE_FOR = typer.Option("--for", help="how long: 90m, 2h, 1h30m, 3d, 1w")
+SILENCE_UNTIL = typer.Option("--until", help="until when instead: 2026-12-24T09:00 (UTC unless it says) or a date")
+SILENCE_REASON = typer.Option("--reason", help="why: shown by `silences` and `status`")
+
+
+@app.command()
+def silence(
+    event: Annotated[str, SILENCE_EVENT],
+    reason: Annotated[str, SILENCE_REASON],
+    duration: Annotated[str | None, SILENCE_FOR] = None,
+    until: Annotated[str | None, SILENCE_UNTIL] = None,
+) -> None:
+    """Mute an event's alerts for a while (--for or --until); the silence ends by itself.
+
+    Its incidents meanwhile are recorded as `silenced` in the ledger, not sent; one still open when
+    the silence ends is sent then. Stored in the warehouse (alert_silences), so it holds on a
+    stateless runtime. With a bot token, a :no_bell: reaction on an alert does the same for 24 hours.
+    Example: mixpanel-alerts silence checkout_completed --for 2h --reason "planned launch"
+    """
+    if (duration is None) == (until is None):
+        fail("give one of --for (e.g. --for 2h) or --until (e.g. --until 2026-12-24T09:00)", 2)
+    settings, events_config = configuration()
+    now = settings.now()
+    if duration is not None:
+        try:
+            end = now + parse_duration(duration)
+        except ValueError as exc:
+            fail(f"--for {exc}", 2)
+    else:
+        end = parse_until(str(until))
+    with exit_codes(settings):
+        made = add_silence(settings, events_config, event, until=end, reason=reason)
+    console.print(
+        f"silenced {made.event_name} until {made.end:%Y-%m-%d %H:%M} UTC ({minutes(made.end - now)}): {made.reason} "
+        f"[id {made.silence_id}]",
+        markup=False,
+    )
+
+
+def stdout_console() -> Console:
+    """Tables on stdout: the terminal's width, or 160 columns into a file or a pipe (not 80)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def parse_until(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--until {text!r} is not a time: use 2026-12-24T09:00 (UTC unless it says) or 2026-12-24", 2)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def silences(
+    include_ended: Annotated[bool, typer.Option("--all", help="also the silences that have ended")] = False,
+) -> None:
+    """List the active silences (event, until when, why, who): from `silence` and from reactions."""
+    settings, _ = configuration()
+    with exit_codes(settings):
+        found = list_silences(settings, include_ended=include_ended)
+    if not found:
+        console.print("no active silence" if not include_ended else "no silence", markup=False)
+        return
+    from rich.table import Table
+
+    now = settings.now()
+    table = Table("event", "until (UTC)", "left", "reason", "by", "id", show_lines=False)
+    for item in found:
+        left = minutes(item.end - now) if item.active(now) else "ended"
+        table.add_row(
+            item.event_name, f"{item.end:%Y-%m-%d %H:%M}", left, item.reason, item.created_by, item.silence_id
+        )
+    stdout_console().print(table)
+
+
+@app.command()
+def unsilence(event: Annotated[str, typer.Argument(help="the event whose silences end now")]) -> None:
+    """End an event's active silences now: its alerts are sent again from the next run."""
+    settings, events_config = configuration()
+    with exit_codes(settings):
+        ended = end_silences(settings, events_config, event)
+    if not ended:
+        console.print(f"{event} has no active silence", markup=False)
+        return
+    console.print(f"unsilenced {event} ({len(ended)} silence{'s' if len(ended) != 1 else ''} ended)", markup=False)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout (times ISO 8601 UTC)")] = False,
+) -> None:
+    """What the pipeline did and what it watches: the last runs, how far behind Mixpanel the data
+    is, each rule's last-24-hour volume and state (ok, firing, learning, silenced, disabled), open
+    incidents, notifications pending or held, and active silences."""
+    settings, events_config = configuration()
+    with exit_codes(settings):
+        report = read_status(settings, events_config)
+    if as_json:
+        print(json.dumps(report.document(), indent=1, ensure_ascii=False))
+        return
+    print_status(report)
+
+
+def print_status(report: Status) -> None:
+    from rich.table import Table
+
+    out = stdout_console()
+    now = report.generated_at
+    last = report.runs[0] if report.runs else None
+    health = (
+        "no run recorded yet"
+        if last is None
+        else ("healthy" if last.healthy else "UNHEALTHY") + (f": {last.health}" if last.health else "")
+    )
+    out.print(f"pipeline: {health}", markup=False)
+    lag = f"{minutes(report.lag)} behind" if report.lag is not None else "nothing collected yet"
+    out.print(
+        f"collection: newest event processed {ago(report.newest_processed_at, now)}: {lag}; last successful "
+        f"collect {ago(report.last_collect_ok_at, now)}",
+        markup=False,
+    )
+    runs = Table("started (UTC)", "command", "collect", "detect", "alerts", "loaded", "sent", "held", "error",
+                 title="last runs", title_justify="left")  # fmt: skip
+    for run in report.runs:
+        runs.add_row(
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}", run.command, run.collect_result or "-", run.detect_result or "-",
+            run.alert_result or "-", "-" if run.events_loaded is None else f"{run.events_loaded:,}",
+            str(run.alerts_sent or 0), str(run.alerts_held or 0), (run.error or "")[:80],
+        )  # fmt: skip
+    out.print(runs)
+    rules = Table("event", "state", "detector", "channel", "events (24 h)", title="rules", title_justify="left")
+    for rule in report.rules:
+        state = rule["state"]
+        if rule["silenced_until"]:
+            state += f" until {rule['silenced_until']:%m-%d %H:%M}"
+        rules.add_row(rule["event_name"], state, rule["detector"], rule["alert_channel"], f"{rule['events_24h']:,}")
+    out.print(rules)
+    if report.open_incidents:
+        incidents = Table("event", "kind", "since (UTC)", "last (UTC)", "peak", "channel", title="open incidents",
+                          title_justify="left")  # fmt: skip
+        for item in report.open_incidents:
+            incidents.add_row(
+                item["event_name"], item["kind"], f"{item['first_anomalous_minute']:%m-%d %H:%M}",
+                f"{item['last_anomalous_minute']:%m-%d %H:%M}", f"{item['peak_count']:,}", item["alert_channel"],
+            )  # fmt: skip
+        out.print(incidents)
+    else:
+        out.print("open incidents: none", markup=False)
+    if report.notifications:
+        waiting = Table("event", "kind", "status", "channel", "attempts", "last error",
+                        title="notifications not delivered", title_justify="left")  # fmt: skip
+        for item in report.notifications:
+            waiting.add_row(item["event_name"], item["kind"], item["status"], item["channel"], str(item["attempts"]),
+                            (item["last_error"] or "")[:80])  # fmt: skip
+        out.print(waiting)
+    else:
+        out.print("notifications not delivered: none", markup=False)
+    if report.silences:
+        muted = Table("event", "until (UTC)", "reason", "by", title="active silences", title_justify="left")
+        for silence in report.silences:
+            muted.add_row(silence.event_name, f"{silence.end:%Y-%m-%d %H:%M}", silence.reason, silence.created_by)
+        out.print(muted)
+    else:
+        out.print("active silences: none", markup=False)
+
+
 def version_callback(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -415,7 +609,8 @@ def main(argv: list[str] | None = None) -> Any:
     # the working directory's .env, under the process environment: dlt and dbt read it there too
     load_dotenv()
     # force: a second main() in one process (the tests) logs to its own stderr, not the first one's
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=logging.WARNING, force=True)
+    logs.set_format(os.environ.get("LOG_FORMAT", "text").strip().lower())
     # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     # a scheduled job does not phone home: dlt's and dbt's anonymous usage telemetry stay off

@@ -16,12 +16,12 @@ from typing import Protocol
 
 from rich.console import Console
 
-from .alerts.step import AlertSummary, choose_sender, run_alerts
+from .alerts.step import AlertSummary, RunContext, choose_sender, run_alerts
 from .core.config import ConfigError, Settings
 from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
 from .core.events_config import EventsConfig
-from .core.warehouse import single_writer, warehouse_ready
+from .core.warehouse import pipeline_for, single_writer, warehouse_ready
 from .detection import (
     DetectionError,
     build_detection,
@@ -32,6 +32,7 @@ from .detection import (
 )
 from .pipelines.mixpanel.client import ExportError
 from .pipelines.mixpanel_pipeline import CollectSummary, ProgressCallback, collect
+from .runs import RunHistory, RunRecord, ping_heartbeat
 
 logger = logging.getLogger("mixpanel_alerts")
 # a collect longer than this is not covered by the drop settle time: detect as of its start
@@ -129,6 +130,7 @@ def detect_step(
     full_refresh: bool = False,
     dry_run: bool = False,
     detection_now: datetime | None = None,
+    record: RunRecord | None = None,
 ) -> DetectOutcome:
     """dbt build of the detection models as of ``detection_now`` (``DETECTION_NOW``, else the
     current time), then the alert step."""
@@ -150,28 +152,52 @@ def detect_step(
         except (DetectionError, DuckDBFileBusyError) as exc:
             if is_lock_conflict(exc):
                 raise StepError(busy_message(settings.duckdb_path, exc)) from None
+            if record is not None:
+                record.detect_result = "failed"
             raise StepError(str(exc)) from None
+        if record is not None:
+            record.detect_result = "ok"
         reporter.info(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
         for line in learning:
             # a baseline rule raises no baseline anomaly until it has enough history
             reporter.info(f"detect: {line}")
-        return DetectOutcome(alert_step(settings, events_config, reporter, dry_run=dry_run), dry_run)
+        try:
+            alerts = alert_step(settings, events_config, reporter, dry_run=dry_run, record=record)
+        except StepError:
+            if record is not None:
+                record.alert_result = "failed"
+            raise
+        if record is not None:
+            record.alert_result = "ok"
+        return DetectOutcome(alerts, dry_run)
 
 
 def alert_step(
-    settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False
+    settings: Settings,
+    events_config: EventsConfig,
+    reporter: Reporter,
+    *,
+    dry_run: bool = False,
+    record: RunRecord | None = None,
+    collect_error: str | None = None,
 ) -> AlertSummary:
     """One Slack message per new incident (the terminal when Slack is not configured), never twice;
-    a ``StepError`` while any stays undelivered (the next run sends it)."""
+    a ``StepError`` while any stays undelivered (the next run sends it). With a run ``record``, the
+    pipeline's health is judged too (runs.py): its alert, held drops, the record's numbers; after a
+    failed collect (``collect_error``) only that."""
     sender = choose_sender(settings, reporter.console)
     if dry_run:
         reporter.info("alerts (dry run): rendering what would be sent; nothing is sent or recorded")
+    context = RunContext(
+        rules={rule.name: rule.enabled for rule in events_config.events}, record=None if dry_run else record,
+        collect_error=collect_error, events_config=events_config, say=reporter.info,
+    )  # fmt: skip
     try:
         warehouse_ready(settings)
         descriptions = {rule.name: rule.description for rule in events_config.events}
         alerts = run_alerts(
             settings, console=reporter.console, dry_run=dry_run, sender=sender, descriptions=descriptions,
-            now=settings.now,
+            now=settings.now, context=context, pipeline_only=collect_error is not None,
         )  # fmt: skip
     except DuckDBFileBusyError as exc:
         raise StepError(str(exc)) from None
@@ -183,6 +209,13 @@ def alert_step(
     if dry_run:
         reporter.info(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
         return alerts
+    if record is not None:
+        record.alerts_sent, record.alerts_pending = alerts.sent, alerts.pending + alerts.failed
+        record.alerts_held, record.alerts_silenced = alerts.held, alerts.silenced
+    if alerts.health is not None:
+        (reporter.info if alerts.health.healthy else reporter.note)(f"pipeline: {alerts.health.summary()}")
+    if collect_error is not None:
+        return alerts
     reporter.info(alerts.line(sender.description))
     if alerts.pending or alerts.failed:
         raise StepError(f"{alerts.pending + alerts.failed} alert(s) not delivered; they stay pending for the next run")
@@ -190,17 +223,76 @@ def alert_step(
 
 
 def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False) -> None:
-    """collect, then detect and alert, in one turn on the warehouse (on BigQuery: one lease)."""
-    with writer_turn(settings):
+    """collect, then detect and alert, in one turn on the warehouse (on BigQuery: one lease).
+
+    A failed collect still judges the pipeline's health (its alert goes out once collect has failed
+    for PIPELINE_STALE_MINUTES), then the run fails; the run is recorded in ``pipeline_runs`` either
+    way, and HEARTBEAT_URL is called when it succeeded."""
+    with recorded("run", settings, reporter, dry_run=dry_run) as record, writer_turn(settings):
         # after a long collect, detection as of the moment it asked Mixpanel: the minutes since
         # are not collected yet, and counted as zeros they would read as a drop (a collect that
         # fetched a new event's history, or waited on Mixpanel's rate limit, can take minutes).
         # A shorter gap lies within the drop settle time (drop_settle_minutes), and a pinned
         # moment would cost dbt its partial parsing (its vars would change every run).
         collect_started = datetime.now(UTC)
-        collect_step(settings, events_config, reporter)
+        try:
+            summary = collect_step(settings, events_config, reporter)
+        except StepError as exc:
+            record.collect_result = "failed"
+            if not dry_run:
+                with contextlib.suppress(StepError):
+                    alert_step(settings, events_config, reporter, record=record, collect_error=str(exc))
+            raise
+        record.collect_result, record.events_loaded = "ok", summary.stats.parse.new_events
         as_of = collect_started if datetime.now(UTC) - collect_started > LONG_COLLECT else None
-        detect_step(settings, events_config, reporter, dry_run=dry_run, detection_now=as_of)
+        detect_step(settings, events_config, reporter, dry_run=dry_run, detection_now=as_of, record=record)
+
+
+@contextlib.contextmanager
+def recorded(
+    command: str, settings: Settings, reporter: Reporter, *, dry_run: bool = False, heartbeat: bool = True
+) -> Iterator[RunRecord]:
+    """The command's row in ``pipeline_runs``, written when it ends (however it ends; a dry run
+    writes none), and the heartbeat after a success (``run`` and ``detect``, which alert)."""
+    record = RunRecord.start(command, settings.now())
+    try:
+        yield record
+    except (StepError, ConfigError) as exc:
+        record.error = redact(str(exc), settings)
+        raise
+    except BaseException as exc:
+        record.error = redact(f"{type(exc).__name__}: {exc}", settings)
+        raise
+    finally:
+        record.ended_at = settings.now()
+        if not dry_run:
+            write_record(settings, record, reporter)
+    if settings.heartbeat_url and heartbeat and not dry_run:
+        problem = ping_heartbeat(settings.heartbeat_url)
+        if problem is None:
+            reporter.info("heartbeat: HEARTBEAT_URL called")
+        else:
+            reporter.note(f"heartbeat: HEARTBEAT_URL did not answer ({problem}); the run itself succeeded")
+
+
+def redact(text: str, settings: Settings) -> str:
+    for secret in sorted(settings.secrets(), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def write_record(settings: Settings, record: RunRecord, reporter: Reporter) -> None:
+    """Append the run's row; a failure to write it is said, and does not change the run's outcome."""
+    try:
+        with writer_turn(settings):
+            warehouse_ready(settings)
+            with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+                history = RunHistory(client, settings.warehouse)
+                history.ensure()
+                history.add(record)
+    except Exception as exc:
+        cause = unwrap(exc)
+        reporter.note(f"could not record this run in pipeline_runs: {type(cause).__name__}: {cause}")
 
 
 def dbt_command(settings: Settings, events_config: EventsConfig, args: list[str]) -> None:

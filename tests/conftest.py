@@ -227,7 +227,8 @@ def run_in_process(args: Sequence[str], env: dict[str, str], cwd: Path) -> subpr
 
 def cli_runner(directory: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``mixpanel-alerts ARGS`` in ``directory`` (in this process; ``subprocess=True`` for a
-    process of its own); fails the test if a secret shows in its output."""
+    process of its own); fails the test if a secret shows in its output. Its ``stdout`` and
+    ``stderr`` come without the lines' timestamps; ``raw_stderr`` has them."""
 
     def run(
         args: Sequence[str], env: dict[str, str], cwd: Path | None = None, *, subprocess: bool = False
@@ -242,6 +243,9 @@ def cli_runner(directory: Path) -> Callable[..., subprocess.CompletedProcess[str
         for name in SECRET_VARIABLES:
             secret = env.get(name)
             assert not secret or secret not in output, f"{name}'s value appears in the output of {args}"
+        # tests read the output without the timestamps that start its lines (raw_stderr keeps them)
+        result.raw_stderr = result.stderr  # type: ignore[attr-defined]
+        result.stdout, result.stderr = untimed(result.stdout), untimed(result.stderr)
         return result
 
     return run
@@ -286,8 +290,17 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / DB_FILE
 
 
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.MULTILINE)
+
+
+def untimed(text: str) -> str:
+    """Run output without the timestamp that starts each of its lines."""
+    return TIMESTAMP.sub("", text)
+
+
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout + result.stderr
+    """What a command printed (stdout, then stderr), without the lines' timestamps."""
+    return untimed(result.stdout + result.stderr)
 
 
 # the fixtures of end-to-end tests: a simulated export host, the CLI, the BigQuery emulator, and

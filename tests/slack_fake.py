@@ -1,11 +1,18 @@
 """A local HTTP server speaking Slack's incoming-webhook protocol and Web API (chat.postMessage,
-conversations.history, conversations.replies, auth.test), with injectable faults.
+conversations.history, conversations.replies, auth.test, and the external file upload:
+files.getUploadURLExternal, the POST of the bytes to its upload URL, files.completeUploadExternal),
+with injectable faults.
+
+Uploaded files land in ``files`` (id -> ``{"filename", "length", "alt_txt", "bytes", "title",
+"complete"}``); a message whose image block names a file (``slack_file.id``) that is not a completed
+upload is refused with ``invalid_blocks``, as Slack refuses it.
 
 Faults (``inject(...)``, one consumed per request, in order):
 
 - taken by any request, which is then not processed: ``"drop"`` (connection reset, nothing recorded),
   ``"429"`` (with Retry-After: 1), ``"500"``, ``"503"``;
-- Slack error answers: ``"no_service"`` (webhook), ``"invalid_auth"``, ``"channel_not_found"`` (Web API);
+- Slack error answers: ``"no_service"`` (webhook), ``"invalid_auth"``, ``"channel_not_found"`` (Web API),
+  ``"invalid_blocks"`` and ``"not_allowed_token_type"`` (any Web API method but auth.test);
 - the message is posted but the client may not learn it (only chat.postMessage and the webhook take these
   from the shared queue; other requests leave them queued): ``"stall:SECONDS"`` (processed after SECONDS,
   then answered normally), ``"process-then-drop"`` (processed, connection reset without a response),
@@ -13,7 +20,8 @@ Faults (``inject(...)``, one consumed per request, in order):
   ``release()`` or ``stop()``; ``held`` is set meanwhile).
 
 ``inject(..., method="conversations.history")`` queues faults for one method only (``"webhook"`` for the
-webhook); those are taken before the shared queue, and any fault applies to that method.
+webhook, ``"upload"`` for the POST to an upload URL); those are taken before the shared queue, and
+any fault applies to that method.
 """
 
 from __future__ import annotations
@@ -40,7 +48,15 @@ APP_ID = "A0BOT"
 TEAM_ID = "T0"
 WEBHOOK_BOT_ID = "B0HOOK"
 DEFAULT_SCOPES = frozenset(
-    {"chat:write", "channels:history", "groups:history", "channels:read", "groups:read", "files:write"}
+    {
+        "chat:write",
+        "channels:history",
+        "groups:history",
+        "channels:read",
+        "groups:read",
+        "files:write",
+        "reactions:read",
+    }
 )
 # the scope each Web API method needs (auth.test needs none)
 METHOD_SCOPES = {
@@ -48,11 +64,17 @@ METHOD_SCOPES = {
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
     "conversations.list": "channels:read",
+    "reactions.get": "reactions:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 # chat.postMessage takes a channel name or id; these take only an id, as Slack's do
-ID_ONLY_METHODS = ("conversations.history", "conversations.replies")
+ID_ONLY_METHODS = ("conversations.history", "conversations.replies", "reactions.get")
 HISTORY_DEFAULT_LIMIT = 100
 HISTORY_MAX_LIMIT = 1000
+UPLOAD_PATH = "/upload/"
+# faults answered as Slack's error of that name by a Web API method
+API_ERROR_FAULTS = ("invalid_blocks", "not_allowed_token_type")
 # faults that let the request be processed and spoil only its answer
 DELIVERY_FAULTS = ("process-then-drop", "process-then-500", "hold")
 
@@ -79,6 +101,8 @@ class SlackFake:
         self.faults: deque[str] = deque()
         self.method_faults: dict[str, deque[str]] = {}
         self.messages: list[dict[str, Any]] = []
+        # uploaded files: id -> {"filename", "length", "alt_txt", "bytes", "title", "complete"}
+        self.files: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (path, outcome)
         self.scopes: set[str] = set(DEFAULT_SCOPES)
         # the channel id the webhook posts to; None keeps webhook messages out of every channel's history
@@ -151,7 +175,8 @@ class SlackFake:
         parts = urlsplit(handler.path)
         path = parts.path
         is_api = path.startswith("/api/")
-        target = path[len("/api/") :] if is_api else "webhook"
+        is_upload = path.startswith(UPLOAD_PATH)
+        target = path[len("/api/") :] if is_api else "upload" if is_upload else "webhook"
         fault = self._take_fault(target)
         if fault == "drop":
             self._record(path, "drop")
@@ -172,7 +197,7 @@ class SlackFake:
                 self._abort(handler)
                 return
         try:
-            payload = _payload(handler.headers.get("Content-Type", ""), raw)
+            payload = {} if is_upload else _payload(handler.headers.get("Content-Type", ""), raw)
             query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
             payload = {**query, **payload}
         except ValueError:
@@ -180,6 +205,8 @@ class SlackFake:
         with self._lock:
             if is_api:
                 reply = self._api(handler, target, payload, fault)
+            elif is_upload:  # the file's bytes, whatever the content type
+                reply = self._upload(path.removeprefix(UPLOAD_PATH), raw)
             else:
                 reply = self._webhook(handler, path, payload, fault)
             name = target if is_api else path
@@ -254,8 +281,13 @@ class SlackFake:
         if needed not in self.scopes:
             body = {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(sorted(self.scopes))}
             return _json(body, "missing_scope", headers={**scopes, "x-accepted-oauth-scopes": needed})
+        if fault in API_ERROR_FAULTS:
+            return _json({"ok": False, "error": fault}, fault, headers=scopes)
         if method == "conversations.list":
             return _json(self._list(payload), "ok", headers=scopes)
+        if method.startswith("files."):
+            body = self._upload_url(payload) if method == "files.getUploadURLExternal" else self._complete(payload)
+            return _json(body, "ok" if body["ok"] else str(body["error"]), headers=scopes)
         channel_id = self._channel_id(payload.get("channel"))
         if method in ID_ONLY_METHODS and channel_id != str(payload.get("channel")):
             channel_id = None
@@ -265,6 +297,8 @@ class SlackFake:
             body = self._post_message(channel_id, payload)
         elif method == "conversations.history":
             body = self._history(channel_id, payload)
+        elif method == "reactions.get":
+            body = self._reactions(channel_id, payload)
         else:
             body = self._replies(channel_id, payload)
         return _json(body, "ok" if body["ok"] else str(body["error"]), headers=scopes)
@@ -289,6 +323,9 @@ class SlackFake:
         metadata = payload.get("metadata")
         if metadata is not None and not _valid_metadata(metadata):
             return {"ok": False, "error": "invalid_metadata_format"}
+        errors = self._image_errors(payload.get("blocks"))
+        if errors:
+            return {"ok": False, "error": "invalid_blocks", "errors": errors}
         message: dict[str, Any] = {"via": "bot", **payload, "channel": channel_id}
         if payload.get("thread_ts"):
             parent = self._find(channel_id, str(payload["thread_ts"]))
@@ -301,6 +338,77 @@ class SlackFake:
         message["ts"] = self._next_ts()
         self.messages.append(message)
         return {"ok": True, "channel": channel_id, "ts": message["ts"], "message": self._view(message, True, False)}
+
+    def _image_errors(self, blocks: Any) -> list[str]:
+        """What Slack says of image blocks it cannot show: an unknown or unfinished slack_file, no
+        alt_text, no image at all."""
+        errors = []
+        for index, block in enumerate(blocks if isinstance(blocks, list) else []):
+            if not isinstance(block, dict) or block.get("type") != "image":
+                continue
+            pointer = f"[json-pointer:/blocks/{index}"
+            slack_file = block.get("slack_file")
+            if isinstance(slack_file, dict):
+                uploaded = self.files.get(str(slack_file.get("id")))
+                if uploaded is None or not uploaded["complete"]:
+                    errors.append(f"invalid slack file {pointer}/slack_file]")
+            elif not block.get("image_url"):
+                errors.append(f"must provide either image_url or slack_file {pointer}]")
+            alt_text = block.get("alt_text")
+            if not isinstance(alt_text, str) or not 1 <= len(alt_text) <= 2000:
+                errors.append(f"alt_text must be 1 to 2000 characters {pointer}/alt_text]")
+        return errors
+
+    # ------------------------------------------------------------------ files (external upload)
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        """files.getUploadURLExternal: a file id and where to POST the bytes."""
+        try:
+            length = int(str(args.get("length")))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not args.get("filename") or length < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F0{len(self.files) + 1:09d}"
+        self.files[file_id] = {
+            "filename": str(args["filename"]),
+            "length": length,
+            "alt_txt": args.get("alt_txt"),
+            "bytes": None,
+            "title": None,
+            "complete": False,
+        }
+        return {"ok": True, "upload_url": f"{self.url}{UPLOAD_PATH}{file_id}", "file_id": file_id}
+
+    def _upload(self, file_id: str, raw: bytes) -> _Reply:
+        """The POST to an upload URL: the bytes of a file not yet completed."""
+        uploaded = self.files.get(file_id)
+        if uploaded is None or uploaded["complete"]:
+            return _Reply(404, b"not_found", "not_found")
+        uploaded["bytes"] = raw
+        return _Reply(200, f"OK - {len(raw)}".encode(), "ok")
+
+    def _complete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """files.completeUploadExternal: every file named must have its bytes; none is shared with a
+        channel here (the fake keeps no file messages)."""
+        files = args.get("files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) for f in files):
+            return {"ok": False, "error": "invalid_arguments"}
+        for named in files:
+            uploaded = self.files.get(str(named.get("id")))
+            if uploaded is None or uploaded["bytes"] is None:
+                return {"ok": False, "error": "file_not_found"}
+        completed = []
+        for named in files:
+            uploaded = self.files[str(named["id"])]
+            uploaded.update(complete=True, title=named.get("title") or uploaded["filename"])
+            completed.append({"id": str(named["id"]), "title": uploaded["title"]})
+        return {"ok": True, "files": completed}
 
     # ------------------------------------------------------------------ conversations.*
 
@@ -384,6 +492,31 @@ class SlackFake:
             "pin_count": 0,
             "response_metadata": {"next_cursor": next_cursor},
         }
+
+    def react(self, channel_id: str, ts: str, name: str, user: str = "U0PERSON") -> None:
+        """Someone adds the reaction ``name`` (without colons) to the message at ``ts``."""
+        with self._lock:
+            message = self._find(channel_id, ts)
+            if message is None:
+                raise KeyError(f"no message {ts} in {channel_id}")
+            reactions = message.setdefault("reactions", [])
+            entry = next((item for item in reactions if item["name"] == name), None)
+            if entry is None:
+                entry = {"name": name, "users": [], "count": 0}
+                reactions.append(entry)
+            if user not in entry["users"]:
+                entry["users"].append(user)
+                entry["count"] += 1
+
+    def _reactions(self, channel_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        """``reactions.get`` of a message (``channel`` and ``timestamp``), as Slack answers it."""
+        message = self._find(channel_id, str(args.get("timestamp") or ""))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        view = {"type": "message", "ts": message["ts"], "text": message.get("text", "")}
+        if message.get("reactions"):
+            view["reactions"] = [dict(item, users=list(item["users"])) for item in message["reactions"]]
+        return {"ok": True, "type": "message", "channel": channel_id, "message": view}
 
     def _find(self, channel_id: str, ts: str) -> dict[str, Any] | None:
         return next((m for m in self.messages if m["channel"] == channel_id and m["ts"] == ts), None)

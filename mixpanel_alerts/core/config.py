@@ -96,6 +96,17 @@ class Settings(BaseModel):
     # the moment detection and the alert step run as of (ISO 8601, UTC unless it says): tests pin it
     # so that "a spike 2 minutes ago" stays 2 minutes ago however slow the machine; unset: now
     detection_now: datetime | None = Field(None, alias="DETECTION_NOW")
+    # where alerts about the pipeline itself go; unset: the webhook's channel, or with a bot token
+    # the first enabled rule's channel
+    ops_alert_channel: str | None = Field(None, alias="OPS_ALERT_CHANNEL")
+    # called (GET) after every successful run or detect: a dead-man's switch for an outside monitor
+    heartbeat_url: str | None = Field(None, alias="HEARTBEAT_URL", repr=False)
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field("text", alias="LOG_FORMAT")
+    # more new alerts than this for one channel in one run become one digest message
+    alert_digest_threshold: PositiveInt = Field(5, alias="ALERT_DIGEST_THRESHOLD")
+    # the pipeline is unhealthy when collect has not succeeded for this long, or the newest collected
+    # event was processed this long ago while the rules expect traffic
+    pipeline_stale_minutes: PositiveInt = Field(60, alias="PIPELINE_STALE_MINUTES")
 
     @field_validator("project_timezone")
     @classmethod
@@ -136,6 +147,14 @@ class Settings(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"MIXPANEL_EXPORT_URL={value!r} must be an http(s) URL such as https://data.mixpanel.com")
+        return value
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            # the URL itself may hold the monitor's secret token: not repeated here
+            raise ValueError("HEARTBEAT_URL must be an http(s) URL, such as https://hc-ping.com/<uuid>")
         return value
 
     @field_validator("gcp_service_account_info", mode="before")
@@ -185,7 +204,10 @@ class Settings(BaseModel):
     def secrets(self) -> list[str]:
         """Values that must never appear in output."""
         key = (self.gcp_service_account_info or {}).get("private_key")
-        values = [key, self.service_account_secret, self.api_secret, self.slack_webhook_url, self.slack_bot_token]
+        values = [
+            key, self.service_account_secret, self.api_secret, self.slack_webhook_url, self.slack_bot_token,
+            self.heartbeat_url,
+        ]  # fmt: skip
         return [value for value in values if value]
 
     def now(self) -> datetime:
@@ -242,6 +264,8 @@ def config_message(exc: ValidationError) -> str:
         return f"{name}={value!r} is not a Mixpanel region; use one of: {', '.join(REGIONS)}"
     if error["type"] == "literal_error" and name == "WAREHOUSE":
         return f"{name}={value!r} is not supported; use duckdb or bigquery"
+    if error["type"] == "literal_error" and name == "LOG_FORMAT":
+        return f"{name}={value!r} is not supported; use text or json"
     if error["type"] == "string_pattern_mismatch":
         return f"{name}={value!r} may contain only letters, digits and underscores"
     if name in fields:

@@ -1,0 +1,216 @@
+"""Day-two commands: ``status`` (what the pipeline did and what it watches), and ``silence``,
+``silences`` and ``unsilence`` (muting an event's alerts for a while).
+
+Both read and write the warehouse in a run's turn: on DuckDB they wait for a running run, and a
+run waits for them (a moment). Silences are rows in ``alert_silences``, so they hold on a stateless
+runtime; the alert step reads them on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .alerts.ledger import UNDELIVERED, Ledger
+from .alerts.silences import Silence, Silences, active_silences, new_silence
+from .core.config import ConfigError, Settings
+from .core.events_config import EventsConfig
+from .core.warehouse import pipeline_for, single_writer, warehouse_ready
+from .runs import RunHistory, RunRecord, aware, minutes, sql_time
+
+RECENT_RUNS = 5
+
+
+@contextlib.contextmanager
+def warehouse_client(settings: Settings) -> Iterator[Any]:
+    """The warehouse's SQL client, in a run's turn."""
+    with single_writer(settings):
+        warehouse_ready(settings)
+        with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+            yield client
+
+
+def known_event(events_config: EventsConfig, event_name: str) -> None:
+    if event_name not in {rule.name for rule in events_config.events}:
+        names = ", ".join(rule.name for rule in events_config.events) or "none"
+        raise ConfigError(
+            f"{event_name!r} has no rule in {events_config.source} (its events: {names}); names are case-sensitive"
+        )
+
+
+def add_silence(
+    settings: Settings, events_config: EventsConfig, event_name: str, *, until: datetime, reason: str
+) -> Silence:
+    known_event(events_config, event_name)
+    now = settings.now()
+    if until <= now:
+        raise ConfigError(f"--until {until:%Y-%m-%d %H:%M} UTC is not in the future")
+    if not reason.strip():
+        raise ConfigError("--reason is empty: say why, for whoever reads `mixpanel-alerts silences` next")
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in a container
+        user = "unknown"
+    silence = new_silence(event_name, now=now, until=until, reason=reason.strip(), created_by=user)
+    with warehouse_client(settings) as client:
+        store = Silences(client, settings.warehouse)
+        store.ensure()
+        store.add(silence)
+    return silence
+
+
+def list_silences(settings: Settings, *, include_ended: bool = False) -> list[Silence]:
+    now = settings.now()
+    with warehouse_client(settings) as client:
+        silences = Silences(client, settings.warehouse).all()
+    return [silence for silence in silences if include_ended or silence.active(now)]
+
+
+def end_silences(settings: Settings, events_config: EventsConfig, event_name: str) -> list[Silence]:
+    """End every active silence of ``event_name`` now; the ones ended."""
+    now = settings.now()
+    with warehouse_client(settings) as client:
+        store = Silences(client, settings.warehouse)
+        ended = [silence for silence in store.all() if silence.event_name == event_name and silence.active(now)]
+        if not ended:
+            known_event(events_config, event_name)
+        for silence in ended:
+            store.end_early(silence, now)
+    return ended
+
+
+@dataclasses.dataclass
+class Status:
+    generated_at: datetime
+    warehouse: str
+    runs: list[RunRecord]
+    rules: list[dict[str, Any]]
+    open_incidents: list[dict[str, Any]]
+    notifications: list[dict[str, Any]]
+    silences: list[Silence]
+    newest_processed_at: datetime | None
+    last_collect_ok_at: datetime | None
+
+    @property
+    def lag(self) -> timedelta | None:
+        return self.generated_at - self.newest_processed_at if self.newest_processed_at else None
+
+    def document(self) -> dict[str, Any]:
+        """``status --json``: times ISO 8601 UTC."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            if isinstance(value, dict):
+                return {key: plain(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [plain(item) for item in value]
+            return value
+
+        last = self.runs[0] if self.runs else None
+        return plain({
+            "generated_at": self.generated_at,
+            "warehouse": self.warehouse,
+            "collection": {
+                "newest_processed_at": self.newest_processed_at,
+                "lag_seconds": int(self.lag.total_seconds()) if self.lag is not None else None,
+                "last_collect_ok_at": self.last_collect_ok_at,
+            },
+            "health": {"healthy": last.healthy, "summary": last.health} if last else None,
+            "runs": [dataclasses.asdict(run) for run in self.runs],
+            "rules": self.rules,
+            "open_incidents": self.open_incidents,
+            "notifications": self.notifications,
+            "silences": [dataclasses.asdict(silence) for silence in self.silences],
+        })  # fmt: skip
+
+
+def read_status(settings: Settings, events_config: EventsConfig) -> Status:
+    now = settings.now()
+    with warehouse_client(settings) as client:
+        history = RunHistory(client, settings.warehouse).recent()
+        ledger = Ledger(client, settings.warehouse).all()
+        silences = Silences(client, settings.warehouse).all()
+        active = active_silences(silences, now)
+        counts = _table(client, "int_event_counts_per_minute")
+        since = sql_time(now - timedelta(hours=24), settings.warehouse)
+        volumes = _rows(
+            client, f"select event_name, sum(event_count) from {counts} where minute_at > %s group by event_name", since
+        )
+        learning = {
+            row[0]
+            for row in _rows(client, f"select event_name from {_table(client, 'baseline_learning')} where is_learning")
+        }
+        incidents = _rows(
+            client,
+            f"select event_name, kind, first_anomalous_minute, last_anomalous_minute, peak_count, alert_channel "
+            f"from {_table(client, 'incidents')} where status = 'open' order by first_anomalous_minute",
+        )
+        names = list(events_config.enabled_names)
+        marks = ", ".join(["%s"] * len(names)) or "null"
+        newest = _rows(
+            client,
+            f"select max(coalesce(mp_processing_time, event_timestamp)) from {_table(client, settings.table)} "
+            f"where event_name in ({marks})",
+            *names,
+        )
+    volume = {str(name): int(count or 0) for name, count in volumes}
+    enabled = set(events_config.enabled_names)
+    open_incidents = [
+        {"event_name": name, "kind": kind or "spike", "first_anomalous_minute": aware(first),
+         "last_anomalous_minute": aware(last), "peak_count": int(peak), "alert_channel": channel}
+        for name, kind, first, last, peak, channel in incidents
+        if name in enabled
+    ]  # fmt: skip
+    firing = {incident["event_name"] for incident in open_incidents}
+    rules = []
+    for rule in events_config.events:
+        if not rule.enabled:
+            state = "disabled"
+        elif rule.name in active:
+            state = "silenced"
+        elif rule.name in firing:
+            state = "firing"
+        elif rule.name in learning:
+            state = "learning"
+        else:
+            state = "ok"
+        rules.append({
+            "event_name": rule.name, "state": state, "detector": rule.detector, "alert_channel": rule.alert_channel,
+            "events_24h": volume.get(rule.name, 0),
+            "silenced_until": active[rule.name].end if rule.name in active else None,
+        })  # fmt: skip
+    undelivered = [
+        {"notification_id": item.notification_id, "event_name": item.event_name, "kind": item.kind,
+         "status": "held" if (item.last_error or "").startswith("held:") else item.status, "channel": item.channel,
+         "attempts": item.attempts, "last_error": item.last_error, "created_at": aware(item.created_at)}
+        for item in ledger.values()
+        if item.status in UNDELIVERED
+    ]  # fmt: skip
+    return Status(
+        generated_at=now, warehouse=settings.warehouse, runs=history[:RECENT_RUNS], rules=rules,
+        open_incidents=open_incidents, notifications=sorted(undelivered, key=lambda item: item["created_at"] or now),
+        silences=sorted(active.values(), key=lambda silence: silence.end),
+        newest_processed_at=aware(newest[0][0]) if newest and newest[0][0] else None,
+        last_collect_ok_at=next((run.ended_at for run in history if run.collect_result == "ok"), None),
+    )  # fmt: skip
+
+
+def _table(client: Any, name: str) -> str:
+    return str(client.make_qualified_table_name(name))
+
+
+def _rows(client: Any, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """The rows, or none when a table is not there yet (nothing collected or detected)."""
+    try:
+        return [tuple(row) for row in client.execute_sql(sql, *parameters) or []]
+    except Exception:
+        return []
+
+
+def ago(value: datetime | None, now: datetime) -> str:
+    return "never" if value is None else f"{value:%Y-%m-%d %H:%M} UTC ({minutes(now - value)} ago)"

@@ -1,0 +1,245 @@
+"""Run history (``pipeline_runs``), the pipeline's own health, and the heartbeat.
+
+Each `run`, `collect` and `detect` writes one row to ``pipeline_runs``: when it started and ended,
+each step's result, the events loaded, how far behind Mixpanel the data is, the alerts sent and
+held, and any error. ``status`` reads it.
+
+The pipeline is unhealthy when, for longer than PIPELINE_STALE_MINUTES,
+
+- collect has not succeeded (it fails run after run), or
+- the newest event collected was processed that long ago while the rules expect traffic (a rule
+  with a minimum, or a baseline that expects events): Mixpanel's data stopped arriving.
+
+An unhealthy pipeline raises one "pipeline" alert to OPS_ALERT_CHANNEL, with a resolved notice
+when it recovers, and holds drop alerts meanwhile: a drop then is likely the pipeline's own fault.
+HEARTBEAT_URL is called after every successful run, so an outside monitor notices when runs stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from .core.config import Settings
+from .core.events_config import EventsConfig
+from .core.state_table import StateTable
+
+logger = logging.getLogger("mixpanel_alerts")
+
+RUNS_TABLE = "pipeline_runs"
+COLUMNS = {
+    "run_id": ("varchar", "STRING"),
+    "command": ("varchar", "STRING"),  # run, collect or detect
+    "started_at": ("timestamp", "TIMESTAMP"),
+    "ended_at": ("timestamp", "TIMESTAMP"),
+    # each step: ok, failed, or null when the command did not run it
+    "collect_result": ("varchar", "STRING"),
+    "detect_result": ("varchar", "STRING"),
+    "alert_result": ("varchar", "STRING"),
+    "events_loaded": ("bigint", "INT64"),
+    # Mixpanel's processing time of the newest event collected, and how long before the run's end
+    "newest_processed_at": ("timestamp", "TIMESTAMP"),
+    "collection_lag_seconds": ("bigint", "INT64"),
+    "alerts_sent": ("bigint", "INT64"),
+    "alerts_held": ("bigint", "INT64"),
+    "alerts_pending": ("bigint", "INT64"),
+    "alerts_silenced": ("bigint", "INT64"),
+    "healthy": ("boolean", "BOOL"),
+    "health": ("varchar", "STRING"),
+    "error": ("varchar", "STRING"),
+}
+HEARTBEAT_TIMEOUT_SECONDS = 10
+HEARTBEAT_ATTEMPTS = 3
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    run_id: str
+    command: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    collect_result: str | None = None
+    detect_result: str | None = None
+    alert_result: str | None = None
+    events_loaded: int | None = None
+    newest_processed_at: datetime | None = None
+    collection_lag_seconds: int | None = None
+    alerts_sent: int | None = None
+    alerts_held: int | None = None
+    alerts_pending: int | None = None
+    alerts_silenced: int | None = None
+    healthy: bool | None = None
+    health: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("started_at", "ended_at", "newest_processed_at"):
+            setattr(self, field, aware(getattr(self, field)))
+
+    @classmethod
+    def start(cls, command: str, now: datetime) -> RunRecord:
+        return cls(run_id=f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", command=command, started_at=now)
+
+    @property
+    def result(self) -> str:
+        steps = (self.collect_result, self.detect_result, self.alert_result)
+        return "failed" if "failed" in steps else "ok"
+
+
+class RunHistory:
+    def __init__(self, client: Any, warehouse: str) -> None:
+        self.store = StateTable(client, warehouse, RUNS_TABLE, COLUMNS)
+
+    def ensure(self) -> None:
+        self.store.ensure()
+
+    def add(self, record: RunRecord) -> None:
+        self.store.insert(dataclasses.asdict(record))
+
+    def recent(self, limit: int = 200) -> list[RunRecord]:
+        """The newest runs first."""
+        rows = self.store.rows(order_by="started_at desc")
+        return [RunRecord(**row) for row in rows[:limit]]
+
+
+@dataclasses.dataclass
+class Health:
+    problems: list[str]
+    since: datetime | None = None  # when the pipeline became unhealthy
+    newest_processed_at: datetime | None = None
+    lag: timedelta | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        if self.problems:
+            return "; ".join(self.problems)
+        return "ok" if self.lag is None else f"ok, data {minutes(self.lag)} behind"
+
+
+def minutes(delta: timedelta) -> str:
+    total = max(int(delta.total_seconds() // 60), 0)
+    if total < 120:
+        return f"{total} min"
+    if total >= 48 * 60:
+        return f"{total // 1440} days"
+    return f"{total // 60} h" + (f" {total % 60} min" if total % 60 else "")
+
+
+def assess(
+    *,
+    now: datetime,
+    stale: timedelta,
+    collect_result: str | None,
+    collect_error: str | None,
+    history: Sequence[RunRecord],
+    newest_processed_at: datetime | None,
+    traffic_expected_since: datetime | None,
+) -> Health:
+    """The pipeline's health as of ``now``, from this run's collect (None: not run), the earlier
+    runs (newest first), the newest event collected, and the earliest minute after it at which a
+    rule expected traffic (None: none did)."""
+    problems: list[str] = []
+    since: list[datetime] = []
+    collects = [run for run in history if run.collect_result is not None]
+    if collect_result == "failed" or (collect_result is None and collects and collects[0].collect_result == "failed"):
+        last_ok = next((run for run in collects if run.collect_result == "ok"), None)
+        failures = [run for run in collects if last_ok is None or run.started_at > last_ok.started_at]
+        failures = [run for run in failures if run.collect_result == "failed"]
+        failing_since = min([run.started_at for run in failures] + ([now] if collect_result == "failed" else []))
+        if now - failing_since >= stale:
+            count = len(failures) + (collect_result == "failed")
+            error = collect_error or next((run.error for run in failures if run.error), None) or "see the run's output"
+            problems.append(f"collect has failed in every run since {failing_since:%Y-%m-%d %H:%M} UTC "
+                            f"({count} run{'s' if count != 1 else ''}): {error}")  # fmt: skip
+            since.append(failing_since)
+    lag = now - newest_processed_at if newest_processed_at is not None else None
+    if (
+        lag is not None
+        and lag >= stale
+        and traffic_expected_since is not None
+        and now - traffic_expected_since >= stale
+    ):
+        problems.append(
+            f"the data is {minutes(lag)} behind: the newest event collected was processed by Mixpanel at "
+            f"{newest_processed_at:%Y-%m-%d %H:%M} UTC, and the rules expected events since "
+            f"{traffic_expected_since:%H:%M} UTC"
+        )
+        since.append(traffic_expected_since)
+    return Health(problems=problems, since=min(since) if since else None, newest_processed_at=newest_processed_at,
+                  lag=lag)  # fmt: skip
+
+
+def observe(
+    client: Any, settings: Settings, events_config: EventsConfig, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """From the warehouse: Mixpanel's processing time of the newest event of the enabled rules, and
+    the first minute after it at which a rule expected traffic (lower bound or expected count of at
+    least one event in the detection models); None for what cannot be known yet."""
+    names = list(events_config.enabled_names)
+    if not names:
+        return None, None
+    raw = client.make_qualified_table_name(settings.table)
+    marks = ", ".join(["%s"] * len(names))
+    try:
+        rows = client.execute_sql(
+            f"select max(coalesce(mp_processing_time, event_timestamp)) from {raw} where event_name in ({marks})",
+            *names,
+        )
+    except Exception:
+        return None, None  # nothing collected yet
+    newest = aware(rows[0][0]) if rows and rows[0][0] is not None else None
+    if newest is None:
+        return None, None
+    bands = client.make_qualified_table_name("int_event_window_bands")
+    try:
+        rows = client.execute_sql(
+            f"select min(minute_at) from {bands} where event_name in ({marks}) and minute_at > %s and minute_at <= %s "
+            "and (coalesce(lower_bound, 0) >= 1 or coalesce(expected_count, 0) >= 1)",
+            *names,
+            sql_time(newest, settings.warehouse),
+            sql_time(now, settings.warehouse),
+        )
+    except Exception:
+        return newest, None  # no detection models yet
+    expected = aware(rows[0][0]) if rows and rows[0][0] is not None else None
+    return newest, expected
+
+
+def sql_time(value: datetime, warehouse: str) -> datetime:
+    """A moment as a query parameter: BigQuery types an aware one as TIMESTAMP (a naive one would be
+    a DATETIME, which it does not compare with TIMESTAMP); DuckDB's detection tables hold naive UTC."""
+    value = value.astimezone(UTC)
+    return value if warehouse == "bigquery" else value.replace(tzinfo=None)
+
+
+def ping_heartbeat(url: str) -> str | None:
+    """GET the heartbeat URL (a few tries); None when it answered 2xx, else why not. Never raises:
+    a monitor that cannot be reached must not fail the run it watches."""
+    error = "not tried"
+    for _ in range(HEARTBEAT_ATTEMPTS):
+        try:
+            response = requests.get(url, timeout=HEARTBEAT_TIMEOUT_SECONDS)
+        except requests.RequestException as exc:
+            error = type(exc).__name__
+            continue
+        if 200 <= response.status_code < 300:
+            return None
+        error = f"HTTP {response.status_code}"
+        if response.status_code < 500:
+            break
+    return error
