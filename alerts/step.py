@@ -460,12 +460,13 @@ def mark_sent_in(notification: Notification, digest: Notification, moment: datet
     ledger.update(notification)
 
 
-def ops_channel(settings: Settings, context: RunContext) -> str:
-    """Where the pipeline's alerts go: OPS_ALERT_CHANNEL, else the first enabled rule's channel."""
+def ops_channel(settings: Settings, events_config: EventsConfig | None) -> str:
+    """Where the pipeline's alerts go: OPS_ALERT_CHANNEL, else the first enabled rule's channel
+    (with a webhook, its own channel whatever this says)."""
     if settings.ops_alert_channel:
         return settings.ops_alert_channel
-    if context.events_config is not None and context.events_config.enabled:
-        return context.events_config.enabled[0].alert_channel
+    if events_config is not None and events_config.enabled:
+        return events_config.enabled[0].alert_channel
     return "#alerts"
 
 
@@ -493,8 +494,8 @@ def pipeline_alert(
             incident_id = f"{PIPELINE}:{since:%Y-%m-%dT%H:%M:%S}"
             current = Notification(
                 notification_id=f"{incident_id}:firing", incident_id=incident_id, kind="firing", event_name=PIPELINE,
-                channel=ops_channel(settings, context), status="pending", created_at=moment, updated_at=moment,
-                first_anomalous_minute=since,
+                channel=ops_channel(settings, context.events_config), status="pending", created_at=moment,
+                updated_at=moment, first_anomalous_minute=since,
             )  # fmt: skip
             if current.notification_id in known:  # the same episode, recorded and withdrawn before
                 current = known[current.notification_id]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.markup import escape
 
+from .alerts.step import ops_channel
 from .core.config import ConfigError, Settings
 from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import busy_message, is_lock_conflict
@@ -137,7 +138,12 @@ def check_slack(settings: Settings) -> tuple[str, str]:
         except Exception as exc:
             return "failed", f"could not reach SLACK_API_URL={settings.slack_api_url}: {type(exc).__name__}"
         who = f"bot {identity.get('user')} in {identity.get('team')}"
-        return "ok", f"bot token accepted ({who}); posts to each rule's channel"
+        scopes = {
+            scope.strip() for scope in str(identity.headers.get("x-oauth-scopes", "")).split(",") if scope.strip()
+        }
+        missing = [f"{scope} ({what})" for scope, what in OPTIONAL_SCOPES.items() if scopes and scope not in scopes]
+        lacking = f"; without {', '.join(missing)}" if missing else ""
+        return "ok", f"bot token accepted ({who}); posts to each rule's channel{lacking}"
     if settings.slack_webhook_url:
         if not settings.slack_webhook_url.startswith(("https://", "http://")):
             return "config", "SLACK_WEBHOOK_URL must be an https URL such as https://hooks.slack.com/services/..."
@@ -146,11 +152,18 @@ def check_slack(settings: Settings) -> tuple[str, str]:
 
 
 TEST_MESSAGE = "mixpanel-alerts test message: alerts for {what} will arrive here."
+# scopes a bot works without, and what is missing then
+OPTIONAL_SCOPES = {
+    "files:write": "alerts carry the sparkline, not a chart",
+    "reactions:read": "a :no_bell: reaction does not mute",
+    "channels:history": "a post whose answer was lost cannot be looked for",
+}
 
 
 def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[tuple[str, str]]:
     """``check --send-test``: one test message to each channel alerts go to (with a bot token, each
-    enabled rule's ``alert_channel``; with a webhook, its own channel), each result on a line."""
+    enabled rule's ``alert_channel`` and the pipeline's, OPS_ALERT_CHANNEL; with a webhook, its own
+    channel), each result on a line."""
     if settings.slack_bot_token:
         from slack_sdk.errors import SlackApiError
 
@@ -158,6 +171,7 @@ def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[
         channels: dict[str, list[str]] = {}
         for rule in events_config.enabled:
             channels.setdefault(rule.alert_channel, []).append(rule.name)
+        channels.setdefault(ops_channel(settings, events_config), []).append("the pipeline itself")
         results = []
         for channel, names in channels.items():
             what = ", ".join(names)

@@ -203,8 +203,8 @@ def observe(
     except Exception:
         return None, None  # nothing collected yet
     newest = aware(rows[0][0]) if rows and rows[0][0] is not None else None
-    if newest is None:
-        return None, None
+    if newest is None or now - newest < timedelta(minutes=settings.pipeline_stale_minutes):
+        return newest, None  # fresh: whether traffic was expected does not matter (and costs a read of the bands)
     bands = client.make_qualified_table_name("int_event_window_bands")
     try:
         rows = client.execute_sql(

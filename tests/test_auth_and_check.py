@@ -128,14 +128,15 @@ def test_check_send_test_posts_to_each_rules_channel_with_a_bot_token(sim, make_
     posted = sorted((message["channel"], message["text"]) for message in slack_fake.messages)
     assert [channel for channel, _ in posted] == ["C0CHECKOUT", "C0ERRORS"]
     assert "errors_a, errors_b" in dict(posted)["C0ERRORS"] and "checkout" in dict(posted)["C0CHECKOUT"]
+    # the pipeline's own alerts: OPS_ALERT_CHANNEL, by default the first enabled rule's channel
+    assert "the pipeline itself" in dict(posted)["C0ERRORS"]
     assert "#alerts-errors: test message posted" in output
 
     write_events_config(tmp_path, {"events": [rule("lost", alert_channel="#not-a-channel")]})
     refused = run_cli(["check", "--send-test"], env)
     assert refused.returncode == 2, output_of(refused)
-    assert "#not-a-channel (lost): Slack refused the test message (channel_not_found): invite the bot" in output_of(
-        refused
-    )
+    expected = "#not-a-channel (lost, the pipeline itself): Slack refused the test message (channel_not_found)"
+    assert f"{expected}: invite the bot" in output_of(refused)
 
 
 def test_check_send_test_posts_once_to_a_webhook_and_says_when_slack_refuses(sim, make_env, run_cli, slack_fake):
@@ -153,3 +154,14 @@ def test_check_send_test_posts_once_to_a_webhook_and_says_when_slack_refuses(sim
 
     quiet = run_cli(["check", "--send-test"], make_env(sim))
     assert quiet.returncode == 2 and "no Slack configured" in output_of(quiet)
+
+
+def test_check_names_the_bot_scopes_a_feature_needs(sim, make_env, run_cli, slack_fake):
+    from tests.slack_fake import BOT_TOKEN
+
+    env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    assert "without" not in output_of(run_cli(["check"], env)).split("slack:", 1)[1].splitlines()[0]
+    slack_fake.scopes -= {"files:write", "reactions:read"}
+    line = output_of(run_cli(["check"], env)).split("slack:", 1)[1].splitlines()[0]
+    assert "without files:write (alerts carry the sparkline, not a chart)" in line
+    assert "reactions:read (a :no_bell: reaction does not mute)" in line

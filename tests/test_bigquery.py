@@ -427,3 +427,80 @@ def test_baseline_spike_and_drop_on_bigquery(
     assert learning == [(ERRORS, 7, 7, False)]
     first = list(bigquery.query(f"select min(minute_at) from {dataset}.int_event_counts_per_minute"))
     assert first[0][0] == start
+
+
+def test_day_two_on_bigquery(
+    bigquery: Any, dataset: str, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
+    run_cli: Callable[..., Any], start_sim: Callable[..., Any],
+) -> None:  # fmt: skip
+    """Silences (command line and reaction), the digest, charts, `status`, run history, the
+    heartbeat and the pipeline's own alert, with every state table in BigQuery."""
+    from mixpanel_alerts.simulator import make_event
+    from tests.slack_fake import BOT_TOKEN, SlackFake
+    from tests.test_day_two import Heartbeat, iso
+
+    sim = start_sim()
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    burst = ["burst_a", "burst_b", "burst_c"]
+    muted = "checkout_completed"
+    for count, name in enumerate([*burst, ERRORS, muted]):
+        sim.add_events([make_event(name, minute + timedelta(seconds=second)) for second in range(1, 8 + count)])
+    write_events_config(tmp_path, {"events": [
+        *(rule(name, cooldown_minutes=60) for name in burst),
+        rule(ERRORS, alert_channel="#alerts-checkout", cooldown_minutes=60), rule(muted, cooldown_minutes=60),
+    ]})  # fmt: skip
+    slack = SlackFake({"#alerts-errors": "C0ERRORS", "#alerts-checkout": "C0CHECKOUT", "#ops": "C0OPS"})
+    heartbeat = Heartbeat()
+    try:
+        env = bigquery_env(
+            dataset, sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack.api_url, OPS_ALERT_CHANNEL="#ops",
+            HEARTBEAT_URL=heartbeat.url, ALERT_DIGEST_THRESHOLD="2", PIPELINE_STALE_MINUTES="1",
+        )  # fmt: skip
+        silenced = run_cli(["silence", muted, "--for", "1h", "--reason", "launch"], env)
+        assert silenced.returncode == 0, output_of(silenced)
+        first = run_cli(["run"], env)
+        assert first.returncode == 0, output_of(first)
+        by_channel: dict[str, list[dict[str, Any]]] = {}
+        for message in slack.messages:
+            by_channel.setdefault(message["channel"], []).append(message)
+        [digest] = by_channel["C0ERRORS"]
+        assert "3 new incidents" in digest["text"] and all(name in digest["text"] for name in burst)
+        [alert] = by_channel["C0CHECKOUT"]
+        [image] = [block for block in alert["blocks"] if block["type"] == "image"]
+        assert slack.files[image["slack_file"]["id"]]["bytes"].startswith(b"\x89PNG")
+        ledger = {
+            tuple(row) for row in bigquery.query(f"select event_name, kind, status from {dataset}.alert_notifications")
+        }
+        assert (muted, "firing", "silenced") in ledger and (ERRORS, "firing", "sent") in ledger
+        assert len(heartbeat.pings) == 1
+
+        slack.react("C0CHECKOUT", alert["ts"], "no_bell", user="U0ONCALL")
+        second = run_cli(["run"], env)
+        assert second.returncode == 0, output_of(second)
+        assert f"{ERRORS} silenced until" in output_of(second)
+        report = json.loads(run_cli(["status", "--json"], env).stdout)
+        states = {item["event_name"]: item["state"] for item in report["rules"]}
+        assert states == {**dict.fromkeys(burst, "firing"), ERRORS: "silenced", muted: "silenced"}
+        assert [run["collect_result"] for run in report["runs"]] == ["ok", "ok"] and report["health"]["healthy"]
+        makers = sorted(item["created_by"] for item in report["silences"])
+        assert len(makers) == 2 and "slack:U0ONCALL" in makers
+
+        # collect failing for longer than PIPELINE_STALE_MINUTES: one pipeline alert to #ops
+        broken = {**env, "MIXPANEL_EXPORT_URL": "http://127.0.0.1:9/"}
+        later = iso(datetime.now(UTC) + timedelta(minutes=3))
+        assert run_cli(["run"], broken).returncode == 1
+        failed = run_cli(["run"], {**broken, "DETECTION_NOW": later})
+        assert failed.returncode == 1, output_of(failed)
+        [ops] = [message for message in slack.messages if message["channel"] == "C0OPS"]
+        assert "collect has failed in every run since" in ops["text"]
+        runs = [
+            tuple(row)
+            for row in bigquery.query(
+                f"select collect_result, healthy from {dataset}.pipeline_runs order by started_at"
+            )
+        ]
+        assert runs == [("ok", True), ("ok", True), ("failed", True), ("failed", False)]
+        assert len(heartbeat.pings) == 2
+    finally:
+        slack.stop()
+        heartbeat.server.shutdown()

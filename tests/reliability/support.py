@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mixpanel_alerts.simulator import GZIP_MIN_BYTES, ExportSimulator, SimEvent, _gzip_cached, _Handler, make_event
-from tests.conftest import CLI, EVENTS_TABLE, SECRET_VARIABLES, query
+from tests.conftest import CLI, EVENTS_TABLE, SECRET_VARIABLES, query, untimed
 from tests.slack_fake import BOT_TOKEN, SlackFake
 
 LEDGER = "mixpanel_data.alert_notifications"
@@ -74,7 +74,7 @@ class Spawned:
         seconds = time.monotonic() - self.started
         output = self.log.read_text(encoding="utf-8", errors="replace")
         assert_no_secrets(output, self.env)
-        return Finished(code, output, seconds)
+        return Finished(code, untimed(output), seconds)  # read without the lines' timestamps
 
 
 class Runner:
