@@ -50,7 +50,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class Redactor:
@@ -463,7 +463,7 @@ def silence(
 
 def stdout_console() -> Console:
     """Tables on stdout: the terminal's width, or 160 columns into a file or a pipe (not 80)."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def parse_until(text: str) -> datetime:
