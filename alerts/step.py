@@ -360,7 +360,31 @@ def run_alerts(
                 delivery.deliver(item, Renderer(warehouse, settings, item, descriptions or {}, sender, dry_run))
         if health is not None:
             pipeline_alert(delivery, known, health, settings, context, moment)
+        if context.record is not None and not dry_run:
+            finish_record(client, settings, context, summary, pipeline_only, now())
     return summary
+
+
+def finish_record(
+    client: Any, settings: Settings, context: RunContext, summary: AlertSummary, pipeline_only: bool, moment: datetime
+) -> None:
+    """The run's ``pipeline_runs`` row, written with the alert step's connection as the run ends."""
+    record = context.record
+    assert record is not None
+    undelivered = summary.pending + summary.failed
+    record.alerts_sent, record.alerts_pending = summary.sent, undelivered
+    record.alerts_held, record.alerts_silenced = summary.held, summary.silenced
+    if pipeline_only:
+        record.error = context.collect_error
+    else:
+        record.alert_result = "failed" if undelivered else "ok"
+        if undelivered:
+            record.error = f"{undelivered} alert(s) not delivered; they stay pending for the next run"
+    record.ended_at = moment
+    history = RunHistory(client, settings.warehouse)
+    history.ensure()
+    history.add(record)
+    record.written = True
 
 
 def judge_health(client: Any, settings: Settings, context: RunContext, moment: datetime) -> Health:

@@ -161,14 +161,7 @@ def detect_step(
         for line in learning:
             # a baseline rule raises no baseline anomaly until it has enough history
             reporter.info(f"detect: {line}")
-        try:
-            alerts = alert_step(settings, events_config, reporter, dry_run=dry_run, record=record)
-        except StepError:
-            if record is not None:
-                record.alert_result = "failed"
-            raise
-        if record is not None:
-            record.alert_result = "ok"
+        alerts = alert_step(settings, events_config, reporter, dry_run=dry_run, record=record)
         return DetectOutcome(alerts, dry_run)
 
 
@@ -209,9 +202,6 @@ def alert_step(
     if dry_run:
         reporter.info(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
         return alerts
-    if record is not None:
-        record.alerts_sent, record.alerts_pending = alerts.sent, alerts.pending + alerts.failed
-        record.alerts_held, record.alerts_silenced = alerts.held, alerts.silenced
     if alerts.health is not None:
         (reporter.info if alerts.health.healthy else reporter.note)(f"pipeline: {alerts.health.summary()}")
     if collect_error is not None:
@@ -238,10 +228,10 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
         try:
             summary = collect_step(settings, events_config, reporter)
         except StepError as exc:
-            record.collect_result = "failed"
+            record.collect_result, record.error = "failed", redact(str(exc), settings)
             if not dry_run:
                 with contextlib.suppress(StepError):
-                    alert_step(settings, events_config, reporter, record=record, collect_error=str(exc))
+                    alert_step(settings, events_config, reporter, record=record, collect_error=record.error)
             raise
         record.collect_result, record.events_loaded = "ok", summary.stats.parse.new_events
         as_of = collect_started if datetime.now(UTC) - collect_started > LONG_COLLECT else None
@@ -264,8 +254,8 @@ def recorded(
         record.error = redact(f"{type(exc).__name__}: {exc}", settings)
         raise
     finally:
-        record.ended_at = settings.now()
-        if not dry_run:
+        if not dry_run and not record.written:  # the alert step did not get to write it
+            record.ended_at = settings.now()
             write_record(settings, record, reporter)
     if settings.heartbeat_url and heartbeat and not dry_run:
         problem = ping_heartbeat(settings.heartbeat_url)

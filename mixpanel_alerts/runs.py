@@ -83,6 +83,8 @@ class RunRecord:
     healthy: bool | None = None
     health: str | None = None
     error: str | None = None
+    # not a column: whether the row is in the table already (the alert step writes it as it ends)
+    written: bool = False
 
     def __post_init__(self) -> None:
         for field in ("started_at", "ended_at", "newest_processed_at"):

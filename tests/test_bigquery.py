@@ -445,16 +445,21 @@ def test_day_two_on_bigquery(
     muted = "checkout_completed"
     for count, name in enumerate([*burst, ERRORS, muted]):
         sim.add_events([make_event(name, minute + timedelta(seconds=second)) for second in range(1, 8 + count)])
+    # a steady event with a minimum: the rules expect its traffic every minute
+    this_minute = minute + timedelta(minutes=2)
+    sim.add_events([make_event("signup", this_minute - timedelta(minutes=back, seconds=-1)) for back in range(40)])
     write_events_config(tmp_path, {"events": [
         *(rule(name, cooldown_minutes=60) for name in burst),
         rule(ERRORS, alert_channel="#alerts-checkout", cooldown_minutes=60), rule(muted, cooldown_minutes=60),
+        rule("signup", alert_channel="#alerts-checkout", alert_threshold=100, min_events=1),
     ]})  # fmt: skip
     slack = SlackFake({"#alerts-errors": "C0ERRORS", "#alerts-checkout": "C0CHECKOUT", "#ops": "C0OPS"})
     heartbeat = Heartbeat()
     try:
         env = bigquery_env(
             dataset, sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack.api_url, OPS_ALERT_CHANNEL="#ops",
-            HEARTBEAT_URL=heartbeat.url, ALERT_DIGEST_THRESHOLD="2", PIPELINE_STALE_MINUTES="1",
+            HEARTBEAT_URL=heartbeat.url, ALERT_DIGEST_THRESHOLD="2",
+            ALERT_LOOKBACK_MINUTES="30",  # signup's drop before its first event (no history) is not news
         )  # fmt: skip
         silenced = run_cli(["silence", muted, "--for", "1h", "--reason", "launch"], env)
         assert silenced.returncode == 0, output_of(silenced)
@@ -480,27 +485,39 @@ def test_day_two_on_bigquery(
         assert f"{ERRORS} silenced until" in output_of(second)
         report = json.loads(run_cli(["status", "--json"], env).stdout)
         states = {item["event_name"]: item["state"] for item in report["rules"]}
-        assert states == {**dict.fromkeys(burst, "firing"), ERRORS: "silenced", muted: "silenced"}
+        assert states == {**dict.fromkeys(burst, "firing"), ERRORS: "silenced", muted: "silenced", "signup": "ok"}
         assert [run["collect_result"] for run in report["runs"]] == ["ok", "ok"] and report["health"]["healthy"]
         makers = sorted(item["created_by"] for item in report["silences"])
         assert len(makers) == 2 and "slack:U0ONCALL" in makers
 
         # collect failing for longer than PIPELINE_STALE_MINUTES: one pipeline alert to #ops
-        broken = {**env, "MIXPANEL_EXPORT_URL": "http://127.0.0.1:9/"}
+        broken = {**env, "MIXPANEL_EXPORT_URL": "http://127.0.0.1:9/", "PIPELINE_STALE_MINUTES": "1"}
         later = iso(datetime.now(UTC) + timedelta(minutes=3))
         assert run_cli(["run"], broken).returncode == 1
         failed = run_cli(["run"], {**broken, "DETECTION_NOW": later})
         assert failed.returncode == 1, output_of(failed)
         [ops] = [message for message in slack.messages if message["channel"] == "C0OPS"]
         assert "collect has failed in every run since" in ops["text"]
-        runs = [
-            tuple(row)
-            for row in bigquery.query(
-                f"select collect_result, healthy from {dataset}.pipeline_runs order by started_at"
-            )
-        ]
-        assert runs == [("ok", True), ("ok", True), ("failed", True), ("failed", False)]
         assert len(heartbeat.pings) == 2
+
+        # half an hour on, nothing collected since while signup expects an event a minute: its drop is held
+        later = iso(datetime.now(UTC) + timedelta(minutes=30))
+        held = run_cli(["detect"], {**env, "PIPELINE_STALE_MINUTES": "10", "DETECTION_NOW": later})
+        assert held.returncode == 0, output_of(held)
+        assert "the data is" in output_of(held) and "drop alert(s) held" in output_of(held)
+        assert len([message for message in slack.messages if message["channel"] == "C0OPS"]) == 1, "still one"
+        drops = bigquery.query(
+            f"select status, starts_with(last_error, 'held:') from {dataset}.alert_notifications "
+            "where event_name = 'signup' order by status"
+        )
+        assert [tuple(row) for row in drops] == [("pending", True), ("skipped", None)], "the new drop held"
+        runs = bigquery.query(
+            f"select command, collect_result, healthy, alerts_held from {dataset}.pipeline_runs order by started_at"
+        )
+        assert [tuple(row) for row in runs] == [
+            ("run", "ok", True, 0), ("run", "ok", True, 0), ("run", "failed", True, 0), ("run", "failed", False, 0),
+            ("detect", None, False, 1),
+        ]  # fmt: skip
     finally:
         slack.stop()
         heartbeat.server.shutdown()

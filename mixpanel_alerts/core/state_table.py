@@ -21,6 +21,7 @@ class StateTable:
         self.table = client.make_qualified_table_name(name)
         self.columns = columns
         self.type_index = 1 if warehouse == "bigquery" else 0
+        self._present: set[str] | None = None  # the columns, once ensure() has made them
 
     def ensure(self) -> None:
         """Create the table, or add the columns an earlier version did not have."""
@@ -32,9 +33,12 @@ class StateTable:
         for name, types in self.columns.items():
             if name not in present:
                 self.client.execute_sql(f"alter table {self.table} add column {name} {types[self.type_index]}")
+        self._present = set(self.columns)
 
     def present(self) -> set[str] | None:
         """The table's columns; None when it does not exist (yet)."""
+        if self._present is not None:
+            return self._present
         try:
             with self.client.execute_query(f"select * from {self.table} limit 0") as cursor:
                 return {str(column[0]) for column in cursor.description or []}
