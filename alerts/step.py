@@ -410,7 +410,7 @@ def hold_drops(due: list[Due], ledger: Ledger, summary: AlertSummary, moment: da
     for item in due:
         if item.incident is not None and item.incident.kind == "drop" and item.notification.kind == "firing":
             summary.held += 1
-            if not dry_run and not item.notification.last_error:
+            if not dry_run and not (item.notification.last_error or "").startswith("held:"):
                 item.notification.last_error = "held: the pipeline is unhealthy (see the pipeline alert)"
                 item.notification.updated_at = moment
                 ledger.update(item.notification)

@@ -111,9 +111,8 @@ class RunHistory:
         self.store.insert(dataclasses.asdict(record))
 
     def recent(self, limit: int = 200) -> list[RunRecord]:
-        """The newest runs first."""
-        rows = self.store.rows(order_by="started_at desc")
-        return [RunRecord(**row) for row in rows[:limit]]
+        """The newest runs first (a failing streak longer than ``limit`` runs is stale whatever its start)."""
+        return [RunRecord(**row) for row in self.store.rows(order_by="started_at desc", limit=limit)]
 
 
 @dataclasses.dataclass

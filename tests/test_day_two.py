@@ -173,9 +173,48 @@ def test_a_no_bell_reaction_on_an_alert_silences_its_event_for_a_day(
     assert statuses == ["sent", "silenced"]
     rows = query(db_path, "select event_name, created_by, ends_at - starts_at from mixpanel_data.alert_silences")
     assert rows == [(ERRORS, "slack:U0ONCALL", timedelta(hours=24))]
-    # read once: a third run adds no second silence for the same reaction
-    assert run_cli(["run"], env).returncode == 0
-    assert len(query(db_path, "select * from mixpanel_data.alert_silences")) == 1
+
+
+def test_a_reaction_is_read_once_and_without_the_scope_the_run_says_so(slack_fake: SlackFake) -> None:
+    """``reaction_silences`` against the Slack fake: a reaction already made into a silence adds
+    nothing; a digest's reaction silences each of its events; no reactions:read, one line."""
+    from mixpanel_alerts.alerts.ledger import Notification
+    from mixpanel_alerts.alerts.slack import BotSender, Pacer
+    from mixpanel_alerts.alerts.step import reaction_silences
+
+    sender = BotSender(BOT_TOKEN, slack_fake.api_url, pacer=Pacer(0))
+    now = datetime.now(UTC)
+    posted = [sender.post(_text(f"alert {index}"), "#alerts-errors", _stamp(index)) for index in range(2)]
+    sent = {"status": "sent", "sent_at": now - timedelta(minutes=5), "slack_channel": "C0ERRORS"}
+    alert = Notification("a:firing", "a", "firing", ERRORS, "#alerts-errors", slack_ts=posted[0].ts, **sent)
+    digest = Notification("d", "d", "digest", "2 events", "#alerts-errors", slack_ts=posted[1].ts, **sent)
+    members = [Notification(f"{name}:firing", name, "firing", name, "#alerts-errors", digest_id="d", **sent)
+               for name in ("x_event", "y_event")]  # fmt: skip
+    known = {item.notification_id: item for item in (alert, digest, *members)}
+    said: list[str] = []
+    assert reaction_silences(sender, known, [], now, said.append) == []
+    slack_fake.react("C0ERRORS", posted[0].ts, "no_bell", user="U1")
+    slack_fake.react("C0ERRORS", posted[1].ts, "no_bell", user="U2")
+    made = reaction_silences(sender, known, [], now, said.append)
+    assert sorted((item.event_name, item.created_by) for item in made) == [
+        (ERRORS, "slack:U1"), ("x_event", "slack:U2"), ("y_event", "slack:U2"),
+    ]  # fmt: skip
+    assert reaction_silences(sender, known, made, now, said.append) == [], "read once"
+    slack_fake.scopes.discard("reactions:read")
+    assert reaction_silences(sender, known, [], now, said.append) == []
+    assert len([line for line in said if "reactions:read" in line]) == 1
+
+
+def _text(text: str) -> Any:
+    from mixpanel_alerts.alerts.render import Message
+
+    return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+
+
+def _stamp(index: int) -> Any:
+    from mixpanel_alerts.alerts.slack import Stamp
+
+    return Stamp(dedup_key=f"k{index}", kind="firing", incident_id=str(index))
 
 
 # --- flood control ----------------------------------------------------------------------------------
@@ -312,14 +351,18 @@ def test_stale_data_while_rules_expect_traffic_holds_drop_alerts_and_alerts_the_
     assert report["runs"][0]["alerts_held"] == 1 and report["health"]["healthy"] is False
 
 
-def test_every_line_of_run_output_starts_with_a_timestamp(
-    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any]
+def test_every_line_of_run_output_starts_with_a_timestamp_and_the_terminal_says_where_the_chart_would_be(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path
 ) -> None:
-    sim.add_events(make_event(CHECKOUT, datetime.now(UTC) - timedelta(minutes=3)) for _ in range(3))
-    result = run_cli(["collect"], make_env(sim))
+    write_events_config(tmp_path, {"events": [rule(ERRORS), rule(CHECKOUT)]})
+    sim.add_events(spike(ERRORS, 2, 12))
+    result = run_cli(["run"], make_env(sim))
     assert result.returncode == 0, output_of(result)
     lines = [line for line in result.raw_stderr.splitlines() if line.strip()]
-    assert lines and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", line) for line in lines), lines
+    # an alert shown in the terminal is a panel: its lines are the message, not log lines
+    logged = [line for line in lines if not line.startswith(("╭", "│", "╰"))]
+    assert len(logged) > 5 and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", line) for line in logged), logged
+    assert "A chart of the last 3 hours goes here in Slack (with a bot token)" in output_of(result)
     refused = run_cli(["collect"], make_env(sim, LOG_FORMAT="xml"))
     assert refused.returncode == 2 and "LOG_FORMAT='xml' is not supported; use text or json" in output_of(refused)
 
@@ -353,13 +396,3 @@ def test_a_bot_alert_carries_a_png_chart_of_the_last_hours_or_says_why_not(
     assert upload["complete"] and upload["bytes"].startswith(b"\x89PNG\r\n\x1a\n")
     assert ERRORS in image["alt_text"] and "threshold 5" in image["title"]["text"]
     assert "Last 60 minutes" not in context, "the image replaces the sparkline"
-
-
-def test_the_terminal_says_where_the_chart_would_be(
-    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path
-) -> None:
-    write_events_config(tmp_path, {"events": [rule(ERRORS), rule(CHECKOUT)]})
-    sim.add_events(spike(ERRORS, 2, 12))
-    result = run_cli(["run"], make_env(sim))
-    assert result.returncode == 0, output_of(result)
-    assert "A chart of the last 3 hours goes here in Slack (with a bot token)" in output_of(result)

@@ -45,8 +45,11 @@ class StateTable:
         except Exception:
             return None
 
-    def rows(self, where: str = "", *parameters: Any, order_by: str = "") -> list[dict[str, Any]]:
-        """Every row (``where``: a condition with ``%s`` parameters); none when the table does not exist."""
+    def rows(
+        self, where: str = "", *parameters: Any, order_by: str = "", limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows (``where``: a condition with ``%s`` parameters; the first ``limit`` in ``order_by``);
+        none when the table does not exist."""
         present = self.present()
         if present is None:
             return []
@@ -56,6 +59,8 @@ class StateTable:
             sql += f" where {where}"
         if order_by:
             sql += f" order by {order_by}"
+        if limit is not None:
+            sql += f" limit {int(limit)}"
         result = self.client.execute_sql(sql, *parameters) or []
         return [dict(zip(self.columns, row, strict=True)) for row in result]
 
