@@ -359,7 +359,7 @@ def run_alerts(
                     ledger.insert(item.notification)
                 delivery.deliver(item, Renderer(warehouse, settings, item, descriptions or {}, sender, dry_run))
         if health is not None:
-            pipeline_alert(delivery, known, health, settings, context, moment)
+            pipeline_alert(ops_delivery(delivery, settings), known, health, settings, context, moment)
         if context.record is not None and not dry_run:
             finish_record(client, settings, context, summary, pipeline_only, now())
     return summary
@@ -492,6 +492,17 @@ def ops_channel(settings: Settings, events_config: EventsConfig | None) -> str:
     if events_config is not None and events_config.enabled:
         return events_config.enabled[0].alert_channel
     return "#alerts"
+
+
+def ops_delivery(delivery: Delivery, settings: Settings) -> Delivery:
+    """The pipeline's alerts go to OPS_ALERT_CHANNEL; without it, to the webhook's channel when a
+    webhook is set beside a bot token (the bot posts the rules' alerts)."""
+    if settings.ops_alert_channel or not settings.slack_webhook_url or isinstance(delivery.sender, WebhookSender):
+        return delivery
+    if delivery.dry_run or isinstance(delivery.sender, TerminalSender):
+        return delivery
+    webhook = WebhookSender(settings.slack_webhook_url, timeout=settings.slack_timeout_seconds)
+    return dataclasses.replace(delivery, sender=webhook)
 
 
 def pipeline_alert(

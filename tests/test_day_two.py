@@ -396,3 +396,19 @@ def test_a_bot_alert_carries_a_png_chart_of_the_last_hours_or_says_why_not(
     assert upload["complete"] and upload["bytes"].startswith(b"\x89PNG\r\n\x1a\n")
     assert ERRORS in image["alt_text"] and "threshold 5" in image["title"]["text"]
     assert "Last 60 minutes" not in context, "the image replaces the sparkline"
+
+
+def test_without_ops_alert_channel_the_pipeline_alert_goes_to_the_webhooks_channel_beside_a_bot(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    slack_fake: SlackFake,
+) -> None:  # fmt: skip
+    write_events_config(tmp_path, {"events": [rule(ERRORS), rule(CHECKOUT)]})
+    now = datetime.now(UTC)
+    env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url,
+                   SLACK_WEBHOOK_URL=slack_fake.webhook_url, PIPELINE_STALE_MINUTES="1",
+                   MIXPANEL_EXPORT_URL="http://127.0.0.1:9/")  # fmt: skip
+    assert run_cli(["run"], {**env, "DETECTION_NOW": iso(now)}).returncode == 1
+    assert run_cli(["run"], {**env, "DETECTION_NOW": iso(now + timedelta(minutes=2))}).returncode == 1
+    assert [(message["via"], message["text"][:20]) for message in slack_fake.messages] == [
+        ("webhook", ":warning: pipeline: ")
+    ]

@@ -96,8 +96,8 @@ class Settings(BaseModel):
     # the moment detection and the alert step run as of (ISO 8601, UTC unless it says): tests pin it
     # so that "a spike 2 minutes ago" stays 2 minutes ago however slow the machine; unset: now
     detection_now: datetime | None = Field(None, alias="DETECTION_NOW")
-    # where alerts about the pipeline itself go; unset: the webhook's channel, or with a bot token
-    # the first enabled rule's channel
+    # where the bot posts alerts about the pipeline itself; unset: the webhook's channel (through the
+    # webhook), or with a bot token alone the first enabled rule's channel
     ops_alert_channel: str | None = Field(None, alias="OPS_ALERT_CHANNEL")
     # called (GET) after every successful run or detect: a dead-man's switch for an outside monitor
     heartbeat_url: str | None = Field(None, alias="HEARTBEAT_URL", repr=False)
