@@ -43,6 +43,10 @@ class StepError(Exception):
     """A step failed after its retries; the message says what failed and, where it can, what to do."""
 
 
+class WarehouseBusyError(StepError):
+    """Another process holds the DuckDB file: nothing can be written, this run's record included."""
+
+
 class Reporter(Protocol):
     """Where a run tells the user what it does."""
 
@@ -85,7 +89,7 @@ def writer_turn(settings: Settings) -> Iterator[None]:
     try:
         stack.enter_context(single_writer(settings))
     except DuckDBFileBusyError as exc:
-        raise StepError(str(exc)) from None
+        raise WarehouseBusyError(str(exc)) from None
     except Exception as exc:
         cause = unwrap(exc)
         raise StepError(f"could not take the single-writer lock: {type(cause).__name__}: {cause}") from None
@@ -108,10 +112,12 @@ def collect_step(
         cause = unwrap(exc)
         if isinstance(cause, ConfigError):
             raise cause from None
-        if isinstance(cause, ExportError | DuckDBFileBusyError):
+        if isinstance(cause, ExportError):
             raise StepError(str(cause)) from None
+        if isinstance(cause, DuckDBFileBusyError):
+            raise WarehouseBusyError(str(cause)) from None
         if is_lock_conflict(cause):
-            raise StepError(busy_message(settings.duckdb_path, cause)) from None
+            raise WarehouseBusyError(busy_message(settings.duckdb_path, cause)) from None
         logger.debug("collect failed", exc_info=True)
         raise StepError(f"{what} failed: {type(cause).__name__}: {cause}") from None
     reporter.info(summary.line())
@@ -151,7 +157,9 @@ def detect_step(
             learning = learning_lines(settings)
         except (DetectionError, DuckDBFileBusyError) as exc:
             if is_lock_conflict(exc):
-                raise StepError(busy_message(settings.duckdb_path, exc)) from None
+                raise WarehouseBusyError(busy_message(settings.duckdb_path, exc)) from None
+            if isinstance(exc, DuckDBFileBusyError):
+                raise WarehouseBusyError(str(exc)) from None
             if record is not None:
                 record.detect_result = "failed"
             raise StepError(str(exc)) from None
@@ -193,11 +201,11 @@ def alert_step(
             now=settings.now, context=context, pipeline_only=collect_error is not None,
         )  # fmt: skip
     except DuckDBFileBusyError as exc:
-        raise StepError(str(exc)) from None
+        raise WarehouseBusyError(str(exc)) from None
     except Exception as exc:
         cause = unwrap(exc)
         if is_lock_conflict(cause):
-            raise StepError(busy_message(settings.duckdb_path, cause)) from None
+            raise WarehouseBusyError(busy_message(settings.duckdb_path, cause)) from None
         raise StepError(f"alert step failed: {type(cause).__name__}: {cause}") from None
     if dry_run:
         reporter.info(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
@@ -227,6 +235,8 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
         collect_started = datetime.now(UTC)
         try:
             summary = collect_step(settings, events_config, reporter)
+        except WarehouseBusyError:
+            raise  # the warehouse cannot be written: no health to record either
         except StepError as exc:
             record.collect_result, record.error = "failed", redact(str(exc), settings)
             if not dry_run:
@@ -247,6 +257,9 @@ def recorded(
     record = RunRecord.start(command, settings.now())
     try:
         yield record
+    except WarehouseBusyError:
+        record.written = True  # another process holds the file: the row cannot be written either
+        raise
     except (StepError, ConfigError) as exc:
         record.error = redact(str(exc), settings)
         raise

@@ -88,7 +88,8 @@ def test_kill_9_while_alerts_are_posted(
     names = [f"paced_alert_{index:02d}" for index in range(10)]
     write_events_config(tmp_path, {"events": [rule(name) for name in names]})
     sim.add_events([event for name in names for event in spike(name, 2)])
-    env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url)
+    # one message per alert, not a digest: the kills land between and during posts
+    env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url, ALERT_DIGEST_THRESHOLD="100")
     runner = Runner(tmp_path)
     assert runner.run(["collect"], env).code == 0
 
