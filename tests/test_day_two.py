@@ -251,8 +251,16 @@ def test_more_new_incidents_than_the_digest_threshold_go_out_as_one_digest_and_n
     rows = query(db_path, f"select status, slack_ts, digest_id from {LEDGER} where event_name like 'error_%'")
     assert {row[0] for row in rows} == {"sent"} and {row[1] for row in rows} == {digests[0]["ts"]}
     assert len({row[2] for row in rows}) == 1
-    again = run_cli(["run"], env)
-    assert again.returncode == 0 and len(slack_fake.messages) == 2, "a rerun sends nothing"
+    # ten minutes on, all are over: each resolved notice goes into its alert's thread, and those of
+    # the digest's incidents stay there (not broadcast to the channel: the flood would come back)
+    later = run_cli(["run"], {**env, "DETECTION_NOW": iso(datetime.now(UTC) + timedelta(minutes=10))})
+    assert later.returncode == 0, output_of(later)
+    notices = slack_fake.messages[2:]
+    assert len(notices) == 8 and all("resolved" in message["text"] for message in notices), "no alert again"
+    in_digest = [message for message in notices if message.get("thread_ts") == digests[0]["ts"]]
+    assert len(in_digest) == 7 and not any(message["reply_broadcast"] for message in in_digest)
+    [checkout] = [message for message in notices if message["channel"] == "C0CHECKOUT"]
+    assert checkout["reply_broadcast"], "a single alert's notice is shown in the channel too"
 
 
 # --- rules no longer monitored ----------------------------------------------------------------------
