@@ -51,6 +51,10 @@ PASSED_VARIABLES = (
     "EVENTS_CONFIG",
     "EVENTS_CONFIG_GCS_PATH",
     "ALERT_LOOKBACK_MINUTES",
+    "ALERT_DIGEST_THRESHOLD",
+    "OPS_ALERT_CHANNEL",
+    "PIPELINE_STALE_MINUTES",
+    "LOG_FORMAT",
 )
 # the job's EVENTS_CONFIG_PATH: relative to its working directory, the image's /app, i.e. the --source folder
 JOB_EVENTS_CONFIG_PATH = Settings().events_config_path
