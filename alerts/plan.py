@@ -142,11 +142,7 @@ def plan(
         resolved_id = f"{incident.incident_id}:resolved"
         resolved = known.get(resolved_id)
         if resolved is None:
-            resolved = dataclasses.replace(
-                firing, notification_id=resolved_id, kind="resolved", status="pending", attempts=0,
-                last_error=None, sent_at=None, slack_ts=None, created_at=now, updated_at=now, maybe_sent=False,
-                dedup_key=resolved_id,
-            )  # fmt: skip
+            resolved = resolved_notice(firing, now)
             known[resolved_id] = resolved
             result.due.append(Due(resolved, incident, new=True, after=firing))
         elif resolved.status in UNDELIVERED:
@@ -164,6 +160,16 @@ def plan(
             result.updates.append(notification)
             result.withdrawn += 1
     return result
+
+
+def resolved_notice(firing: Notification, now: datetime) -> Notification:
+    """The resolved notice of an alert, to record ``pending``: it replies in the alert's thread."""
+    notification_id = f"{firing.incident_id}:resolved"
+    return dataclasses.replace(
+        firing, notification_id=notification_id, kind="resolved", status="pending", attempts=0, last_error=None,
+        sent_at=None, slack_ts=None, created_at=now, updated_at=now, maybe_sent=False, dedup_key=notification_id,
+        digest_id=None,
+    )  # fmt: skip
 
 
 def unmonitored_reason(event_name: str, rules: Mapping[str, bool]) -> str | None:
@@ -197,11 +203,7 @@ def _close_unmonitored(
         resolved_id = f"{firing.incident_id}:resolved"
         resolved = known.get(resolved_id)
         if resolved is None:
-            resolved = dataclasses.replace(
-                firing, notification_id=resolved_id, kind="resolved", status="pending", attempts=0,
-                last_error=None, sent_at=None, slack_ts=None, created_at=now, updated_at=now, maybe_sent=False,
-                dedup_key=resolved_id, digest_id=None,
-            )  # fmt: skip
+            resolved = resolved_notice(firing, now)
             known[resolved_id] = resolved
             result.due.append(Due(resolved, None, new=True, after=firing, closed=reason))
             resolved_incidents.add(firing.incident_id)

@@ -32,7 +32,7 @@ from mixpanel_alerts.runs import Health, RunHistory, RunRecord, assess, observe
 from .chart import ChartPoint, render_chart
 from .ledger import UNDELIVERED, Ledger, Notification
 from .notices import closed_message, digest_message, pipeline_message, pipeline_resolved_message
-from .plan import Due, delay_of, plan, utc
+from .plan import Due, delay_of, plan, resolved_notice, utc
 from .render import (
     ChartAttachment,
     Delay,
@@ -554,11 +554,7 @@ def pipeline_alert(
         return
     if current.status != "sent":
         return
-    notice = dataclasses.replace(
-        current, notification_id=f"{current.incident_id}:resolved", kind="resolved", status="pending", attempts=0,
-        last_error=None, sent_at=None, slack_ts=None, created_at=moment, updated_at=moment, maybe_sent=False,
-        dedup_key=f"{current.incident_id}:resolved",
-    )  # fmt: skip
+    notice = resolved_notice(current, moment)
     if not dry_run:
         ledger.insert(notice)
     recovered = health.summary()
