@@ -29,7 +29,7 @@ from .alerts.silences import parse_duration
 from .backtest import Backtest, Period, run_backtest, summary_lines
 from .checks import run_checks
 from .core import logs
-from .core.config import ConfigError, Settings, load_dotenv, load_settings
+from .core.config import ConfigError, Redactor, Settings, load_dotenv, load_settings
 from .core.duckdb_file import DuckDBFileBusyError
 from .core.events_config import EventsConfig, load_events_config
 from .core.scratch import clean_stale
@@ -51,18 +51,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-
-
-class Redactor:
-    """Replaces every known secret in text before it is shown."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        self.secrets = sorted((secret for secret in secrets if len(secret) >= 4), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 def fail(message: str, code: int, redact: Callable[[str], str] = str) -> NoReturn:

@@ -17,7 +17,7 @@ from typing import Protocol
 from rich.console import Console
 
 from .alerts.step import AlertSummary, RunContext, choose_sender, run_alerts
-from .core.config import ConfigError, Settings
+from .core.config import ConfigError, Redactor, Settings
 from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
 from .core.events_config import EventsConfig
@@ -279,9 +279,7 @@ def recorded(
 
 
 def redact(text: str, settings: Settings) -> str:
-    for secret in sorted(settings.secrets(), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    return Redactor(settings.secrets())(text)
 
 
 def write_record(settings: Settings, record: RunRecord, reporter: Reporter) -> None:

@@ -215,6 +215,18 @@ class Settings(BaseModel):
         return self.detection_now or datetime.now(UTC)
 
 
+class Redactor:
+    """Replaces every known secret in text before it is shown or stored."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = sorted((secret for secret in secrets if len(secret) >= 4), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
