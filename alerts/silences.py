@@ -14,10 +14,11 @@ import dataclasses
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from mixpanel_alerts.core.state_table import StateTable
+from mixpanel_alerts.runs import aware
 
 SILENCES_TABLE = "alert_silences"
 COLUMNS = {
@@ -53,9 +54,7 @@ class Silence:
 
     def __post_init__(self) -> None:
         for name in ("starts_at", "ends_at", "created_at", "ended_early_at"):
-            value = getattr(self, name)
-            if isinstance(value, datetime) and value.tzinfo is None:
-                setattr(self, name, value.replace(tzinfo=UTC))
+            setattr(self, name, aware(getattr(self, name)))
 
     @property
     def end(self) -> datetime:

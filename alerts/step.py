@@ -381,10 +381,7 @@ def finish_record(
         if undelivered:
             record.error = f"{undelivered} alert(s) not delivered; they stay pending for the next run"
     record.ended_at = moment
-    history = RunHistory(client, settings.warehouse)
-    history.ensure()
-    history.add(record)
-    record.written = True
+    RunHistory(client, settings.warehouse).append(record)
 
 
 def judge_health(client: Any, settings: Settings, context: RunContext, moment: datetime) -> Health:

@@ -288,9 +288,7 @@ def write_record(settings: Settings, record: RunRecord, reporter: Reporter) -> N
         with writer_turn(settings):
             warehouse_ready(settings)
             with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-                history = RunHistory(client, settings.warehouse)
-                history.ensure()
-                history.add(record)
+                RunHistory(client, settings.warehouse).append(record)
     except Exception as exc:
         cause = unwrap(exc)
         reporter.note(f"could not record this run in pipeline_runs: {type(cause).__name__}: {cause}")

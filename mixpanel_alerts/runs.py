@@ -104,11 +104,11 @@ class RunHistory:
     def __init__(self, client: Any, warehouse: str) -> None:
         self.store = StateTable(client, warehouse, RUNS_TABLE, COLUMNS)
 
-    def ensure(self) -> None:
+    def append(self, record: RunRecord) -> None:
+        """Write the run's row (the table made first if need be); the record knows it is written."""
         self.store.ensure()
-
-    def add(self, record: RunRecord) -> None:
         self.store.insert(dataclasses.asdict(record))
+        record.written = True
 
     def recent(self, limit: int = 200) -> list[RunRecord]:
         """The newest runs first (a failing streak longer than ``limit`` runs is stale whatever its start)."""
