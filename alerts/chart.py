@@ -17,9 +17,11 @@ import itertools
 import math
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from PIL import Image, ImageDraw, ImageFont
+
+from mixpanel_alerts.core.times import utc
 
 WIDTH, HEIGHT = 800, 300
 SUPERSAMPLE = 2
@@ -71,7 +73,7 @@ def render_chart(
     right, bottom = (WIDTH - MARGIN_RIGHT) * scale, (HEIGHT - MARGIN_BOTTOM) * scale
     draw.text((12 * scale, 9 * scale), _fit(title, title_font, (WIDTH - 24) * scale), font=title_font, fill=TITLE_TEXT)
 
-    minutes = sorted((dataclasses.replace(point, minute_at=_utc(point.minute_at)) for point in points),
+    minutes = sorted((dataclasses.replace(point, minute_at=utc(point.minute_at)) for point in points),
                      key=lambda point: point.minute_at)  # fmt: skip
     if not minutes:
         message = "no counts for this period"
@@ -121,8 +123,8 @@ def render_chart(
     # the incident's minutes, over the band (blended) and under the lines
     shaded = False
     if incident_start is not None:
-        shade_from = max(x(_utc(incident_start) - timedelta(seconds=30)), left)
-        shade_to = min(x(_utc(incident_end) + timedelta(seconds=30)), right) if incident_end else right
+        shade_from = max(x(utc(incident_start) - timedelta(seconds=30)), left)
+        shade_to = min(x(utc(incident_end) + timedelta(seconds=30)), right) if incident_end else right
         shaded = shade_to > shade_from
         if shaded:
             draw.rectangle((shade_from, top, shade_to, bottom), fill=INCIDENT)
@@ -225,10 +227,6 @@ def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: f
         else:
             high = middle - 1
     return text[:low].rstrip() + "…"
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _finite(value: float | None) -> float | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from mixpanel_alerts.core.times import utc
 
 from .ledger import UNDELIVERED, Notification
 from .render import Delay, Incident
@@ -40,10 +42,6 @@ class Plan:
     skipped: int = 0
     withdrawn: int = 0
     silenced: int = 0
-
-
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def plan(

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mixpanel_alerts.core.state_table import StateTable
-from mixpanel_alerts.runs import aware
+from mixpanel_alerts.core.times import utc
 
 SILENCES_TABLE = "alert_silences"
 COLUMNS = {
@@ -54,7 +54,7 @@ class Silence:
 
     def __post_init__(self) -> None:
         for name in ("starts_at", "ends_at", "created_at", "ended_early_at"):
-            setattr(self, name, aware(getattr(self, name)))
+            setattr(self, name, utc(getattr(self, name)))
 
     @property
     def end(self) -> datetime:

@@ -26,13 +26,15 @@ from rich.text import Text
 
 from mixpanel_alerts.core.config import Settings
 from mixpanel_alerts.core.events_config import EventsConfig
+from mixpanel_alerts.core.sql import sql_string
+from mixpanel_alerts.core.times import utc
 from mixpanel_alerts.core.warehouse import pipeline_for
 from mixpanel_alerts.runs import Health, RunHistory, RunRecord, assess, observe
 
 from .chart import ChartPoint, render_chart
 from .ledger import UNDELIVERED, Ledger, Notification
 from .notices import closed_message, digest_message, pipeline_message, pipeline_resolved_message
-from .plan import Due, delay_of, plan, resolved_notice, utc
+from .plan import Due, delay_of, plan, resolved_notice
 from .render import (
     ChartAttachment,
     Delay,
@@ -247,26 +249,6 @@ class Warehouse:
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def sql_string(text: str) -> str:
-    """``text`` as a SQL string expression that means the same on DuckDB and BigQuery: quotes,
-    backslashes (escaped differently by the two), backticks and control characters (line breaks
-    cannot sit in a BigQuery string, and a backtick run would close a Slack code block) are spelled
-    ``chr(code)``, the rest is a plain quoted string."""
-    pieces: list[str] = []
-    plain = ""
-    for character in text:
-        if character in "'\\`" or ord(character) < 32:
-            if plain:
-                pieces.append(f"'{plain}'")
-                plain = ""
-            pieces.append(f"chr({ord(character)})")
-        else:
-            plain += character
-    if plain or not pieces:
-        pieces.append(f"'{plain}'")
-    return " || ".join(pieces)
 
 
 PIPELINE = "pipeline"  # the event name of the pipeline's own alerts in the ledger

@@ -28,6 +28,8 @@ from typing import Any
 from .core.config import ConfigError, Settings
 from .core.events_config import EventRule, EventsConfig
 from .core.scratch import scratch_dir
+from .core.sql import sql_string, sql_string_list
+from .core.times import iso_utc, utc
 from .core.warehouse import pipeline_for, single_writer, warehouse_ready
 from .detection import build_detection
 
@@ -63,15 +65,6 @@ class Period:
         return ((self.end - self.start).days + 1) / 7
 
 
-def iso_utc(value: datetime) -> str:
-    """``2026-10-01T12:34:00Z``."""
-    return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def detection_moment(period: Period, now: datetime) -> datetime:
     """The replay's "now": the period's last second, or ``now`` if that comes first."""
     if now < period.begins:
@@ -95,14 +88,6 @@ def copy_history(settings: Settings, replica: Settings, names: list[str], since:
         return _copy_duckdb(settings, replica, names, since, until)
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _name_list(names: list[str]) -> str:
-    return ", ".join(_quoted(name) for name in names) or "null"
-
-
 def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since: datetime, until: datetime) -> int:
     import duckdb
 
@@ -111,7 +96,7 @@ def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since:
     schema = settings.dataset
     with duckdb.connect(str(replica.duckdb_path)) as con:
         con.execute("set TimeZone = 'UTC'")
-        con.execute(f"attach {_quoted(str(settings.duckdb_path.resolve()))} as live (read_only)")
+        con.execute(f"attach {sql_string(str(settings.duckdb_path.resolve()))} as live (read_only)")
         con.execute(f'create schema if not exists "{schema}"')
         present = {
             row[0]
@@ -123,7 +108,7 @@ def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since:
         if settings.table in present:
             con.execute(
                 f'create table "{schema}"."{settings.table}" as select * from live."{schema}"."{settings.table}" '
-                f"where event_name in ({_name_list(names)}) and event_timestamp >= ? and event_timestamp < ?",
+                f"where event_name in ({sql_string_list(names)}) and event_timestamp >= ? and event_timestamp < ?",
                 [since, until],
             )
             copied = con.execute(f'select count(*) from "{schema}"."{settings.table}"').fetchall()[0][0]
@@ -154,7 +139,7 @@ def _copy_bigquery(settings: Settings, replica: Settings, names: list[str], sinc
         try:
             client.execute_sql(
                 f"create or replace table {raw} as select * from {live(settings.table)} "
-                f"where event_name in ({_name_list(names)}) and event_timestamp >= %s and event_timestamp < %s",
+                f"where event_name in ({sql_string_list(names)}) and event_timestamp >= %s and event_timestamp < %s",
                 since,
                 until,
             )

@@ -19,8 +19,9 @@ from .alerts.ledger import UNDELIVERED, Ledger
 from .alerts.silences import Silence, Silences, active_silences, new_silence
 from .core.config import ConfigError, Settings
 from .core.events_config import EventsConfig
+from .core.times import utc
 from .core.warehouse import pipeline_for, single_writer, warehouse_ready
-from .runs import RunHistory, RunRecord, aware, minutes, sql_time
+from .runs import RunHistory, RunRecord, minutes, sql_time
 
 RECENT_RUNS = 5
 
@@ -161,8 +162,8 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
     volume = {str(name): int(count or 0) for name, count in volumes}
     enabled = set(events_config.enabled_names)
     open_incidents = [
-        {"event_name": name, "kind": kind or "spike", "first_anomalous_minute": aware(first),
-         "last_anomalous_minute": aware(last), "peak_count": int(peak), "alert_channel": channel}
+        {"event_name": name, "kind": kind or "spike", "first_anomalous_minute": utc(first),
+         "last_anomalous_minute": utc(last), "peak_count": int(peak), "alert_channel": channel}
         for name, kind, first, last, peak, channel in incidents
         if name in enabled
     ]  # fmt: skip
@@ -187,7 +188,7 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
     undelivered = [
         {"notification_id": item.notification_id, "event_name": item.event_name, "kind": item.kind,
          "status": "held" if (item.last_error or "").startswith("held:") else item.status, "channel": item.channel,
-         "attempts": item.attempts, "last_error": item.last_error, "created_at": aware(item.created_at)}
+         "attempts": item.attempts, "last_error": item.last_error, "created_at": utc(item.created_at)}
         for item in ledger.values()
         if item.status in UNDELIVERED
     ]  # fmt: skip
@@ -195,7 +196,7 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
         generated_at=now, warehouse=settings.warehouse, runs=history[:RECENT_RUNS], rules=rules,
         open_incidents=open_incidents, notifications=sorted(undelivered, key=lambda item: item["created_at"] or now),
         silences=sorted(active.values(), key=lambda silence: silence.end),
-        newest_processed_at=aware(newest[0][0]) if newest and newest[0][0] else None,
+        newest_processed_at=utc(newest[0][0]) if newest and newest[0][0] else None,
         last_collect_ok_at=next((run.ended_at for run in history if run.collect_result == "ok"), None),
     )  # fmt: skip
 

@@ -121,6 +121,8 @@ def collect_step(
         logger.debug("collect failed", exc_info=True)
         raise StepError(f"{what} failed: {type(cause).__name__}: {cause}") from None
     reporter.info(summary.line())
+    for note in summary.notes():
+        reporter.note(note)
     history = summary.history_line()
     if history is not None:
         # history that stopped or waits for the hour's query budget is resumed by the next run

@@ -29,6 +29,7 @@ import requests
 from .core.config import Settings
 from .core.events_config import EventsConfig
 from .core.state_table import StateTable
+from .core.times import utc
 
 logger = logging.getLogger("mixpanel_alerts")
 
@@ -58,12 +59,6 @@ HEARTBEAT_TIMEOUT_SECONDS = 10
 HEARTBEAT_ATTEMPTS = 3
 
 
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @dataclasses.dataclass
 class RunRecord:
     run_id: str
@@ -88,7 +83,7 @@ class RunRecord:
 
     def __post_init__(self) -> None:
         for field in ("started_at", "ended_at", "newest_processed_at"):
-            setattr(self, field, aware(getattr(self, field)))
+            setattr(self, field, utc(getattr(self, field)))
 
     @classmethod
     def start(cls, command: str, now: datetime) -> RunRecord:
@@ -203,7 +198,7 @@ def observe(
         )
     except Exception:
         return None, None  # nothing collected yet
-    newest = aware(rows[0][0]) if rows and rows[0][0] is not None else None
+    newest = utc(rows[0][0]) if rows and rows[0][0] is not None else None
     if newest is None or now - newest < timedelta(minutes=settings.pipeline_stale_minutes):
         return newest, None  # fresh: whether traffic was expected does not matter (and costs a read of the bands)
     bands = client.make_qualified_table_name("int_event_window_bands")
@@ -217,7 +212,7 @@ def observe(
         )
     except Exception:
         return newest, None  # no detection models yet
-    expected = aware(rows[0][0]) if rows and rows[0][0] is not None else None
+    expected = utc(rows[0][0]) if rows and rows[0][0] is not None else None
     return newest, expected
 
 

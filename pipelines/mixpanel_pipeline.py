@@ -53,6 +53,10 @@ class CollectSummary:
             f"window {', '.join(self.stats.windows) or 'none'}"
         )
 
+    def notes(self) -> list[str]:
+        """What the user should know about the data this run collected (said once each)."""
+        return list(dict.fromkeys([*self.stats.notes, *self.history.stats.notes]))
+
     @property
     def history_complete(self) -> bool:
         """Whether no event waits for history (none was new, or all of it is stored)."""

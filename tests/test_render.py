@@ -244,8 +244,8 @@ def test_known_hostile_values_are_shown_escaped(kind: str) -> None:
     assert "• &lt;!channel&gt; `\u200b`\u200b` not a time &amp;" in everything
     # the SQL names the event with chr(96) for each backtick and escaped control characters
     expected_sql = (
-        "where event_name = 'x' || chr(96) || chr(96) || chr(96) || '&lt;!channel&gt; ' || chr(96) || chr(96) || "
-        "' &lt;@U123&gt; &lt;https://evil.example|click&gt; &amp;'\n"
+        "where event_name = ('x' || chr(96) || chr(96) || chr(96) || '&lt;!channel&gt; ' || chr(96) || chr(96) || "
+        "' &lt;@U123&gt; &lt;https://evil.example|click&gt; &amp;')\n"
     )
     assert expected_sql in everything
     if kind == "firing-webhook":

@@ -27,6 +27,7 @@ from dlt.destinations.exceptions import DatabaseException
 from .config import ConfigError, Settings
 from .duckdb_file import wait_until_free
 from .scratch import scratch_dir
+from .sql import sql_string
 
 PIPELINE_NAME = "mixpanel_alerts"
 logger = logging.getLogger("mixpanel_alerts")
@@ -268,10 +269,10 @@ def snapshot_duckdb(settings: Settings, target: Path) -> int:
         raise ConfigError("the snapshot must be another file than DUCKDB_PATH")
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
-    source, copy = (str(path).replace("'", "''") for path in (settings.duckdb_path, partial))
+    source, copy = (sql_string(str(path)) for path in (settings.duckdb_path, partial))
     try:
         with single_writer(settings), duckdb.connect() as con:
-            con.execute(f"attach '{source}' as warehouse (read_only); attach '{copy}' as snapshot")
+            con.execute(f"attach {source} as warehouse (read_only); attach {copy} as snapshot")
             con.execute("copy from database warehouse to snapshot")
     except BaseException:
         partial.unlink(missing_ok=True)

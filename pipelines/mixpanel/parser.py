@@ -23,6 +23,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from mixpanel_alerts.core.sql import sql_string
+
 from .settings import (
     MAX_REJECT_LINE_CHARS,
 )
@@ -62,24 +64,6 @@ _REJECT_REASON = f"""case
         end"""
 
 
-def _sql_literal(value: str) -> str:
-    """A DuckDB string expression for ``value``. Control characters are spelled ``chr(n)``: the
-    query travels in a text file (dlt's model file), read back with newline translation, which
-    would turn a ``\\r`` in an event name into ``\\n`` and silently drop that event's rows."""
-    pieces: list[str] = []
-    plain = ""
-    for character in value:
-        if ord(character) < 32:
-            pieces += [f"'{plain}'"] if plain else []
-            pieces.append(f"chr({ord(character)})")
-            plain = ""
-        else:
-            plain += "''" if character == "'" else character
-    if plain or not pieces:
-        pieces.append(f"'{plain}'")
-    return "(" + " || ".join(pieces) + ")" if len(pieces) > 1 else pieces[0]
-
-
 def _timestamptz_literal(moment: datetime) -> str:
     return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
 
@@ -104,10 +88,10 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
     found every line usable. DuckDB pushes a filter below the projection that computes ``picked``
     by copying its expressions, so a filter on ``reject_reason`` parses every ``properties`` twice
     more: without it the insert takes about two thirds of the time."""
-    quoted = str(path).replace("'", "''")
-    names = ", ".join(_sql_literal(name) for name in event_names) or "null"
+    quoted = sql_string(str(path))
+    names = ", ".join(sql_string(name) for name in event_names) or "null"
     reject_reason = _REJECT_REASON if checks else "null::varchar"
-    paths = ", ".join(_sql_literal(f'$."{field}"') for field in _KEY_PROPERTIES)
+    paths = ", ".join(sql_string(f'$."{field}"') for field in _KEY_PROPERTIES)
     if mode == "objects":
         # dlt hands the insert to sqlglot, which writes json_extract as the -> operator; DuckDB
         # reads `a -> b` inside a function's arguments as a lambda, so each extraction stands alone
@@ -123,13 +107,13 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
             select
                 json_extract(line, '$.event') as extracted_event,
                 json_extract(line, '$.properties') as extracted_properties
-            from read_ndjson_objects('{quoted}', maximum_object_size = {MAX_LINE_BYTES}) as lines (line)
+            from read_ndjson_objects({quoted}, maximum_object_size = {MAX_LINE_BYTES}) as lines (line)
         )
     )"""
     else:
         if mode == "narrow":
             fields = ", ".join(f'"{field}" JSON' for field in _KEY_PROPERTIES)
-            properties_type = _sql_literal(f"STRUCT({fields})")
+            properties_type = sql_string(f"STRUCT({fields})")
             picked = "[" + ", ".join(f"properties.\"{field}\" ->> '$'" for field in _KEY_PROPERTIES) + "]"
         else:
             properties_type = "'JSON'"
@@ -142,7 +126,7 @@ def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode
         properties,
         {picked} as picked
     from read_json(
-        '{quoted}', format = 'newline_delimited', maximum_object_size = {MAX_LINE_BYTES},
+        {quoted}, format = 'newline_delimited', maximum_object_size = {MAX_LINE_BYTES},
         columns = {{event: 'JSON', properties: {properties_type}}}
     )"""
     return f"""
@@ -225,6 +209,8 @@ class CollectStats:
     bytes_received: int = 0
     windows: list[str] = dataclasses.field(default_factory=list)
     parse: ParseStats = dataclasses.field(default_factory=ParseStats)
+    # what the user should know about this run's data, each said once (the run prints them as notes)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def add(self, other: ParseStats) -> None:
         for field in dataclasses.fields(ParseStats):
@@ -475,7 +461,7 @@ class ExportParser:
         if self.project_timezone == "UTC":
             event_timestamp = "make_timestamptz(time_ms * 1000)"
         else:  # legacy "local epoch": the wall-clock time in the project's timezone, written as if UTC
-            event_timestamp = f"timezone({_sql_literal(self.project_timezone)}, make_timestamp(time_ms * 1000))"
+            event_timestamp = f"timezone({sql_string(self.project_timezone)}, make_timestamp(time_ms * 1000))"
         query = _NEW_EVENTS_SQL.format(
             event_timestamp=event_timestamp,
             properties=properties,
