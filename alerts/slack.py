@@ -12,35 +12,45 @@ alert twice. So posts are not retried by slack-sdk's connection and server-error
 - webhook: nothing can be read back, so a message whose earlier post may have arrived is sent
   again with a note that it may repeat (``CannotCheckError``).
 
-Messages are paced to about one per second, Slack's posting rate.
+Pacing (``SlackPace``, one per run, shared by every Slack client the run makes): messages go out
+at about one per second, Slack's posting rate; a refusal's ``Retry-After`` is honoured before that
+endpoint is asked again, by slack-sdk's own retries and by the next message alike; an endpoint that
+refuses again and again (429 or 5xx) is left alone for the rest of the run, and nothing waits past
+the step's deadline (``ALERT_STEP_TIMEOUT_SECONDS``): what is left stays pending for the next run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.client import HTTPException
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
 from .render import Message
 
 MIN_SECONDS_BETWEEN_MESSAGES = 1.0
+# an endpoint that refused this many requests in a row (429 or 5xx) is not asked again this run
+REFUSALS_BEFORE_GIVING_UP = 3
+# a 429 without Retry-After (Slack always sends one) waits this long
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+# the longest the alert step spends on Slack in one run (ALERT_STEP_TIMEOUT_SECONDS)
+DEFAULT_STEP_SECONDS = 120.0
 REQUEST_TIMEOUT_SECONDS = 30
 METADATA_EVENT_TYPE = "mixpanel_alert"
 HISTORY_PAGE_SIZE = 200
@@ -68,15 +78,30 @@ PERMANENT_ERRORS = {
 class DeliveryError(Exception):
     """Slack did not confirm a message. ``permanent``: the same request will fail again;
     ``maybe_delivered``: it may have been posted all the same; ``timed_out``: Slack is slow, so a
-    check of the channel now could miss a post it is still processing."""
+    check of the channel now could miss a post it is still processing; ``give_up``: asking again
+    this run is pointless (the endpoint keeps refusing, or the step's time is up)."""
 
     def __init__(
-        self, message: str, *, permanent: bool, maybe_delivered: bool = False, timed_out: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        maybe_delivered: bool = False,
+        timed_out: bool = False,
+        give_up: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.maybe_delivered = maybe_delivered
         self.timed_out = timed_out
+        self.give_up = give_up
+
+
+class HeldBackError(DeliveryError):
+    """Not asked at all: the endpoint gave up earlier in this run, or the step's time is up."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False, give_up=True)
 
 
 class CannotCheckError(Exception):
@@ -118,6 +143,10 @@ class Stamp:
 
 class Sender(Protocol):
     description: str
+    # whether messages go to each rule's channel (a bot) or to one place (a webhook, the terminal)
+    per_channel: bool
+    # the run's pacing and time budget towards Slack
+    pace: SlackPace
 
     def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered: ...
 
@@ -132,30 +161,152 @@ class Sender(Protocol):
         ...
 
 
-def post_retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
-    """For posts: only 429s, which Slack did not act on."""
-    return [RateLimitErrorRetryHandler(max_retry_count=max_retries)]
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """A refusal's ``Retry-After`` (``asked``) and how long the run then waited before asking that
+    endpoint again (``waited``; None: it never asked again)."""
+
+    endpoint: str
+    asked: float
+    waited: float | None
 
 
-def read_retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
-    """For reads, which are safe to repeat: 429s, 5xx and connection errors."""
-    return [
-        RateLimitErrorRetryHandler(max_retry_count=max_retries),
-        ServerErrorRetryHandler(max_retry_count=max_retries),
-        ConnectionErrorRetryHandler(max_retry_count=max_retries),
-    ]
+class SlackPace:
+    """One run's pacing towards Slack (see the module's docstring). ``clock`` and ``sleep`` are
+    ``time.monotonic`` and ``time.sleep`` but for tests of the arithmetic."""
+
+    def __init__(
+        self,
+        budget_seconds: float = DEFAULT_STEP_SECONDS,
+        *,
+        message_interval: float = MIN_SECONDS_BETWEEN_MESSAGES,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.clock, self.sleep = clock, sleep
+        self.deadline = clock() + budget_seconds
+        self.message_interval = message_interval
+        self.last_message = -math.inf
+        self.refusals: dict[str, int] = {}  # refusals in a row, per endpoint
+        self.given_up: dict[str, str] = {}  # endpoint -> why
+        self.not_before: dict[str, float] = {}  # endpoint -> when it may be asked again
+        self.asked: dict[str, float] = {}  # endpoint -> the Retry-After now being waited out
+        self.refused_at: dict[str, float] = {}  # endpoint -> when it asked for it
+        self.waits: list[Wait] = []
+
+    def time_left(self) -> float:
+        return self.deadline - self.clock()
+
+    def before(self, endpoint: str, *, message: bool = False) -> None:
+        """Wait until ``endpoint`` may be asked (its Retry-After, and for a ``message`` the posting
+        rate); ``HeldBackError`` when it may not be asked again this run."""
+        if endpoint in self.given_up:
+            raise HeldBackError(self.given_up[endpoint])
+        now = self.clock()
+        ready = self.not_before.get(endpoint, now)
+        if message:
+            ready = max(ready, self.last_message + self.message_interval)
+        if ready > self.deadline or now >= self.deadline:
+            raise HeldBackError(self._give_up(endpoint, "the alert step's time is up (ALERT_STEP_TIMEOUT_SECONDS)"))
+        if ready > now:
+            self.sleep(ready - now)
+        if endpoint in self.asked:
+            self.waits.append(Wait(endpoint, self.asked.pop(endpoint), self.clock() - self.refused_at[endpoint]))
+        if message:
+            self.last_message = self.clock()
+
+    def refused(self, endpoint: str, status: int, retry_after: float | None) -> bool:
+        """A 429 or 5xx from ``endpoint``; whether it may be asked again in this run."""
+        now = self.clock()
+        count = self.refusals[endpoint] = self.refusals.get(endpoint, 0) + 1
+        if status == 429 and retry_after is None:
+            retry_after = DEFAULT_RETRY_AFTER_SECONDS
+        if retry_after is not None:
+            self.not_before[endpoint] = now + retry_after
+            self.asked[endpoint] = retry_after
+            self.refused_at[endpoint] = now
+        if count >= REFUSALS_BEFORE_GIVING_UP:
+            self._give_up(endpoint, f"Slack refused {endpoint} {count} times in a row (last: HTTP {status})")
+        elif now + (retry_after or 0) > self.deadline:
+            self._give_up(endpoint, f"Slack asked to wait {retry_after:g} s for {endpoint}, past the alert step's time")
+        return endpoint not in self.given_up
+
+    def answered(self, endpoint: str) -> None:
+        self.refusals.pop(endpoint, None)
+
+    def _give_up(self, endpoint: str, why: str) -> str:
+        if endpoint in self.asked:  # never asked again
+            self.waits.append(Wait(endpoint, self.asked.pop(endpoint), None))
+        self.given_up.setdefault(endpoint, f"{why}; not asked again this run, the rest stays pending")
+        return self.given_up[endpoint]
 
 
-class Pacer:
+def retry_after_of(response: HttpResponse | None) -> float | None:
+    """The ``Retry-After`` of a response, in seconds (Slack sends whole seconds)."""
+    if response is None:
+        return None
+    for name, value in (response.headers or {}).items():
+        if name.lower() == "retry-after":
+            text = value[0] if isinstance(value, list) else value
+            try:
+                return max(float(text), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def endpoint_of(url: str) -> str:
+    """A Web API method's name (``chat.postMessage``) from its URL; ``webhook`` for the rest."""
+    path = urllib.parse.urlsplit(url).path.rstrip("/")
+    name = path.rsplit("/", 1)[-1]
+    return name if "/api/" in path and "." in name else "webhook"
+
+
+class PacedRetryHandler(RetryHandler):
+    """slack-sdk's retry hook, paced by the run's ``SlackPace``: 429s always (Slack did not act on
+    them), 5xx and lost connections only for ``reads`` (safe to repeat; a post that may have
+    arrived is the alert step's to look for)."""
+
+    def __init__(self, pace: SlackPace, *, reads: bool) -> None:
+        super().__init__(max_retry_count=REFUSALS_BEFORE_GIVING_UP)
+        self.pace = pace
+        self.reads = reads
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        endpoint = endpoint_of(request.url)
+        if response is not None and (response.status_code == 429 or response.status_code >= 500):
+            if response.status_code >= 500 and not self.reads:
+                return False  # the caller records the refusal
+            return self.pace.refused(endpoint, response.status_code, retry_after_of(response))
+        if response is None and error is not None and self.reads:
+            return self.pace.refused(endpoint, 0, None)
+        return False
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        self.pace.before(endpoint_of(request.url), message=request.url.endswith("chat.postMessage"))
+        state.increment_current_attempt()
+
+
+class Pacer(SlackPace):
+    """A pace with an unlimited budget and a fixed posting interval (tests and ``check``)."""
+
     def __init__(self, seconds: float = MIN_SECONDS_BETWEEN_MESSAGES) -> None:
-        self.seconds = seconds
-        self.last = 0.0
-
-    def wait(self) -> None:
-        delay = self.last + self.seconds - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self.last = time.monotonic()
+        super().__init__(budget_seconds=math.inf, message_interval=seconds)
 
 
 def transport_error(exc: Exception, what: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> DeliveryError:
@@ -173,35 +324,48 @@ def transport_error(exc: Exception, what: str, timeout: float = REQUEST_TIMEOUT_
     return DeliveryError(f"{what}: {type(exc).__name__}", permanent=False, maybe_delivered=True)
 
 
+def refusal(pace: SlackPace, endpoint: str, status: int, headers: Any) -> bool:
+    """Tell ``pace`` of a final 429 or 5xx answer; whether ``endpoint`` may be asked again this run
+    (a 429 that reaches us is one slack-sdk's paced retries gave up on: not again)."""
+    if status != 429 and status < 500:
+        return True
+    retry_after = retry_after_of(HttpResponse(status_code=status, headers=dict(headers or {})))
+    again = pace.refused(endpoint, status, retry_after)
+    return again and status != 429
+
+
 class WebhookSender:
     """Posts to the webhook's own channel; the rule's channel is named in the message."""
 
     description = "the Slack webhook"
+    per_channel = False
 
-    def __init__(
-        self, url: str, pacer: Pacer | None = None, max_retries: int = 3, timeout: int = REQUEST_TIMEOUT_SECONDS
-    ) -> None:
+    def __init__(self, url: str, pacer: SlackPace | None = None, timeout: int = REQUEST_TIMEOUT_SECONDS) -> None:
         self.timeout = timeout
-        self.client = WebhookClient(url, timeout=timeout, retry_handlers=post_retry_handlers(max_retries))
-        self.pacer = pacer or Pacer()
+        self.pace = pacer or Pacer()
+        self.client = WebhookClient(url, timeout=timeout, retry_handlers=[PacedRetryHandler(self.pace, reads=False)])
 
     def post(self, message: Message, channel: str, stamp: Stamp) -> Delivered:
-        self.pacer.wait()
+        self.pace.before("webhook", message=True)
         try:
             response = self.client.send(
                 text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
             )
+        except DeliveryError:
+            raise
         except Exception as exc:
             raise transport_error(exc, "webhook", self.timeout) from None
         if response.status_code == 200:
+            self.pace.answered("webhook")
             return Delivered(channel="webhook", ts=None)
         body = (response.body or "").strip()
         permanent = body in PERMANENT_ERRORS or response.status_code in (400, 403, 404, 410)
-        maybe_delivered = response.status_code >= 500
+        again = refusal(self.pace, "webhook", response.status_code, response.headers)
         raise DeliveryError(
             f"webhook answered {response.status_code} {body[:100]}",
             permanent=permanent,
-            maybe_delivered=maybe_delivered,
+            maybe_delivered=response.status_code >= 500,
+            give_up=not again,
         )
 
     def reply(self, message: Message, thread: Delivered, stamp: Stamp, broadcast: bool = True) -> Delivered:
@@ -218,37 +382,40 @@ class BotSender:
     """``chat.postMessage`` to each rule's channel; resolved notices reply in the alert's thread."""
 
     description = "the Slack bot"
+    per_channel = True
 
     def __init__(
-        self,
-        token: str,
-        api_url: str,
-        pacer: Pacer | None = None,
-        max_retries: int = 3,
-        timeout: int = REQUEST_TIMEOUT_SECONDS,
+        self, token: str, api_url: str, pacer: SlackPace | None = None, timeout: int = REQUEST_TIMEOUT_SECONDS
     ) -> None:
         base_url = api_url if api_url.endswith("/") else api_url + "/"
         self.timeout = timeout
+        self.pace = pacer or Pacer()
         common = {"token": token, "base_url": base_url, "timeout": timeout}
-        self.client = WebClient(**common, retry_handlers=post_retry_handlers(max_retries))  # type: ignore[arg-type]
-        self.reader = WebClient(**common, retry_handlers=read_retry_handlers(max_retries))  # type: ignore[arg-type]
-        self.pacer = pacer or Pacer()
+        posts, reads = PacedRetryHandler(self.pace, reads=False), PacedRetryHandler(self.pace, reads=True)
+        self.client = WebClient(**common, retry_handlers=[posts])  # type: ignore[arg-type]
+        self.reader = WebClient(**common, retry_handlers=[reads])  # type: ignore[arg-type]
         self.channel_ids: dict[str, str] = {}
 
     def _post(self, **kwargs: Any) -> Delivered:
-        self.pacer.wait()
+        self.pace.before("chat.postMessage", message=True)
         try:
             response = self.client.chat_postMessage(unfurl_links=False, unfurl_media=False, **kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", "") if exc.response is not None else "")
             status = exc.response.status_code if exc.response is not None else 0
+            headers = exc.response.headers if exc.response is not None else {}
+            again = refusal(self.pace, "chat.postMessage", status, headers)
             raise DeliveryError(
                 f"Slack chat.postMessage answered {status} {error}",
                 permanent=error in PERMANENT_ERRORS,
                 maybe_delivered=status >= 500,
+                give_up=not again,
             ) from None
+        except DeliveryError:
+            raise
         except Exception as exc:
             raise transport_error(exc, "Slack chat.postMessage", self.timeout) from None
+        self.pace.answered("chat.postMessage")
         channel_id = str(response.get("channel") or kwargs["channel"])
         if not CHANNEL_ID.match(str(kwargs["channel"])):
             self.remember(str(kwargs["channel"]), channel_id)
@@ -312,7 +479,10 @@ class BotSender:
         """A files.* call; Slack's refusals as ChartUnavailable, the token never in the reason."""
         name = method.replace("_", ".", 1)
         try:
-            return getattr(self.client, method)(**kwargs)
+            self.pace.before(name)
+            answer = getattr(self.client, method)(**kwargs)
+        except HeldBackError as exc:
+            raise ChartUnavailable(str(exc)) from None
         except SlackApiError as exc:
             error = str(exc.response.get("error", "") if exc.response is not None else "")
             status = exc.response.status_code if exc.response is not None else 0
@@ -321,11 +491,14 @@ class BotSender:
                 raise ChartUnavailable(f"the bot token lacks the {needed} scope") from None
             if error in ("not_allowed_token_type", "not_authed", "invalid_auth", "account_inactive", "token_revoked"):
                 raise ChartUnavailable(f"the Slack token cannot upload files ({error})") from None
+            refusal(self.pace, name, status, exc.response.headers if exc.response is not None else {})
             if status >= 500 or not error:  # slack-sdk's error for a body that is not JSON is its own sentence
                 raise ChartUnavailable(f"Slack {name} answered HTTP {status}") from None
             raise ChartUnavailable(f"Slack {name} answered {error[:100]}") from None
         except Exception as exc:
             raise ChartUnavailable(str(transport_error(exc, f"Slack {name}", self.timeout))) from None
+        self.pace.answered(name)
+        return answer
 
     def find(self, stamp: Stamp, channel: str, thread: Delivered | None, since: datetime) -> Delivered | None:
         if thread is not None and thread.ts:
@@ -370,8 +543,12 @@ class BotSender:
 
     def _read(self, method: str, **kwargs: Any) -> Any:
         arguments = {key: value for key, value in kwargs.items() if value is not None}
+        name = method.replace("_", ".")
         try:
-            return getattr(self.reader, method)(**arguments)
+            self.pace.before(name)
+            answer = getattr(self.reader, method)(**arguments)
+        except DeliveryError:
+            raise
         except SlackApiError as exc:
             error = str(exc.response.get("error", "") if exc.response is not None else "")
             needed = exc.response.get("needed", "") if exc.response is not None else ""
@@ -379,9 +556,13 @@ class BotSender:
                 raise CannotCheckError(f"the bot token lacks the {needed} scope") from None
             if error in PERMANENT_ERRORS or error in ("thread_not_found", "invalid_cursor"):
                 raise CannotCheckError(f"Slack {method.replace('_', '.')} answered {error}") from None
-            raise DeliveryError(f"Slack {method.replace('_', '.')} answered {error}", permanent=False,
-                                maybe_delivered=True) from None  # fmt: skip
+            status = exc.response.status_code if exc.response is not None else 0
+            again = refusal(self.pace, name, status, exc.response.headers if exc.response is not None else {})
+            raise DeliveryError(f"Slack {name} answered {status} {error}", permanent=False, maybe_delivered=True,
+                                give_up=not again) from None  # fmt: skip
         except Exception as exc:
-            unanswered = transport_error(exc, f"Slack {method.replace('_', '.')}", self.timeout)
+            unanswered = transport_error(exc, f"Slack {name}", self.timeout)
             unanswered.maybe_delivered = True  # nothing was posted now, but the earlier post stays unknown
             raise unanswered from None
+        self.pace.answered(name)
+        return answer

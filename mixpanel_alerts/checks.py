@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.markup import escape
 
-from .alerts.step import ops_channel
+from .alerts.health import ops_channel
 from .core.config import ConfigError, Settings
 from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import busy_message, is_lock_conflict

@@ -12,11 +12,13 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 
-from .alerts.step import AlertSummary, RunContext, choose_sender, run_alerts
+from .alerts.deliver import AlertSummary, DryRunOutput, SlackOutput
+from .alerts.health import ops_channel
+from .alerts.step import AlertRequest, run_alerts
 from .core.config import ConfigError, Redactor, Settings
 from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
@@ -32,7 +34,7 @@ from .detection import (
 )
 from .pipelines.mixpanel.client import ExportError
 from .pipelines.mixpanel_pipeline import CollectSummary, ProgressCallback, collect
-from .runs import RunHistory, RunRecord, ping_heartbeat
+from .runs import Health, RunHistory, RunRecord, assess, observe, ping_heartbeat
 
 logger = logging.getLogger("mixpanel_alerts")
 # a collect longer than this is not covered by the drop settle time: detect as of its start
@@ -186,22 +188,25 @@ def alert_step(
 ) -> AlertSummary:
     """One Slack message per new incident (the terminal when Slack is not configured), never twice;
     a ``StepError`` while any stays undelivered (the next run sends it). With a run ``record``, the
-    pipeline's health is judged too (runs.py): its alert, held drops, the record's numbers; after a
-    failed collect (``collect_error``) only that."""
-    sender = choose_sender(settings, reporter.console)
+    pipeline's health is judged first (runs.py) and the record written as the step ends, in the same
+    warehouse session; after a failed collect (``collect_error``) only the pipeline's own alert."""
+    output = DryRunOutput(settings, reporter.console) if dry_run else SlackOutput(settings, reporter.console)
     if dry_run:
         reporter.info("alerts (dry run): rendering what would be sent; nothing is sent or recorded")
-    context = RunContext(
-        rules={rule.name: rule.enabled for rule in events_config.events}, record=None if dry_run else record,
-        collect_error=collect_error, events_config=events_config, say=reporter.info,
-    )  # fmt: skip
     try:
         warehouse_ready(settings)
-        descriptions = {rule.name: rule.description for rule in events_config.events}
-        alerts = run_alerts(
-            settings, console=reporter.console, dry_run=dry_run, sender=sender, descriptions=descriptions,
-            now=settings.now, context=context, pipeline_only=collect_error is not None,
-        )  # fmt: skip
+        with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+            health = judge_health(client, settings, events_config, record, collect_error) if record else None
+            request = AlertRequest(
+                settings=settings, rules={rule.name: rule.enabled for rule in events_config.events},
+                descriptions={rule.name: rule.description for rule in events_config.events},
+                ops_channel=ops_channel(settings, events_config), now=settings.now(), clock=settings.now,
+                health=health, incidents_current=collect_error is None, note=reporter.note,
+            )  # fmt: skip
+            alerts = run_alerts(client, request, output)
+            if record is not None and not dry_run:
+                finish_record(record, alerts, collect_error, settings.now())
+                RunHistory(client, settings.warehouse).append(record)
     except DuckDBFileBusyError as exc:
         raise WarehouseBusyError(str(exc)) from None
     except Exception as exc:
@@ -210,16 +215,49 @@ def alert_step(
             raise WarehouseBusyError(busy_message(settings.duckdb_path, cause)) from None
         raise StepError(f"alert step failed: {type(cause).__name__}: {cause}") from None
     if dry_run:
-        reporter.info(f"alerts (dry run): {alerts.rendered} message(s) would be sent to {sender.description}")
+        reporter.info(f"alerts (dry run): {alerts.sent} message(s) would be sent to {output.sender.description}")
         return alerts
-    if alerts.health is not None:
-        (reporter.info if alerts.health.healthy else reporter.note)(f"pipeline: {alerts.health.summary()}")
+    if health is not None:
+        (reporter.info if health.healthy else reporter.note)(f"pipeline: {health.summary()}")
     if collect_error is not None:
         return alerts
-    reporter.info(alerts.line(sender.description))
+    reporter.info(alerts.line(output.sender.description))
     if alerts.pending or alerts.failed:
         raise StepError(f"{alerts.pending + alerts.failed} alert(s) not delivered; they stay pending for the next run")
     return alerts
+
+
+def judge_health(
+    client: Any, settings: Settings, events_config: EventsConfig, record: RunRecord, collect_error: str | None
+) -> Health:
+    """This run's verdict on the pipeline (runs.assess) from the run history and the warehouse; the
+    record keeps it."""
+    moment = settings.now()
+    history = RunHistory(client, settings.warehouse).recent()
+    newest, expected = observe(client, settings, events_config, moment)
+    health = assess(
+        now=moment, stale=timedelta(minutes=settings.pipeline_stale_minutes), collect_result=record.collect_result,
+        collect_error=collect_error, history=history, newest_processed_at=newest, expected_since_newest=expected,
+    )  # fmt: skip
+    record.newest_processed_at = newest
+    record.collection_lag_seconds = int(health.lag.total_seconds()) if health.lag is not None else None
+    record.healthy = health.healthy
+    record.health = health.summary()
+    return health
+
+
+def finish_record(record: RunRecord, alerts: AlertSummary, collect_error: str | None, moment: datetime) -> None:
+    """The alert step's numbers in the run's record, as the run ends."""
+    undelivered = alerts.pending + alerts.failed
+    record.alerts_sent, record.alerts_pending = alerts.sent, undelivered
+    record.alerts_held, record.alerts_silenced = alerts.held, alerts.silenced
+    if collect_error is not None:
+        record.error = collect_error
+    else:
+        record.alert_result = "failed" if undelivered else "ok"
+        if undelivered:
+            record.error = f"{undelivered} alert(s) not delivered; they stay pending for the next run"
+    record.ended_at = moment
 
 
 def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, dry_run: bool = False) -> None:

@@ -112,10 +112,15 @@ class RunHistory:
 
 @dataclasses.dataclass
 class Health:
+    """The pipeline's health as of a run. ``problems``: what is wrong now (none: healthy); ``since``:
+    when it went wrong; ``pages``: it has been wrong for PIPELINE_STALE_MINUTES, so the pipeline
+    alert goes out (one blip does not page)."""
+
     problems: list[str]
-    since: datetime | None = None  # when the pipeline became unhealthy
+    since: datetime | None = None
     newest_processed_at: datetime | None = None
     lag: timedelta | None = None
+    pages: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -136,6 +141,17 @@ def minutes(delta: timedelta) -> str:
     return f"{total // 60} h" + (f" {total % 60} min" if total % 60 else "")
 
 
+# data older than this is "not advancing" only if the enabled events' own history expected at least
+# EXPECTED_EVENTS events since (P(no event | Poisson 20) is about 2e-9)
+FRESH = timedelta(minutes=5)
+EXPECTED_EVENTS = 20
+# the days of history that say what to expect at this time of day; at least MIN_HISTORY_DAYS of them
+# must be collected, and every one of them must have seen EXPECTED_EVENTS (a quiet weekend then
+# makes no Saturday stall look like an outage)
+EXPECTATION_DAYS = 7
+MIN_HISTORY_DAYS = 3
+
+
 def assess(
     *,
     now: datetime,
@@ -144,11 +160,11 @@ def assess(
     collect_error: str | None,
     history: Sequence[RunRecord],
     newest_processed_at: datetime | None,
-    traffic_expected_since: datetime | None,
+    expected_since_newest: float | None,
 ) -> Health:
     """The pipeline's health as of ``now``, from this run's collect (None: not run), the earlier
-    runs (newest first), the newest event collected, and the earliest minute after it at which a
-    rule expected traffic (None: none did)."""
+    runs (newest first), the newest event collected, and how many events the enabled rules' history
+    expected since it (None: not known)."""
     problems: list[str] = []
     since: list[datetime] = []
     collects = [run for run in history if run.collect_result is not None]
@@ -157,35 +173,38 @@ def assess(
         failures = [run for run in collects if last_ok is None or run.started_at > last_ok.started_at]
         failures = [run for run in failures if run.collect_result == "failed"]
         failing_since = min([run.started_at for run in failures] + ([now] if collect_result == "failed" else []))
-        if now - failing_since >= stale:
-            count = len(failures) + (collect_result == "failed")
-            error = collect_error or next((run.error for run in failures if run.error), None) or "see the run's output"
-            problems.append(f"collect has failed in every run since {failing_since:%Y-%m-%d %H:%M} UTC "
-                            f"({count} run{'s' if count != 1 else ''}): {error}")  # fmt: skip
-            since.append(failing_since)
+        count = len(failures) + (collect_result == "failed")
+        error = collect_error or next((run.error for run in failures if run.error), None) or "see the run's output"
+        problems.append(f"collect has failed in every run since {failing_since:%Y-%m-%d %H:%M} UTC "
+                        f"({count} run{'s' if count != 1 else ''}): {error}")  # fmt: skip
+        since.append(failing_since)
     lag = now - newest_processed_at if newest_processed_at is not None else None
     if (
         lag is not None
-        and lag >= stale
-        and traffic_expected_since is not None
-        and now - traffic_expected_since >= stale
+        and newest_processed_at is not None
+        and lag >= FRESH
+        and expected_since_newest is not None
+        and expected_since_newest >= EXPECTED_EVENTS
     ):
         problems.append(
-            f"the data is {minutes(lag)} behind: the newest event collected was processed by Mixpanel at "
-            f"{newest_processed_at:%Y-%m-%d %H:%M} UTC, and the rules expected events since "
-            f"{traffic_expected_since:%H:%M} UTC"
+            f"the data stopped advancing: the newest event collected was processed by Mixpanel at "
+            f"{newest_processed_at:%Y-%m-%d %H:%M} UTC ({minutes(lag)} ago), while at this time on each of the last "
+            f"days at least {expected_since_newest:,.0f} events arrived"
         )
-        since.append(traffic_expected_since)
-    return Health(problems=problems, since=min(since) if since else None, newest_processed_at=newest_processed_at,
-                  lag=lag)  # fmt: skip
+        since.append(newest_processed_at)
+    began = min(since) if since else None
+    return Health(
+        problems=problems, since=began, newest_processed_at=newest_processed_at, lag=lag,
+        pages=began is not None and now - began >= stale,
+    )  # fmt: skip
 
 
 def observe(
     client: Any, settings: Settings, events_config: EventsConfig, now: datetime
-) -> tuple[datetime | None, datetime | None]:
-    """From the warehouse: Mixpanel's processing time of the newest event of the enabled rules, and
-    the first minute after it at which a rule expected traffic (lower bound or expected count of at
-    least one event in the detection models); None for what cannot be known yet."""
+) -> tuple[datetime | None, float | None]:
+    """From the warehouse: Mixpanel's processing time of the newest event of the enabled rules, and,
+    when it is not fresh, how many events the rules' history expected since it (the fewest over the
+    last days' same span of time; None when too few days are collected to say)."""
     names = list(events_config.enabled_names)
     if not names:
         return None, None
@@ -196,24 +215,37 @@ def observe(
             f"select max(coalesce(mp_processing_time, event_timestamp)) from {raw} where event_name in ({marks})",
             *names,
         )
-    except Exception:
-        return None, None  # nothing collected yet
+    except Exception:  # no raw table yet (its error differs by warehouse): nothing collected, nothing to judge
+        return None, None
     newest = utc(rows[0][0]) if rows and rows[0][0] is not None else None
-    if newest is None or now - newest < timedelta(minutes=settings.pipeline_stale_minutes):
-        return newest, None  # fresh: whether traffic was expected does not matter (and costs a read of the bands)
-    bands = client.make_qualified_table_name("int_event_window_bands")
+    if newest is None or now - newest < FRESH:
+        return newest, None  # fresh: what the history expected does not matter (and costs a read)
+    return newest, expected_events(client, settings, names, newest, now)
+
+
+def expected_events(client: Any, settings: Settings, names: list[str], start: datetime, end: datetime) -> float | None:
+    """The fewest events the ``names`` had in (start, end] shifted back by each of the last
+    EXPECTATION_DAYS days, over the days whose minutes were counted; None for fewer than
+    MIN_HISTORY_DAYS such days (or no detection models yet)."""
+    counts = client.make_qualified_table_name("int_event_counts_per_minute")
+    marks = ", ".join(["%s"] * len(names))
+    columns, parameters = [], []
+    for days in range(1, EXPECTATION_DAYS + 1):
+        shift = timedelta(days=days)
+        columns.append("sum(case when minute_at > %s and minute_at <= %s then event_count end)")
+        parameters += [sql_time(start - shift, settings.warehouse), sql_time(end - shift, settings.warehouse)]
     try:
         rows = client.execute_sql(
-            f"select min(minute_at) from {bands} where event_name in ({marks}) and minute_at > %s and minute_at <= %s "
-            "and (coalesce(lower_bound, 0) >= 1 or coalesce(expected_count, 0) >= 1)",
-            *names,
-            sql_time(newest, settings.warehouse),
-            sql_time(now, settings.warehouse),
-        )
-    except Exception:
-        return newest, None  # no detection models yet
-    expected = utc(rows[0][0]) if rows and rows[0][0] is not None else None
-    return newest, expected
+            f"select {', '.join(columns)} from {counts} where event_name in ({marks}) "
+            "and minute_at > %s and minute_at <= %s",
+            *parameters, *names,
+            sql_time(start - timedelta(days=EXPECTATION_DAYS), settings.warehouse),
+            sql_time(end - timedelta(days=1), settings.warehouse),
+        )  # fmt: skip
+    except Exception:  # no detection models yet (the error differs by warehouse): no expectation
+        return None
+    sums = [float(value) for value in (rows[0] if rows else []) if value is not None]
+    return min(sums) if len(sums) >= MIN_HISTORY_DAYS else None
 
 
 def sql_time(value: datetime, warehouse: str) -> datetime:

@@ -93,6 +93,9 @@ class Settings(BaseModel):
     duckdb_busy_timeout_seconds: PositiveInt = Field(60, alias="DUCKDB_BUSY_TIMEOUT_SECONDS")
     # how long a Slack request may take before its answer counts as lost
     slack_timeout_seconds: PositiveInt = Field(30, alias="SLACK_TIMEOUT_SECONDS")
+    # the most the alert step spends on Slack in one run (waits for Retry-After included); no message
+    # starts after it, and what is left stays pending for the next run
+    alert_step_timeout_seconds: PositiveInt = Field(120, alias="ALERT_STEP_TIMEOUT_SECONDS")
     # the moment detection and the alert step run as of (ISO 8601, UTC unless it says): tests pin it
     # so that "a spike 2 minutes ago" stays 2 minutes ago however slow the machine; unset: now
     detection_now: datetime | None = Field(None, alias="DETECTION_NOW")

@@ -1,0 +1,62 @@
+"""Stage 2 of the alert step, its silencing half: the silences in force this run, including those
+asked for in Slack with a mute reaction (``:no_bell:``) on an alert or a digest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from mixpanel_alerts.core.times import utc
+
+from .health import is_pipeline
+from .ledger import Notification
+from .silences import REACTION_LOOKBACK, Silence, reaction_silence
+from .slack import BotSender, CannotCheckError, DeliveryError
+
+logger = logging.getLogger("mixpanel_alerts")
+
+
+def reaction_silences(
+    sender: BotSender,
+    known: dict[str, Notification],
+    silences: list[Silence],
+    moment: datetime,
+    say: Callable[[str], None],
+) -> list[Silence]:
+    """Silences asked for by a mute reaction (:no_bell:) on an alert or a digest sent within
+    REACTION_LOOKBACK: read with ``reactions.get`` (scope ``reactions:read``)."""
+    made = {silence.silence_id for silence in silences}
+    members: dict[str, list[str]] = {}
+    for item in known.values():
+        if item.digest_id:
+            members.setdefault(item.digest_id, []).append(item.event_name)
+    added: list[Silence] = []
+    for item in known.values():
+        if item.kind not in ("firing", "digest") or item.status != "sent" or not item.slack_ts or is_pipeline(item):
+            continue
+        if item.digest_id or not item.sent_at or utc(item.sent_at) < moment - REACTION_LOOKBACK:
+            continue
+        if f"reaction:{item.slack_ts}" in made or not item.slack_channel:
+            continue
+        try:
+            message = sender.reactions(item.slack_channel, item.slack_ts)
+        except CannotCheckError as exc:
+            say(f"alerts: cannot read the reactions on alerts ({exc}); muting with :no_bell: needs reactions:read")
+            return added
+        except DeliveryError as exc:
+            logger.warning("could not read the reactions on an alert: %s", exc)
+            continue
+        names = members.get(item.notification_id, []) if item.kind == "digest" else [item.event_name]
+        for index, event_name in enumerate(sorted(set(names))):
+            silence = reaction_silence(message, event_name=event_name, channel_name=item.channel, ts=item.slack_ts,
+                                       now=moment)  # fmt: skip
+            if silence is None:
+                break
+            if index:
+                silence.silence_id += f":{event_name}"
+            added.append(silence)
+            made.add(silence.silence_id)
+            say(f"alerts: {event_name} silenced until {silence.end:%Y-%m-%d %H:%M} UTC ({silence.reason}, "
+                f"by {silence.created_by})")  # fmt: skip
+    return added
