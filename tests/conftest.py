@@ -1,4 +1,5 @@
-"""Shared fixtures: a simulated Mixpanel export host, a clean CLI environment, DuckDB reads.
+"""Shared fixtures: a simulated Mixpanel export host, a clean CLI environment, DuckDB reads, the
+BigQuery emulator's project.
 
 The world is faked only at its boundaries: the export API is ``mixpanel_alerts.simulator`` (a real
 HTTP server on 127.0.0.1), the warehouse is a real DuckDB file in ``tmp_path``, and the product is
@@ -18,9 +19,11 @@ import sys
 import tempfile
 import threading
 import traceback
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +291,94 @@ def table_exists(db_path: Path, qualified: str) -> bool:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / DB_FILE
+
+
+# --- the BigQuery emulator -----------------------------------------------------------------------
+# `.ci/run` and `just test` start it (scripts/bq_emulator.sh) and set BIGQUERY_EMULATOR_HOST; locally,
+# `eval "$(scripts/bq_emulator.sh start)"` first. Tests that need it skip without it. Credentials are a
+# generated service-account key whose token_uri points at a local token endpoint, so the real
+# google-auth flow runs.
+
+EMULATOR = os.environ.get("BIGQUERY_EMULATOR_HOST")
+PROJECT = "test-project"
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"access_token": "emulator-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def keyfile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    token_uri = f"http://127.0.0.1:{server.server_address[1]}/token"
+    document = {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "emulator",
+        "private_key": pem,
+        "client_email": f"pipeline@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path = tmp_path_factory.mktemp("gcp") / "service-account.json"
+    path.write_text(json.dumps(document))
+    yield path
+    server.shutdown()
+
+
+@pytest.fixture
+def bigquery(keyfile: Path) -> Any:
+    from google.cloud import bigquery as bq
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_file(str(keyfile))
+    return bq.Client(project=PROJECT, credentials=credentials)
+
+
+@pytest.fixture
+def bigquery_env(make_env: Callable[..., dict[str, str]], keyfile: Path) -> Callable[..., dict[str, str]]:
+    """The environment of a run against the emulator's project, with the service-account key."""
+
+    def env(dataset: str, sim: Any = None, **overrides: str) -> dict[str, str]:
+        return make_env(
+            sim,
+            WAREHOUSE="bigquery",
+            GCP_PROJECT_ID=PROJECT,
+            BIGQUERY_DATASET=dataset,
+            GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
+            BIGQUERY_EMULATOR_HOST=EMULATOR,
+            # the emulator cannot read gzipped load files; real BigQuery can
+            NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
+            **overrides,
+        )
+
+    return env
+
+
+@pytest.fixture
+def dataset(bigquery: Any) -> str:
+    """A new, empty dataset in the emulator's project."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    bigquery.query(f"create schema {name}").result()
+    return name
 
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.MULTILINE)

@@ -30,17 +30,9 @@ from mixpanel_alerts.alerts.render import (
     sparkline,
 )
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
+from tests.alert_runs import CHECKOUT, ERRORS, LEDGER, spike
 from tests.conftest import CLI, output_of, query, rule, run_overlapping, write_events_config
 from tests.slack_fake import BOT_TOKEN, SlackFake
-
-ERRORS = "impression_error_null_pointer_detected"
-CHECKOUT = "checkout_completed"
-LEDGER = "mixpanel_data.alert_notifications"
-
-
-def spike(name: str, minutes_ago: int, count: int, **properties: Any) -> list[SimEvent]:
-    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
-    return [make_event(name, minute + timedelta(seconds=1 + index), **properties) for index in range(count)]
 
 
 @pytest.fixture
@@ -549,3 +541,31 @@ def test_alerts_say_what_was_expected_end_to_end(
     sent = run_cli(["detect", "--full-refresh"], {**env, "SLACK_WEBHOOK_URL": slack_fake.webhook_url})
     assert sent.returncode == 0, output_of(sent)
     assert slack_fake.messages == [], "each incident was shown once already (recorded as sent to the terminal)"
+
+
+@pytest.mark.parametrize("scope", ["files:write", None], ids=["uploaded", "no-files-write-scope"])
+def test_a_bot_alert_carries_a_png_chart_of_the_last_hours_or_says_why_not(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    slack_fake: SlackFake, scope: str | None,
+) -> None:  # fmt: skip
+    write_events_config(tmp_path, {"events": [rule(ERRORS), rule(CHECKOUT)]})
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=100)
+    sim.add_events(make_event(ERRORS, start + timedelta(minutes=minute, seconds=7)) for minute in range(0, 95, 3))
+    sim.add_events(spike(ERRORS, 2, 12))
+    if scope is None:
+        slack_fake.scopes.discard("files:write")
+    result = run_cli(["run"], make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack_fake.api_url))
+    assert result.returncode == 0, output_of(result)
+    [alert] = slack_fake.messages
+    images = [block for block in alert["blocks"] if block["type"] == "image"]
+    context = json.dumps(alert["blocks"])
+    if scope is None:
+        assert images == [] and "Chart not attached: the bot token lacks the files:write scope" in context
+        assert "Last 60 minutes" in context, "the sparkline stays"
+        assert slack_fake.files == {}
+        return
+    [image] = images
+    upload = slack_fake.files[image["slack_file"]["id"]]
+    assert upload["complete"] and upload["bytes"].startswith(b"\x89PNG\r\n\x1a\n")
+    assert ERRORS in image["alt_text"] and "threshold 5" in image["title"]["text"]
+    assert "Last 60 minutes" not in context, "the image replaces the sparkline"

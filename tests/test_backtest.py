@@ -16,9 +16,10 @@ import pytest
 
 from mixpanel_alerts.backtest import Period, series_step
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent, make_event
-from tests import test_bigquery
+from tests.alert_runs import ERRORS, raw_events
 from tests.conftest import (
     DB_FILE,
+    EMULATOR,
     cli_runner,
     env_maker,
     output_of,
@@ -29,13 +30,8 @@ from tests.conftest import (
     write_events_config,
 )  # fmt: skip
 from tests.slack_fake import SlackFake
-from tests.test_bigquery import EMULATOR, ERRORS, raw_events
 
 CHECKOUT = "checkout `` <!channel> ```"
-# the BigQuery emulator's fixtures (tests/test_bigquery.py)
-keyfile, bigquery, bigquery_env, dataset = (
-    test_bigquery.keyfile, test_bigquery.bigquery, test_bigquery.bigquery_env, test_bigquery.dataset
-)  # fmt: skip
 LIVE_TABLES = ("anomalies", "incidents", "int_event_window_counts", "int_event_counts_per_minute")
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00Z$")
 

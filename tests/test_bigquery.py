@@ -1,8 +1,8 @@
 """Detection and alerting with WAREHOUSE=bigquery, against the BigQuery emulator (bqemulator).
 
-`.ci/run` starts the emulator (scripts/bq_emulator.sh) and sets BIGQUERY_EMULATOR_HOST; locally,
-`eval "$(scripts/bq_emulator.sh start)"` first. Credentials are a generated service-account key
-whose token_uri points at a local token endpoint, so the real google-auth flow runs.
+`.ci/run` and `just test` start the emulator (scripts/bq_emulator.sh) and set BIGQUERY_EMULATOR_HOST;
+locally, `eval "$(scripts/bq_emulator.sh start)"` first. Its fixtures (a service-account key whose
+token_uri points at a local token endpoint, so the real google-auth flow runs) are in conftest.py.
 
 The emulator runs BigQuery SQL on DuckDB: it proves the dbt models compile for BigQuery and run
 through the real client libraries, not every BigQuery typing rule. The raw table is created with
@@ -12,117 +12,22 @@ SQL here; loading it with dlt on BigQuery comes with the Google Cloud work.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mixpanel_alerts.alerts.ledger import COLUMNS as LEDGER_COLUMNS
-from tests.conftest import output_of, rule, write_events_config
-
-EMULATOR = os.environ.get("BIGQUERY_EMULATOR_HOST")
-PROJECT = "test-project"
-ERRORS = "impression_error_null_pointer_detected"
+from tests.alert_runs import ERRORS, iso, raw_events
+from tests.conftest import EMULATOR, output_of, rule, write_events_config
 
 pytestmark = pytest.mark.skipif(
     not EMULATOR, reason='BIGQUERY_EMULATOR_HOST is not set: run `eval "$(scripts/bq_emulator.sh start)"` first'
 )
-
-
-class _TokenHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"access_token": "emulator-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture(scope="module")
-def keyfile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    token_uri = f"http://127.0.0.1:{server.server_address[1]}/token"
-    document = {
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "emulator",
-        "private_key": pem,
-        "client_email": f"pipeline@{PROJECT}.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": token_uri,
-    }
-    path = tmp_path_factory.mktemp("gcp") / "service-account.json"
-    path.write_text(json.dumps(document))
-    yield path
-    server.shutdown()
-
-
-@pytest.fixture
-def bigquery(keyfile: Path) -> Any:
-    from google.cloud import bigquery as bq
-    from google.oauth2 import service_account
-
-    credentials = service_account.Credentials.from_service_account_file(str(keyfile))
-    return bq.Client(project=PROJECT, credentials=credentials)
-
-
-@pytest.fixture
-def bigquery_env(make_env: Callable[..., dict[str, str]], keyfile: Path) -> Callable[..., dict[str, str]]:
-    """The environment of a run against the emulator's project, with the service-account key."""
-
-    def env(dataset: str, sim: Any = None, **overrides: str) -> dict[str, str]:
-        return make_env(
-            sim,
-            WAREHOUSE="bigquery",
-            GCP_PROJECT_ID=PROJECT,
-            BIGQUERY_DATASET=dataset,
-            GOOGLE_APPLICATION_CREDENTIALS=str(keyfile),
-            BIGQUERY_EMULATOR_HOST=EMULATOR,
-            # the emulator cannot read gzipped load files; real BigQuery can
-            NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION="true",
-            **overrides,
-        )
-
-    return env
-
-
-@pytest.fixture
-def dataset(bigquery: Any) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    bigquery.query(f"create schema {name}").result()
-    return name
-
-
-def raw_events(bigquery: Any, dataset: str, minute: datetime, count: int) -> None:
-    rows = [
-        f"""select 'e{index}' as event_id, '{ERRORS}' as event_name,
-            timestamp '{(minute + timedelta(seconds=index)).isoformat()}' as event_timestamp,
-            'user-{index}' as distinct_id, 'i{index}' as insert_id,
-            json '{{"error_message": "<!channel> NPE"}}' as properties,
-            current_timestamp() as mp_processing_time, current_timestamp() as inserted_at"""
-        for index in range(count)
-    ]
-    bigquery.query(f"create table {dataset}.mixpanel_events as " + " union all ".join(rows)).result()
 
 
 def test_detect_and_alert_on_bigquery(
@@ -436,8 +341,8 @@ def test_day_two_on_bigquery(
     """Silences (command line and reaction), the digest, charts, `status`, run history, the
     heartbeat and the pipeline's own alert, with every state table in BigQuery."""
     from mixpanel_alerts.simulator import make_event
+    from tests.heartbeat import Heartbeat
     from tests.slack_fake import BOT_TOKEN, SlackFake
-    from tests.test_day_two import Heartbeat, iso
 
     sim = start_sim()
     minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)

@@ -23,8 +23,7 @@ import pytest
 from mixpanel_alerts.pipelines.mixpanel.settings import HISTORY_DAYS, HISTORY_QUERIES_PER_HOUR
 from mixpanel_alerts.pipelines.mixpanel.window import Coverage, plan_history
 from mixpanel_alerts.simulator import TERMINATED_EARLY_LINE, ExportSimulator, RequestRecord, SimEvent, make_event
-from tests.conftest import CLI, EVENTS_TABLE, output_of, query, rule, summary_numbers, write_events_config
-from tests.test_bigquery import EMULATOR, bigquery, bigquery_env, keyfile  # noqa: F401 - the emulator's fixtures
+from tests.conftest import CLI, EMULATOR, EVENTS_TABLE, output_of, query, rule, summary_numbers, write_events_config
 
 COVERAGE_TABLE = "mixpanel_data.event_coverage"
 OLD, NEW = "page_view", "checkout_completed"
@@ -402,7 +401,7 @@ def test_a_stopped_event_plans_history_from_its_stop_within_the_history_days():
     not EMULATOR, reason='BIGQUERY_EMULATOR_HOST is not set: run `eval "$(scripts/bq_emulator.sh start)"` first'
 )
 def test_history_and_coverage_on_bigquery(
-    bigquery: Any, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],  # noqa: F811 - fixtures
+    bigquery: Any, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
     run_cli: Callable[..., Any], start_sim: Callable[..., Any],
 ) -> None:  # fmt: skip
     """The same on BigQuery (a short history keeps the emulator's loads few): history of the new
