@@ -30,8 +30,9 @@ from .core.events_config import EventRule, EventsConfig
 from .core.scratch import scratch_dir
 from .core.sql import sql_string, sql_string_list
 from .core.times import iso_utc, utc
-from .core.warehouse import pipeline_for, single_writer, warehouse_ready
+from .core.warehouse import pipeline_for, undefined_relation_errors
 from .detection import build_detection
+from .orchestration import turn
 
 # the baseline's history before the period (the collector fetches as much for a new event), and
 # one day more: a window reaches at most one day back
@@ -81,8 +82,7 @@ def replica_settings(settings: Settings, work: Path) -> Settings:
 def copy_history(settings: Settings, replica: Settings, names: list[str], since: datetime, until: datetime) -> int:
     """The raw events of ``names`` in [since, until) and the coverage table into the replica, in a
     run's turn (a run writing meanwhile would make the copy inconsistent); the events copied."""
-    with single_writer(settings):
-        warehouse_ready(settings)
+    with turn(settings, "backtest (copying the history)"):
         if settings.warehouse == "bigquery":
             return _copy_bigquery(settings, replica, names, since, until)
         return _copy_duckdb(settings, replica, names, since, until)
@@ -226,7 +226,7 @@ def _bands_table(client: Any) -> tuple[str, set[str]]:
         table = client.make_qualified_table_name(name)
         try:
             return table, set(_columns(client, table))
-        except Exception:  # not built by these models
+        except undefined_relation_errors():  # not built by these models
             continue
     raise ConfigError("the detection models built no window counts")
 

@@ -7,30 +7,25 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
-from rich.markup import escape
-
 from .alerts.health import ops_channel
 from .core.config import ConfigError, Settings
 from .core.credentials import mixpanel_credentials
-from .core.duckdb_file import busy_message, is_lock_conflict
+from .core.duckdb_file import file_problem
+from .core.errors import first_line
 from .core.events_config import EventsConfig
 from .core.scratch import scratch_dir
 from .detection import learning_lines
 from .pipelines.mixpanel.client import ExportClient, ExportError, export_base_url, rate_limiter_for
 from .pipelines.mixpanel.window import ExportWindow
 
+# how each check's line is said: (status: ok, config, failed or note; the check's name; what it found)
+Report = Callable[[str, str, str], None]
 
-def run_checks(
-    settings: Settings,
-    events_config: EventsConfig,
-    console: Console,
-    redact: Callable[[str], str],
-    *,
-    send_test: bool = False,
-) -> int:
-    """Run every check; return the exit code (0 all good, 2 configuration, 1 unreachable).
-    ``send_test``: also post a test message to each configured Slack channel."""
+
+def run_checks(settings: Settings, events_config: EventsConfig, report: Report, *, send_test: bool = False) -> int:
+    """Run every check, each said with ``report``; return the exit code (0 all good, 2
+    configuration, 1 unreachable). ``send_test``: also post a test message to each configured
+    Slack channel."""
     results = [
         ("mixpanel", check_mixpanel(settings, events_config)),
         ("warehouse", check_warehouse(settings)),
@@ -40,15 +35,14 @@ def run_checks(
         results += [("slack test", result) for result in send_test_messages(settings, events_config)]
     code = 0
     for name, (status, message) in results:
-        colour = {"ok": "green", "config": "red", "failed": "red"}[status]
-        console.print(f"[{colour}]{status:>6}[/] {escape(name)}: {escape(redact(message))}", markup=True)
+        report(status, name, message)
         if status == "config":
             code = max(code, 2)
         elif status == "failed" and code == 0:
             code = 1
     if dict(results)["warehouse"][0] == "ok":
         for line in baseline_learning(settings):
-            console.print(f"[yellow]{'note':>6}[/] baseline: {escape(redact(line))}", markup=True)
+            report("note", "baseline", line)
     return code
 
 
@@ -57,7 +51,7 @@ def baseline_learning(settings: Settings) -> list[str]:
     detection yet or cannot be read now (the warehouse check says why)."""
     try:
         return learning_lines(settings)
-    except Exception:
+    except Exception:  # a note only: whatever stops the read, the warehouse check has said it
         return []
 
 
@@ -84,8 +78,8 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
         except ExportError as exc:
             status = "config" if " 40" in str(exc) else "failed"
             return status, str(exc)
-        except Exception as exc:
-            return "failed", f"could not reach {base_url}: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a check reports any failure to reach the service as its result
+            return "failed", f"could not reach {base_url}: {first_line(exc)}"
     return "ok", (
         f"{base_url} accepted the {credentials.kind} for project {credentials.project_id} "
         f"({download.bytes_received} bytes for today's first event)"
@@ -105,10 +99,9 @@ def check_warehouse(settings: Settings) -> tuple[str, str]:
                 "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                 [settings.dataset, settings.table],
             ).fetchone()
-    except Exception as exc:
-        if is_lock_conflict(exc):
-            return "failed", busy_message(path, exc)
-        return "failed", f"DUCKDB_PATH={path}: cannot open the database: {exc}"
+    except (duckdb.Error, OSError) as exc:
+        problem = file_problem(path, exc)
+        return "failed", str(problem) if problem is not None else f"DUCKDB_PATH={path}: {first_line(exc)}"
     exists = "exists" if tables and tables[0] else "will be created by the first collect"
     return "ok", f"DuckDB {path}: raw table {settings.dataset}.{settings.table} {exists}"
 
@@ -135,7 +128,7 @@ def check_slack(settings: Settings) -> tuple[str, str]:
         except SlackApiError as exc:
             error = slack_error(exc)
             return "config", f"SLACK_BOT_TOKEN was refused by Slack ({error}): create a bot token with chat:write"
-        except Exception as exc:
+        except Exception as exc:  # a check reports any failure to reach the service as its result
             return "failed", f"could not reach SLACK_API_URL={settings.slack_api_url}: {type(exc).__name__}"
         who = f"bot {identity.get('user')} in {identity.get('team')}"
         scopes = {
@@ -182,7 +175,7 @@ def send_test_messages(settings: Settings, events_config: EventsConfig) -> list[
                 missing = error in ("not_in_channel", "channel_not_found")
                 fix = "invite the bot to it" if missing else "see Slack's error"
                 results.append(("config", f"{channel} ({what}): Slack refused the test message ({error}): {fix}"))
-            except Exception as exc:
+            except Exception as exc:  # a check reports any failure to reach the service as its result
                 results.append(("failed", f"{channel}: could not reach SLACK_API_URL: {type(exc).__name__}"))
             else:
                 results.append(("ok", f"{channel}: test message posted (alerts for {what})"))
@@ -229,7 +222,7 @@ def check_bigquery(settings: Settings) -> tuple[str, str]:
         client.query("select 1", retry=retry, job_retry=None, timeout=30).result(timeout=30)
     except gexc.Forbidden:
         return "config", f"cannot run queries in {settings.gcp_project_id}: grant roles/bigquery.jobUser"
-    except Exception as exc:
+    except Exception as exc:  # a check reports any failure to reach the service as its result
         return "failed", f"could not reach BigQuery for {settings.gcp_project_id}: {type(exc).__name__}: {exc}"
     try:
         client.get_dataset(settings.dataset, retry=retry, timeout=30)

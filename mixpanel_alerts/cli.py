@@ -1,6 +1,8 @@
 """mixpanel-alerts: collect Mixpanel events into a warehouse and watch them.
 
-Exit codes: 0 done; 1 a step failed after its retries; 2 bad configuration or usage.
+Exit codes: 0 done; 1 a step failed after its retries; 2 bad configuration or usage; 130/143
+stopped by SIGINT/SIGTERM. A failure is said in at most three lines (what, where, what to do);
+--debug (or LOG_LEVEL=debug) adds the traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -30,13 +33,12 @@ from .backtest import Backtest, Period, run_backtest, summary_lines
 from .checks import run_checks
 from .core import logs
 from .core.config import ConfigError, Redactor, Settings, load_dotenv, load_settings
-from .core.duckdb_file import DuckDBFileBusyError
+from .core.errors import first_line
 from .core.events_config import EventsConfig, load_events_config
 from .core.scratch import clean_stale
 from .core.secrets import resolve_secrets
 from .core.warehouse import query_duckdb, snapshot_duckdb
 from .demo import run_demo
-from .detection import DetectionError
 from .operations import Status, add_silence, ago, end_silences, list_silences, read_status
 from .orchestration import StepError
 from .pipelines.mixpanel.settings import LEGACY_SECRET_RETIREMENT
@@ -59,6 +61,14 @@ def fail(message: str, code: int, redact: Callable[[str], str] = str) -> NoRetur
     else:
         console.print(f"{logs.timestamp()} [bold red]error:[/] {escape(redact(message))}", markup=True)
     raise typer.Exit(code)
+
+
+def say(text: str) -> None:
+    """A line of a command's own output (not a run's progress), as LOG_FORMAT wants it."""
+    if logs.is_json():
+        print(logs.json_line(text), file=sys.stderr, flush=True)
+    else:
+        console.print(text, markup=False)
 
 
 class ConsoleReporter:
@@ -114,15 +124,27 @@ class ConsoleReporter:
 
 @contextlib.contextmanager
 def exit_codes(settings: Settings | None = None) -> Iterator[Callable[[str], str]]:
-    """Map the errors a command can end with to exit codes, with secrets redacted: 2 for what the
-    user must set, 1 for a step that failed after its retries."""
+    """The one edge where errors become what the user reads and an exit code, with secrets
+    redacted: 2 for what the user must set (``ConfigError``), 1 for a step that failed after its
+    retries (``StepError``), 1 for anything else, said in one line that asks for ``--debug``. With
+    ``--debug`` (or LOG_LEVEL=debug) the traceback comes first."""
     redact = Redactor(settings.secrets()) if settings else Redactor([])
     try:
         yield redact
     except ConfigError as exc:
+        _traceback(redact)
         fail(str(exc), 2, redact)
-    except (StepError, DuckDBFileBusyError) as exc:
+    except StepError as exc:
+        _traceback(redact)
         fail(str(exc), 1, redact)
+    except Exception as exc:  # the edge of every command: a bug's one line, not its traceback
+        _traceback(redact)
+        fail(f"unexpected error: {first_line(exc)}. Run again with --debug for the traceback, and report it", 1, redact)
+
+
+def _traceback(redact: Callable[[str], str]) -> None:
+    if logs.is_debug():
+        print(redact(traceback.format_exc()), file=sys.stderr, end="", flush=True)
 
 
 def configuration() -> tuple[Settings, EventsConfig]:
@@ -256,18 +278,39 @@ def check(
     Exit code 2 names the setting to fix; 1 means a service could not be reached.
     """
     settings, events_config = configuration()
-    console.print(
-        f"events configuration: {events_config.source}: {len(events_config.enabled)} enabled, "
-        f"{len(events_config.events) - len(events_config.enabled)} disabled"
-    )
-    if settings.uses_legacy_secret:
-        console.print(
-            f"[yellow]warning:[/] MIXPANEL_API_SECRET is a legacy project secret; Mixpanel retires it for the "
-            f"export API on {LEGACY_SECRET_RETIREMENT}. Create a service account and set "
-            "MIXPANEL_SERVICE_ACCOUNT_USERNAME and MIXPANEL_SERVICE_ACCOUNT_SECRET.",
-            markup=True,
-        )
-    raise typer.Exit(run_checks(settings, events_config, console, Redactor(settings.secrets()), send_test=send_test))
+    with exit_codes(settings) as redact:
+        report = CheckReport(redact)
+        report(
+            "ok", "events configuration", f"{events_config.source}: {len(events_config.enabled)} enabled, "
+            f"{len(events_config.events) - len(events_config.enabled)} disabled",
+        )  # fmt: skip
+        if settings.uses_legacy_secret:
+            report(
+                "warning", "mixpanel", f"MIXPANEL_API_SECRET is a legacy project secret; Mixpanel retires it for the "
+                f"export API on {LEGACY_SECRET_RETIREMENT}. Create a service account and set "
+                "MIXPANEL_SERVICE_ACCOUNT_USERNAME and MIXPANEL_SERVICE_ACCOUNT_SECRET.",
+            )  # fmt: skip
+        code = run_checks(settings, events_config, report, send_test=send_test)
+    raise typer.Exit(code)
+
+
+class CheckReport:
+    """A check's line: ``   ok slack: …`` (coloured), or with LOG_FORMAT=json one object with the
+    check's ``name`` and ``status``."""
+
+    SEVERITY = {"ok": "INFO", "note": "NOTICE", "warning": "WARNING", "config": "ERROR", "failed": "ERROR"}
+    COLOUR = {"ok": "green", "note": "yellow", "warning": "yellow", "config": "red", "failed": "red"}
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self.redact = redact
+
+    def __call__(self, status: str, name: str, message: str) -> None:
+        text = self.redact(message)
+        if logs.is_json():
+            line = logs.json_line(f"{name}: {text}", self.SEVERITY[status], check=name, status=status)
+            print(line, file=sys.stderr, flush=True)
+            return
+        console.print(f"[{self.COLOUR[status]}]{status:>7}[/] {escape(name)}: {escape(text)}", markup=True)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -316,20 +359,16 @@ def backtest(
     with exit_codes(settings) as redact:
         if not events_config.enabled:
             raise ConfigError(f"{events_config.source} enables no event: there is nothing to replay")
-        try:
+        with orchestration.translated(settings, "backtest"):
             result = run_backtest(
                 settings, events_config, period, say=ConsoleReporter(redact).info, with_series=html_file is not None
             )
-        except (ConfigError, DuckDBFileBusyError):
-            raise
-        except DetectionError as exc:
-            raise StepError(str(exc)) from None
-        except Exception as exc:  # the warehouse's own errors, said in one line
-            cause = orchestration.unwrap(exc)
-            raise StepError(f"backtest failed: {type(cause).__name__}: {cause}") from None
         write_backtest(result, json_file, html_file)
     for line in summary_lines(result):
-        print(redact(line))
+        if logs.is_json():  # the summary is the command's result: stdout, as LOG_FORMAT wants it
+            print(logs.json_line(redact(line)), flush=True)
+        else:
+            print(redact(line))
 
 
 def write_backtest(result: Backtest, json_file: Path | None, html_file: Path | None) -> None:
@@ -348,7 +387,7 @@ def write_backtest(result: Backtest, json_file: Path | None, html_file: Path | N
         except OSError as exc:
             staged.unlink(missing_ok=True)
             raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-        console.print(f"backtest: wrote {path}", markup=False)
+        say(f"backtest: wrote {path}")
 
 
 QUERY_SQL = typer.Argument(help="one SQL statement; tables are in the dataset's schema, e.g. mixpanel_data.incidents")
@@ -367,11 +406,15 @@ def query_command(sql: Annotated[str, QUERY_SQL], output: Annotated[str, QUERY_F
     if output not in ("table", "csv", "json"):
         fail(f"--format {output!r}: use table, csv or json", 2)
     settings, _ = configuration()
-    with exit_codes(settings):
+    path = settings.duckdb_path
+    # a file nobody may write (a read-only copy or volume) needs no turn: no run can change it
+    read_only = settings.warehouse == "duckdb" and path.is_file() and not os.access(path, os.W_OK)
+    turn = orchestration.translated(settings, "query") if read_only else orchestration.turn(settings, "query")
+    with exit_codes(settings), turn:
         try:
             columns, rows = query_duckdb(settings, sql)
-        except duckdb.Error as exc:
-            raise ConfigError(f"query failed: {exc}") from None
+        except duckdb.Error as exc:  # the query's own mistake (the file's were found taking the turn)
+            raise ConfigError(f"query failed: {first_line(exc)}") from None
     if output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
@@ -386,7 +429,7 @@ def query_command(sql: Annotated[str, QUERY_SQL], output: Annotated[str, QUERY_F
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
         Console(highlight=False).print(table)
-        console.print(f"{len(rows)} row(s)")
+        say(f"{len(rows)} row(s)")
 
 
 SNAPSHOT_TARGET = typer.Argument(help="the copy to write, e.g. /tmp/analysis.duckdb (replaced if it exists)")
@@ -401,12 +444,9 @@ def snapshot(target: Annotated[Path, SNAPSHOT_TARGET]) -> None:
     """
     settings, _ = configuration()
     started = time.monotonic()
-    with exit_codes(settings):
-        try:
-            size = snapshot_duckdb(settings, target)
-        except duckdb.Error as exc:
-            raise StepError(f"snapshot failed: {exc}") from None
-    console.print(f"snapshot: {target} ({size / 1e6:,.1f} MB) in {time.monotonic() - started:.1f} s")
+    with exit_codes(settings), orchestration.turn(settings, "snapshot"):
+        size = snapshot_duckdb(settings, target)
+    say(f"snapshot: {target} ({size / 1e6:,.1f} MB) in {time.monotonic() - started:.1f} s")
 
 
 SILENCE_EVENT = typer.Argument(help="the event to mute: its rule's name in the events configuration (case-sensitive)")
@@ -442,10 +482,9 @@ def silence(
         end = parse_until(str(until))
     with exit_codes(settings):
         made = add_silence(settings, events_config, event, until=end, reason=reason)
-    console.print(
+    say(
         f"silenced {made.event_name} until {made.end:%Y-%m-%d %H:%M} UTC ({minutes(made.end - now)}): {made.reason} "
-        f"[id {made.silence_id}]",
-        markup=False,
+        f"[id {made.silence_id}]"
     )
 
 
@@ -471,7 +510,7 @@ def silences(
     with exit_codes(settings):
         found = list_silences(settings, include_ended=include_ended)
     if not found:
-        console.print("no active silence" if not include_ended else "no silence", markup=False)
+        say("no active silence" if not include_ended else "no silence")
         return
     from rich.table import Table
 
@@ -492,9 +531,9 @@ def unsilence(event: Annotated[str, typer.Argument(help="the event whose silence
     with exit_codes(settings):
         ended = end_silences(settings, events_config, event)
     if not ended:
-        console.print(f"{event} has no active silence", markup=False)
+        say(f"{event} has no active silence")
         return
-    console.print(f"unsilenced {event} ({len(ended)} silence{'s' if len(ended) != 1 else ''} ended)", markup=False)
+    say(f"unsilenced {event} ({len(ended)} silence{'s' if len(ended) != 1 else ''} ended)")
 
 
 @app.command()
@@ -585,27 +624,50 @@ def version_callback(value: bool) -> None:
 
 
 VERSION = typer.Option("--version", callback=version_callback, is_eager=True, help="print the version and exit")
+DEBUG = typer.Option("--debug", help="on failure, also print the traceback (as LOG_LEVEL=debug does)")
 
 
 @app.callback()
-def _start(show_version: Annotated[bool, VERSION] = False) -> None:
-    """Before any command: remove the scratch folders of runs that were killed."""
+def _start(show_version: Annotated[bool, VERSION] = False, debug: Annotated[bool, DEBUG] = False) -> None:
+    """Before any command: the --debug choice, and the scratch folders of killed runs removed."""
+    debug = debug or os.environ.get("LOG_LEVEL", "").strip().lower() == "debug"
+    logs.set_debug(debug)
+    if debug:
+        os.environ["RUNTIME__LOG_LEVEL"] = "DEBUG"  # dlt's own log, for the same run
     clean_stale()
 
 
 def main(argv: list[str] | None = None) -> Any:
-    # the working directory's .env, under the process environment: dlt and dbt read it there too
-    load_dotenv()
-    # force: a second main() in one process (the tests) logs to its own stderr, not the first one's
-    logging.basicConfig(level=logging.WARNING, force=True)
-    logs.set_format(os.environ.get("LOG_FORMAT", "text").strip().lower())
-    # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
-    # a scheduled job does not phone home: dlt's and dbt's anonymous usage telemetry stay off
-    # unless these variables turn them on (see "Privacy" in the README)
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-    # google-cloud-bigquery falls back to the REST API without the Storage API client: expected
-    warnings.filterwarnings("ignore", message="Cannot create BigQuery Storage client")
-    return app(argv, prog_name="mixpanel-alerts")  # click exits with 2 on usage errors
+    from .core import signals
+
+    arguments = sys.argv[1:] if argv is None else argv
+    command = next((argument for argument in arguments if not argument.startswith("-")), "mixpanel-alerts")
+    # SIGTERM (Cloud Run's and cron's timeouts) and SIGINT stop any command within seconds: one
+    # line, exit 143 or 130, whatever the command was doing (see core/signals.py)
+    with signals.handled(command):
+        try:
+            # the working directory's .env, under the process environment: dlt and dbt read it there too
+            load_dotenv()
+            # force: a second main() in one process (the tests) logs to its own stderr, not the first one's
+            logging.basicConfig(level=logging.WARNING, force=True)
+            logs.set_format(os.environ.get("LOG_FORMAT", "text").strip().lower())
+            # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
+            os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+            # dlt's normalize and load steps would take SIGTERM/SIGINT for themselves and drop them
+            # when the step ends (the run went on): the product's handler must stay, whatever .env says
+            os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"
+            # a scheduled job does not phone home: dlt's and dbt's anonymous usage telemetry stay off
+            # unless these variables turn them on (see "Privacy" in the README)
+            os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+            os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
+            # google-cloud-bigquery falls back to the REST API without the Storage API client: expected
+            warnings.filterwarnings("ignore", message="Cannot create BigQuery Storage client")
+            return app(argv, prog_name="mixpanel-alerts")  # click exits with 2 on usage errors
+        except BaseException:
+            # a stop ends the command however it came out: as Stopped, or as the error of a library
+            # that caught it (dbt's runner, DuckDB's "Query interrupted")
+            stop = signals.conclude()
+            if stop is None:
+                raise
+            raise SystemExit(stop.exit_code) from None

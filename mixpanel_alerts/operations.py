@@ -1,17 +1,15 @@
 """Day-two commands: ``status`` (what the pipeline did and what it watches), and ``silence``,
 ``silences`` and ``unsilence`` (muting an event's alerts for a while).
 
-Both read and write the warehouse in a run's turn: on DuckDB they wait for a running run, and a
-run waits for them (a moment). Silences are rows in ``alert_silences``, so they hold on a stateless
-runtime; the alert step reads them on every run.
+Both read and write the warehouse in a run's turn (``orchestration.session``): on DuckDB they wait
+for a running run, and a run waits for them (a moment). Silences are rows in ``alert_silences``, so
+they hold on a stateless runtime; the alert step reads them on every run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import getpass
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,19 +18,11 @@ from .alerts.silences import Silence, Silences, active_silences, new_silence
 from .core.config import ConfigError, Settings
 from .core.events_config import EventsConfig
 from .core.times import utc
-from .core.warehouse import pipeline_for, single_writer, warehouse_ready
+from .core.warehouse import undefined_relation_errors
+from .orchestration import session
 from .runs import RunHistory, RunRecord, minutes, sql_time
 
 RECENT_RUNS = 5
-
-
-@contextlib.contextmanager
-def warehouse_client(settings: Settings) -> Iterator[Any]:
-    """The warehouse's SQL client, in a run's turn."""
-    with single_writer(settings):
-        warehouse_ready(settings)
-        with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-            yield client
 
 
 def known_event(events_config: EventsConfig, event_name: str) -> None:
@@ -54,10 +44,10 @@ def add_silence(
         raise ConfigError("--reason is empty: say why, for whoever reads `mixpanel-alerts silences` next")
     try:
         user = getpass.getuser()
-    except Exception:  # no user name in a container
+    except (KeyError, OSError):  # no user name in a container
         user = "unknown"
     silence = new_silence(event_name, now=now, until=until, reason=reason.strip(), created_by=user)
-    with warehouse_client(settings) as client:
+    with session(settings, "silence") as client:
         store = Silences(client, settings.warehouse)
         store.ensure()
         store.add(silence)
@@ -66,7 +56,7 @@ def add_silence(
 
 def list_silences(settings: Settings, *, include_ended: bool = False) -> list[Silence]:
     now = settings.now()
-    with warehouse_client(settings) as client:
+    with session(settings, "silences") as client:
         silences = Silences(client, settings.warehouse).all()
     return [silence for silence in silences if include_ended or silence.active(now)]
 
@@ -74,7 +64,7 @@ def list_silences(settings: Settings, *, include_ended: bool = False) -> list[Si
 def end_silences(settings: Settings, events_config: EventsConfig, event_name: str) -> list[Silence]:
     """End every active silence of ``event_name`` now; the ones ended."""
     now = settings.now()
-    with warehouse_client(settings) as client:
+    with session(settings, "unsilence") as client:
         store = Silences(client, settings.warehouse)
         ended = [silence for silence in store.all() if silence.event_name == event_name and silence.active(now)]
         if not ended:
@@ -132,7 +122,7 @@ class Status:
 
 def read_status(settings: Settings, events_config: EventsConfig) -> Status:
     now = settings.now()
-    with warehouse_client(settings) as client:
+    with session(settings, "status") as client:
         history = RunHistory(client, settings.warehouse).recent()
         ledger = Ledger(client, settings.warehouse).all()
         silences = Silences(client, settings.warehouse).all()
@@ -209,7 +199,7 @@ def _rows(client: Any, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
     """The rows, or none when a table is not there yet (nothing collected or detected)."""
     try:
         return [tuple(row) for row in client.execute_sql(sql, *parameters) or []]
-    except Exception:
+    except undefined_relation_errors():
         return []
 
 

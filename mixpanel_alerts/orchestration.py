@@ -1,8 +1,12 @@
 """A run: collect → detect (dbt) → alert, in the warehouse's single-writer turn.
 
-Each step reports through a ``Reporter`` (lines for the user, download and load progress) and
-fails with ``ConfigError`` (something the user must set: exit 2) or ``StepError`` (a step failed
-after its retries: exit 1); the CLI prints and maps them. Nothing here parses arguments or exits.
+Every command that touches the warehouse does it in ``turn`` (or ``session``, its SQL client): the
+one place the single-writer lock is taken and errors are translated. What leaves a turn is a
+``ConfigError`` (something the user must set: exit 2) or a ``StepError`` (a step failed after its
+retries: exit 1; ``WarehouseError`` and ``WarehouseBusyError`` when the warehouse cannot be used),
+each with a message that says what, where and what to do; the CLI prints and maps them. Each step
+reports through a ``Reporter`` (lines for the user, download and load progress). Nothing here
+parses arguments or exits.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from .alerts.health import ops_channel
 from .alerts.step import AlertRequest, run_alerts
 from .core.config import ConfigError, Redactor, Settings
 from .core.credentials import mixpanel_credentials
-from .core.duckdb_file import DuckDBFileBusyError, busy_message, is_lock_conflict
+from .core.duckdb_file import file_problem
+from .core.errors import StepError, WarehouseBusyError, WarehouseError, first_line, unwrap
 from .core.events_config import EventsConfig
 from .core.warehouse import pipeline_for, single_writer, warehouse_ready
 from .detection import (
@@ -41,12 +46,7 @@ logger = logging.getLogger("mixpanel_alerts")
 LONG_COLLECT = timedelta(seconds=60)
 
 
-class StepError(Exception):
-    """A step failed after its retries; the message says what failed and, where it can, what to do."""
-
-
-class WarehouseBusyError(StepError):
-    """Another process holds the DuckDB file: nothing can be written, this run's record included."""
+__all__ = ["StepError", "WarehouseBusyError", "WarehouseError", "run", "session", "turn"]
 
 
 class Reporter(Protocol):
@@ -73,30 +73,54 @@ def target(settings: Settings) -> str:
     return f"duckdb {settings.duckdb_path} ({settings.dataset}.{settings.table})"
 
 
-def unwrap(exc: BaseException) -> BaseException:
-    """dlt wraps step errors; find the one a user should read."""
-    seen = exc
-    while True:
-        inner = getattr(seen, "exception", None) or seen.__cause__
-        if inner is None or inner is seen:
-            return seen
-        seen = inner
+def translate(error: BaseException, settings: Settings, what: str) -> BaseException:
+    """``error`` as the typed error the user reads: typed errors as they are; a problem with the
+    DuckDB file (held, damaged, empty, read-only, on a full disk) or the disk as a ``WarehouseError``
+    that says what to do; Mixpanel's and dbt's refusals with their own message; anything else as
+    ``WHAT failed: Type: message``. Not an ``Exception`` (a signal, an exit): as it is."""
+    if not isinstance(error, Exception) or isinstance(error, ConfigError | StepError):
+        return error
+    cause = unwrap(error)
+    if isinstance(cause, ConfigError | StepError):
+        return cause
+    if settings.warehouse == "duckdb":
+        problem = file_problem(settings.duckdb_path, cause)
+        if problem is not None:
+            return problem
+    elif isinstance(cause, OSError) and cause.errno is not None:
+        return WarehouseError(f"{what} failed: the disk of this machine: {first_line(cause)}")
+    if isinstance(cause, ExportError | DetectionError):
+        return StepError(str(cause))
+    logger.debug("%s failed", what, exc_info=error)
+    return StepError(f"{what} failed: {first_line(cause)}")
 
 
 @contextlib.contextmanager
-def writer_turn(settings: Settings) -> Iterator[None]:
-    """The warehouse's single-writer turn (a later run waits for it); a failure to take it is a
-    ``StepError`` that says why."""
-    stack = contextlib.ExitStack()
+def translated(settings: Settings, what: str) -> Iterator[None]:
+    """Errors raised inside become the typed errors of ``translate``."""
     try:
-        stack.enter_context(single_writer(settings))
-    except DuckDBFileBusyError as exc:
-        raise WarehouseBusyError(str(exc)) from None
-    except Exception as exc:
-        cause = unwrap(exc)
-        raise StepError(f"could not take the single-writer lock: {type(cause).__name__}: {cause}") from None
-    with stack:
         yield
+    except BaseException as exc:
+        typed = translate(exc, settings, what)
+        if typed is exc:
+            raise
+        raise typed from exc
+
+
+@contextlib.contextmanager
+def turn(settings: Settings, what: str) -> Iterator[None]:
+    """The warehouse's single-writer turn for ``what`` (a later run waits for it; reentrant), with
+    its errors translated: the one place both happen."""
+    with translated(settings, what), single_writer(settings):
+        warehouse_ready(settings)
+        yield
+
+
+@contextlib.contextmanager
+def session(settings: Settings, what: str) -> Iterator[Any]:
+    """The warehouse's SQL client (dlt's, on DuckDB or BigQuery), in the turn."""
+    with turn(settings, what), pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+        yield client
 
 
 def collect_step(
@@ -108,20 +132,8 @@ def collect_step(
     reporter.info(f"{what}: {len(events_config.enabled_names)} enabled event(s) into {target(settings)}")
     if not events_config.enabled_names:
         reporter.note(f"{events_config.source} enables no event: nothing is collected")
-    try:
+    with turn(settings, what):
         summary = collect(settings, events_config, progress=reporter.progress(), backfill=backfill)
-    except Exception as exc:
-        cause = unwrap(exc)
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        if isinstance(cause, ExportError):
-            raise StepError(str(cause)) from None
-        if isinstance(cause, DuckDBFileBusyError):
-            raise WarehouseBusyError(str(cause)) from None
-        if is_lock_conflict(cause):
-            raise WarehouseBusyError(busy_message(settings.duckdb_path, cause)) from None
-        logger.debug("collect failed", exc_info=True)
-        raise StepError(f"{what} failed: {type(cause).__name__}: {cause}") from None
     reporter.info(summary.line())
     for note in summary.notes():
         reporter.note(note)
@@ -147,9 +159,8 @@ def detect_step(
     reporter.info(f"detect: dbt build of the detection models on {target(settings)}")
     if not events_config.enabled_names:
         reporter.note(f"{events_config.source} enables no event: nothing is monitored")
-    with writer_turn(settings):
+    with turn(settings, "detect"):
         try:
-            warehouse_ready(settings)
             if not raw_table_exists(settings):
                 reporter.note(
                     f"no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing to detect "
@@ -159,14 +170,10 @@ def detect_step(
             result = build_detection(settings, events_config, full_refresh=full_refresh, detection_now=as_of)
             summary = open_incidents_summary(settings)
             learning = learning_lines(settings)
-        except (DetectionError, DuckDBFileBusyError) as exc:
-            if is_lock_conflict(exc):
-                raise WarehouseBusyError(busy_message(settings.duckdb_path, exc)) from None
-            if isinstance(exc, DuckDBFileBusyError):
-                raise WarehouseBusyError(str(exc)) from None
+        except DetectionError:
             if record is not None:
                 record.detect_result = "failed"
-            raise StepError(str(exc)) from None
+            raise
         if record is not None:
             record.detect_result = "ok"
         reporter.info(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
@@ -193,27 +200,18 @@ def alert_step(
     output = DryRunOutput(settings, reporter.console) if dry_run else SlackOutput(settings, reporter.console)
     if dry_run:
         reporter.info("alerts (dry run): rendering what would be sent; nothing is sent or recorded")
-    try:
-        warehouse_ready(settings)
-        with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-            health = judge_health(client, settings, events_config, record, collect_error) if record else None
-            request = AlertRequest(
-                settings=settings, rules={rule.name: rule.enabled for rule in events_config.events},
-                descriptions={rule.name: rule.description for rule in events_config.events},
-                ops_channel=ops_channel(settings, events_config), now=settings.now(), clock=settings.now,
-                health=health, incidents_current=collect_error is None, note=reporter.note,
-            )  # fmt: skip
-            alerts = run_alerts(client, request, output)
-            if record is not None and not dry_run:
-                finish_record(record, alerts, collect_error, settings.now())
-                RunHistory(client, settings.warehouse).append(record)
-    except DuckDBFileBusyError as exc:
-        raise WarehouseBusyError(str(exc)) from None
-    except Exception as exc:
-        cause = unwrap(exc)
-        if is_lock_conflict(cause):
-            raise WarehouseBusyError(busy_message(settings.duckdb_path, cause)) from None
-        raise StepError(f"alert step failed: {type(cause).__name__}: {cause}") from None
+    with session(settings, "the alert step") as client:
+        health = judge_health(client, settings, events_config, record, collect_error) if record else None
+        request = AlertRequest(
+            settings=settings, rules={rule.name: rule.enabled for rule in events_config.events},
+            descriptions={rule.name: rule.description for rule in events_config.events},
+            ops_channel=ops_channel(settings, events_config), now=settings.now(), clock=settings.now,
+            health=health, incidents_current=collect_error is None, note=reporter.note,
+        )  # fmt: skip
+        alerts = run_alerts(client, request, output)
+        if record is not None and not dry_run:
+            finish_record(record, alerts, collect_error, settings.now())
+            RunHistory(client, settings.warehouse).append(record)
     if dry_run:
         reporter.info(f"alerts (dry run): {alerts.sent} message(s) would be sent to {output.sender.description}")
         return alerts
@@ -266,7 +264,7 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
     A failed collect still judges the pipeline's health (its alert goes out once collect has failed
     for PIPELINE_STALE_MINUTES), then the run fails; the run is recorded in ``pipeline_runs`` either
     way, and HEARTBEAT_URL is called when it succeeded."""
-    with recorded("run", settings, reporter, dry_run=dry_run) as record, writer_turn(settings):
+    with recorded("run", settings, reporter, dry_run=dry_run) as record, turn(settings, "run"):
         # after a long collect, detection as of the moment it asked Mixpanel: the minutes since
         # are not collected yet, and counted as zeros they would read as a drop (a collect that
         # fetched a new event's history, or waited on Mixpanel's rate limit, can take minutes).
@@ -275,7 +273,7 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
         collect_started = datetime.now(UTC)
         try:
             summary = collect_step(settings, events_config, reporter)
-        except WarehouseBusyError:
+        except (WarehouseBusyError, WarehouseError):
             raise  # the warehouse cannot be written: no health to record either
         except StepError as exc:
             record.collect_result, record.error = "failed", redact(str(exc), settings)
@@ -297,8 +295,8 @@ def recorded(
     record = RunRecord.start(command, settings.now())
     try:
         yield record
-    except WarehouseBusyError:
-        record.written = True  # another process holds the file: the row cannot be written either
+    except (WarehouseBusyError, WarehouseError):
+        record.written = True  # the warehouse cannot be written: the row cannot be either
         raise
     except (StepError, ConfigError) as exc:
         record.error = redact(str(exc), settings)
@@ -325,18 +323,14 @@ def redact(text: str, settings: Settings) -> str:
 def write_record(settings: Settings, record: RunRecord, reporter: Reporter) -> None:
     """Append the run's row; a failure to write it is said, and does not change the run's outcome."""
     try:
-        with writer_turn(settings):
-            warehouse_ready(settings)
-            with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-                RunHistory(client, settings.warehouse).append(record)
-    except Exception as exc:
-        cause = unwrap(exc)
-        reporter.note(f"could not record this run in pipeline_runs: {type(cause).__name__}: {cause}")
+        with session(settings, "recording this run") as client:
+            RunHistory(client, settings.warehouse).append(record)
+    except StepError as exc:  # the run's own outcome is what the user needs; this one is a note
+        reporter.note(f"could not record this run in pipeline_runs: {exc}")
 
 
 def dbt_command(settings: Settings, events_config: EventsConfig, args: list[str]) -> None:
     """``dbt ARGS`` against the configured warehouse with the rules in place, in the run's turn."""
-    with writer_turn(settings):
-        warehouse_ready(settings)
+    with turn(settings, f"dbt {' '.join(args[:1])}"):
         if not invoke_dbt(settings, events_config, args):
             raise StepError(f"dbt {' '.join(args[:1])} failed: see dbt's output above")

@@ -30,6 +30,7 @@ from .core.config import Settings
 from .core.events_config import EventsConfig
 from .core.state_table import StateTable
 from .core.times import utc
+from .core.warehouse import undefined_relation_errors
 
 logger = logging.getLogger("mixpanel_alerts")
 
@@ -215,7 +216,7 @@ def observe(
             f"select max(coalesce(mp_processing_time, event_timestamp)) from {raw} where event_name in ({marks})",
             *names,
         )
-    except Exception:  # no raw table yet (its error differs by warehouse): nothing collected, nothing to judge
+    except undefined_relation_errors():  # no raw table yet: nothing collected, nothing to judge
         return None, None
     newest = utc(rows[0][0]) if rows and rows[0][0] is not None else None
     if newest is None or now - newest < FRESH:
@@ -242,7 +243,7 @@ def expected_events(client: Any, settings: Settings, names: list[str], start: da
             sql_time(start - timedelta(days=EXPECTATION_DAYS), settings.warehouse),
             sql_time(end - timedelta(days=1), settings.warehouse),
         )  # fmt: skip
-    except Exception:  # no detection models yet (the error differs by warehouse): no expectation
+    except undefined_relation_errors():  # no detection models yet: no expectation
         return None
     sums = [float(value) for value in (rows[0] if rows else []) if value is not None]
     return min(sums) if len(sums) >= MIN_HISTORY_DAYS else None

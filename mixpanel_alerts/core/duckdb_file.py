@@ -6,6 +6,7 @@ run waits a bounded time for the file to be free, then fails with one line that 
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import time
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import duckdb
 
+from .errors import WarehouseBusyError, WarehouseError, first_line
+
 logger = logging.getLogger("mixpanel_alerts")
 
 _LOCK_CONFLICT = "Could not set lock on file"
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
-class DuckDBFileBusyError(Exception):
+class DuckDBFileBusyError(WarehouseBusyError):
     """Another process holds the DuckDB file; the message says which and what to do."""
 
 
@@ -42,18 +45,53 @@ def busy_message(path: Path, error: BaseException | str, waited_seconds: float |
     )
 
 
+_DAMAGED = ("not a valid DuckDB database file", "Failure while replaying WAL", "checksum", "Corrupt")
+_NO_SPACE = ("No space left on device", "Disk quota exceeded")
+_NO_WRITE = ("Permission denied", "Read-only file system", "Operation not permitted")
+
+
+def file_problem(path: Path, error: BaseException) -> WarehouseError | WarehouseBusyError | None:
+    """What is wrong with the DuckDB file at ``path``, from an error of DuckDB (or of the system,
+    writing beside it), in words that say what to do; None when the error is not about the file."""
+    text = str(error)
+    where = f"DUCKDB_PATH={path}"
+    if is_lock_conflict(text):
+        return WarehouseBusyError(busy_message(path, text))
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or any(marker in text for marker in _NO_SPACE):
+        return WarehouseError(
+            f"the disk under {where} is full ({first_line(error, 160)}). Free space there, then run again: "
+            "what was committed stays, and the step that failed is redone"
+        )
+    if code in (errno.EACCES, errno.EROFS, errno.EPERM) or any(marker in text for marker in _NO_WRITE):
+        return WarehouseError(
+            f"{where} cannot be written ({first_line(error, 160)}). Runs write the file and files beside it "
+            "(a .wal, a .lock): give this user write access to the file and its folder, or set DUCKDB_PATH to "
+            "a writable place"
+        )
+    if any(marker in text for marker in _DAMAGED):
+        size = path.stat().st_size if path.is_file() else None
+        what = "an empty file (0 bytes)" if size == 0 else "not a DuckDB database, or a damaged one"
+        return WarehouseError(
+            f"{where} is {what}. Move it aside and run again to start a new warehouse (then `mixpanel-alerts "
+            "backfill` the days you need), or put back a copy made with `mixpanel-alerts snapshot`"
+        )
+    return None
+
+
 def wait_until_free(path: Path, timeout_seconds: float, poll_seconds: float = 1.0) -> None:
     """Return once this process can open ``path`` for writing (creating it if missing), waiting up to
-    ``timeout_seconds`` for other processes to close it; raise ``DuckDBFileBusyError`` otherwise."""
+    ``timeout_seconds`` for other processes to close it; raise ``DuckDBFileBusyError`` when they do
+    not, and a ``WarehouseError`` that says what to do when the file cannot be used."""
     started = time.monotonic()
     warned = False
     while True:
         try:
             duckdb.connect(str(path)).close()
             return
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             if not is_lock_conflict(exc):
-                raise
+                raise file_problem(path, exc) or exc from None
             waited = time.monotonic() - started
             if waited >= timeout_seconds:
                 raise DuckDBFileBusyError(busy_message(path, exc, waited)) from None

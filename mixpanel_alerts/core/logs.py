@@ -11,6 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 _format = {"value": "text"}
+_debug = {"value": False}
+
+
+def set_debug(value: bool) -> None:
+    """``--debug`` or LOG_LEVEL=debug: tracebacks with errors, and the libraries' own logs."""
+    _debug["value"] = value
+    logging.getLogger("mixpanel_alerts").setLevel(logging.DEBUG if value else logging.NOTSET)
+
+
+def is_debug() -> bool:
+    return _debug["value"]
 
 
 def set_format(value: str) -> None:

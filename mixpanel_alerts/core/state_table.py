@@ -39,10 +39,12 @@ class StateTable:
         """The table's columns; None when it does not exist (yet)."""
         if self._present is not None:
             return self._present
+        from .warehouse import undefined_relation_errors
+
         try:
             with self.client.execute_query(f"select * from {self.table} limit 0") as cursor:
                 return {str(column[0]) for column in cursor.description or []}
-        except Exception:
+        except undefined_relation_errors():
             return None
 
     def rows(

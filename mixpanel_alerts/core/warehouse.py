@@ -246,13 +246,28 @@ def _renew_lease(bigquery: Any, table: str, owner: str, stop: threading.Event) -
             logger.warning("could not renew the lease on %s (%s); retrying in %.0f s", table, exc, LEASE_RENEW_SECONDS)
 
 
+def undefined_relation_errors() -> tuple[type[Exception], ...]:
+    """What dlt's SQL client raises for a table that does not exist (yet), on either warehouse
+    (BigQuery's ``NotFound`` escapes dlt's translation while rows are fetched)."""
+    from dlt.common.destination.exceptions import DestinationUndefinedEntity
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    errors: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
+    try:
+        from google.api_core.exceptions import NotFound
+    except ImportError:  # without the bigquery extra
+        return errors
+    return (*errors, NotFound)
+
+
 def query_duckdb(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run a read-only query on the DuckDB file in a run's turn (it waits for a running one, and a
-    run waits for it): a notebook holding the file would block runs; this lets go at once."""
+    """Run a read-only query on the DuckDB file; the caller holds a run's turn (it waits for a
+    running one, and a run waits for it): a notebook holding the file would block runs; this lets go
+    at once."""
     import duckdb
 
-    _require_duckdb_file(settings, "query")
-    with single_writer(settings), duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+    require_duckdb_file(settings, "query")
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         cursor = con.execute(sql)
         columns = [column[0] for column in cursor.description or []]
         return columns, cursor.fetchall()
@@ -260,10 +275,11 @@ def query_duckdb(settings: Settings, sql: str) -> tuple[list[str], list[tuple[An
 
 def snapshot_duckdb(settings: Settings, target: Path) -> int:
     """Copy the whole DuckDB warehouse to ``target``, consistently (in a run's turn); return its
-    size in bytes. A notebook may keep the copy open as long as it likes: runs never see it."""
+    size in bytes; the caller holds a run's turn. A notebook may keep the copy open as long as it
+    likes: runs never see it."""
     import duckdb
 
-    _require_duckdb_file(settings, "snapshot")
+    require_duckdb_file(settings, "snapshot")
     target = target.expanduser().resolve()
     if target == settings.duckdb_path.resolve():
         raise ConfigError("the snapshot must be another file than DUCKDB_PATH")
@@ -271,7 +287,7 @@ def snapshot_duckdb(settings: Settings, target: Path) -> int:
     partial.unlink(missing_ok=True)
     source, copy = (sql_string(str(path)) for path in (settings.duckdb_path, partial))
     try:
-        with single_writer(settings), duckdb.connect() as con:
+        with duckdb.connect() as con:
             con.execute(f"attach {source} as warehouse (read_only); attach {copy} as snapshot")
             con.execute("copy from database warehouse to snapshot")
     except BaseException:
@@ -281,7 +297,7 @@ def snapshot_duckdb(settings: Settings, target: Path) -> int:
     return target.stat().st_size
 
 
-def _require_duckdb_file(settings: Settings, command: str) -> None:
+def require_duckdb_file(settings: Settings, command: str) -> None:
     if settings.warehouse != "duckdb":
         raise ConfigError(f"{command} reads the DuckDB file (WAREHOUSE=duckdb); on BigQuery, use the dataset directly")
     if not settings.duckdb_path.exists():
