@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from dlt.common.destination.client import SqlModel
 
+from mixpanel_alerts.pipelines.mixpanel.client import NotAnExport
 from mixpanel_alerts.pipelines.mixpanel.parser import MAX_LINE_BYTES, ExportParser, ReadMode
 from mixpanel_alerts.pipelines.mixpanel.settings import EVENT_COLUMNS
 from tests.hostile import hostile_lines
@@ -257,3 +258,92 @@ def test_an_event_name_that_is_not_a_string_is_a_reject(tmp_path: Path, mode: Re
     parser._read(spool, mode=mode)
     reasons = parser.con.execute("select reject_reason from export_keys order by time_ms nulls first").fetchall()
     assert sorted(reason or "" for (reason,) in reasons) == ["", *["event name is not a string"] * 2]
+
+
+def event_lines(count: int, *, start_ms: int = 1_700_000_000_000) -> list[bytes]:
+    return [
+        b'{"event":"page_view","properties":{"time":%d,"$insert_id":"e%d","mp_processing_time_ms":%d}}'
+        % (start_ms + n, n, start_ms + n + 2000)
+        for n in range(count)
+    ]
+
+
+NOT_EXPORTS = [
+    pytest.param([b"<!DOCTYPE html>", b"<html><head><title>502 Bad Gateway</title></head>", b"</html>"], id="html"),
+    pytest.param([b"<html><body><h1>503 Service Unavailable</h1></body></html>"], id="html-without-doctype"),
+    pytest.param([b'<?xml version="1.0" encoding="UTF-8"?>', b"<Error><Code>AccessDenied</Code></Error>"], id="xml"),
+    pytest.param([b"Service Unavailable", b"Please try again later."], id="plain-text"),
+    pytest.param([b"[" + b",".join(event_lines(3)) + b"]"], id="json-array-of-events"),
+    pytest.param([b"[", *(line + b"," for line in event_lines(3)), b"]"], id="pretty-json-array"),
+    pytest.param([b'{"error": "Service temporarily unavailable"}'], id="json-error-object"),
+    pytest.param([b'{"status": "maintenance", "retry_after": 60}'], id="json-object-without-error"),
+    pytest.param([b"{", b'  "error": "rate limited"', b"}"], id="pretty-json-error-object"),
+    pytest.param([b"{}", b"null", b"[]"], id="empty-json-values"),
+    pytest.param([*event_lines(10), *(b"garbage %d" % n for n in range(10))], id="events-then-as-much-garbage"),
+    pytest.param([*event_lines(3), b"<html>", *(b"<p>line %d</p>" % n for n in range(20))], id="events-then-html"),
+]
+
+
+@pytest.mark.parametrize("lines", NOT_EXPORTS)
+def test_a_body_mostly_of_lines_that_are_no_export_line_is_not_an_export(tmp_path: Path, lines: list[bytes]) -> None:
+    parser = parser_for(tmp_path, lines)
+    parser.parse()
+    refused = parser.stats.not_an_export()
+    assert refused is not None and refused.reason.endswith("lines are not events")
+    assert parser.stats.foreign >= parser.stats.lines - parser.stats.foreign
+
+
+EXPORTS = [
+    pytest.param([], id="empty"),
+    pytest.param([b"", b"   ", b"\t"], id="only-blank-lines"),
+    pytest.param(event_lines(40), id="events"),
+    pytest.param([*event_lines(40), b"not json", b"[1, 2, 3]", b"<br>"], id="events-and-a-few-bad-lines"),
+    pytest.param([b"not json", *event_lines(2)], id="a-bad-first-line-then-more-events"),
+    # the second run of an export with bad lines: few new events, the bad lines again; most of them
+    # are export lines whose values are unusable (rejects), not foreign text
+    pytest.param(
+        [b"[1, 2, 3]", b'{"event":"x"}', b'{"event":"","properties":{"time":1}}', b'{"event":"a","properties":{}}'],
+        id="bad-event-lines-without-events",
+    ),
+    pytest.param(HOSTILE, id="hostile-lines"),
+]
+
+
+@pytest.mark.parametrize("lines", EXPORTS)
+def test_an_export_with_bad_lines_is_an_export_and_its_bad_lines_rejects(tmp_path: Path, lines: list[bytes]) -> None:
+    parser = parser_for(tmp_path, lines)
+    parser.parse()
+    assert parser.stats.not_an_export() is None
+    assert parser.stats.valid + parser.stats.ignored + parser.stats.rejected == sum(1 for line in lines if line.strip())
+
+
+def test_the_first_foreign_line_is_named_when_the_body_starts_with_events(tmp_path: Path) -> None:
+    parser = parser_for(tmp_path, [*event_lines(2), b"<html>", b"<body>upstream timed out</body>", b"</html>"])
+    parser.parse()
+    assert (parser.stats.foreign, parser.stats.first_foreign_line) == (3, 3)
+    assert parser.stats.not_an_export() == NotAnExport("3 of 5 lines are not events", 3)
+
+
+def test_processing_time_in_the_future_and_the_lateness_quartiles_are_counted(tmp_path: Path) -> None:
+    """Events processed after the answer arrived (beyond a minute) are counted, and the quartiles of
+    processing time minus `time` (as exported) are read for the requested events only."""
+    inserted_ms = int(INSERTED_AT.timestamp() * 1000)
+    lines = [
+        b'{"event":"page_view","properties":{"time":%d,"$insert_id":"p%d","mp_processing_time_ms":%d}}'
+        % (inserted_ms - 600_000, n, inserted_ms - 600_000 + 1000 * n)
+        for n in range(1, 101)
+    ]
+    lines += [
+        b'{"event":"page_view","properties":{"time":%d,"$insert_id":"soon","mp_processing_time_ms":%d}}'
+        % (inserted_ms, inserted_ms + 30_000),
+        b'{"event":"page_view","properties":{"time":%d,"$insert_id":"ahead","mp_processing_time_ms":%d}}'
+        % (inserted_ms, inserted_ms + 86_400_000),
+        b'{"event":"not_requested","properties":{"time":%d,"$insert_id":"x","mp_processing_time_ms":%d}}'
+        % (inserted_ms, inserted_ms + 2 * 86_400_000),
+    ]
+    parser = parser_for(tmp_path, lines)
+    parser.parse()
+    assert parser.stats.future == 1
+    assert parser.stats.max_processing_ms == inserted_ms + 86_400_000
+    assert parser.stats.gap_events == 102
+    assert parser.stats.gap_quartiles_ms == (26_000, 50_000, 76_000)  # 1..100 s and 30 s (soon)

@@ -1,4 +1,5 @@
-"""Unit tests of the pure parts of the export client: hosts, request windows, request parameters."""
+"""Unit tests of the pure parts of the export client: hosts, request windows, request parameters,
+the cursor, and which clock exported times are on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from mixpanel_alerts.pipelines.mixpanel.client import ExportError, export_base_url
-from mixpanel_alerts.pipelines.mixpanel.window import ExportWindow, backfill_windows, incremental_window
+from mixpanel_alerts.pipelines.mixpanel.window import (
+    ExportWindow,
+    backfill_windows,
+    exported_time_offset,
+    future_processing_note,
+    incremental_window,
+    next_cursor,
+    time_offset_note,
+)
 
 MARGIN_MINUTES = 30
 
@@ -167,3 +176,98 @@ def test_backfill_slices_cover_every_day_once(days_per_request, expected):
 
 def test_backfill_of_one_day():
     assert backfill_windows(date(2026, 1, 1), date(2026, 1, 1), 1) == [ExportWindow(date(2026, 1, 1), date(2026, 1, 1))]
+
+
+def test_the_cursor_is_the_request_time_whatever_the_data_says():
+    """The next request's processing-time floor is this request's start minus the margin, so an
+    event processed before this request but visible only after it is still asked for."""
+    cursor = next_cursor(NOON)
+    assert cursor == ms(NOON)
+    assert (
+        window(NOON + timedelta(minutes=15), cursor_ms=cursor).processed_after_ms == ms(NOON) - MARGIN_MINUTES * 60_000
+    )
+
+
+def test_the_future_note_names_the_count_and_the_latest_time():
+    latest = ms(datetime(2026, 12, 8, 10, 0, 42, tzinfo=UTC))
+    assert future_processing_note(3, latest) == (
+        "3 events have a Mixpanel processing time in the future (the latest 2026-12-08 10:00 UTC): stored; "
+        "the cursor stays at this run's request time"
+    )
+    assert future_processing_note(1, latest).startswith("1 event has a Mixpanel processing time in the future")
+
+
+SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
+
+
+def quartiles(lateness_ms: tuple[int, int, int], offset_ms: int) -> tuple[int, int, int]:
+    """Processing time minus `time` when `time` carries ``offset_ms`` (east positive)."""
+    return (lateness_ms[0] - offset_ms, lateness_ms[1] - offset_ms, lateness_ms[2] - offset_ms)
+
+
+LIVE = (1 * SECOND, 3 * SECOND, 40 * SECOND)  # the middle half of live traffic arrives within a minute
+
+
+@pytest.mark.parametrize(
+    ("lateness", "offset"),
+    [
+        pytest.param(LIVE, 0, id="utc"),
+        pytest.param(LIVE, 2 * HOUR, id="utc+2"),
+        pytest.param(LIVE, -8 * HOUR, id="utc-8"),
+        pytest.param(LIVE, 5 * HOUR + 30 * MINUTE, id="utc+5:30"),
+        pytest.param(LIVE, 14 * HOUR, id="utc+14"),
+        pytest.param((-2 * MINUTE, 1 * MINUTE, 20 * MINUTE), -5 * HOUR, id="clock-skew-and-queueing"),
+    ],
+)
+def test_the_offset_exported_times_carry_is_read_from_their_lateness(lateness, offset):
+    assert exported_time_offset(quartiles(lateness, offset)) == offset
+
+
+@pytest.mark.parametrize(
+    "gaps",
+    [
+        pytest.param((1 * SECOND, 2 * HOUR, 30 * HOUR), id="imported-history"),
+        pytest.param((30 * MINUTE, 1 * HOUR, 2 * HOUR), id="hourly-batches"),
+        pytest.param((-15 * HOUR - 10 * SECOND, -15 * HOUR, -15 * HOUR + 40 * SECOND), id="beyond-any-zone"),
+    ],
+)
+def test_no_offset_is_read_from_lateness_spread_wide(gaps):
+    assert exported_time_offset(gaps) is None
+
+
+AT = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # winter: Berlin UTC+1, New York UTC-5
+
+
+@pytest.mark.parametrize(
+    ("offset", "project_timezone", "says"),
+    [
+        pytest.param(0, "America/New_York", ["reads event times as local time at UTC-05:00", "look like UTC",
+                                              "stored 5 h off", "leave MIXPANEL_PROJECT_TIMEZONE unset"],
+                     id="new-project-with-a-timezone-set"),
+        pytest.param(1 * HOUR, "UTC", ["reads event times as UTC", "look like local time at UTC+01:00",
+                                        "stored 1 h off", "set MIXPANEL_PROJECT_TIMEZONE to the project's timezone"],
+                     id="legacy-project-left-on-utc"),
+        pytest.param(5 * HOUR + 30 * MINUTE, "Europe/Berlin", ["local time at UTC+05:30", "stored 4 h 30 min off"],
+                     id="legacy-project-with-another-timezone"),
+    ],
+)  # fmt: skip
+def test_a_time_offset_note_says_which_clock_the_times_are_on_and_what_to_set(offset, project_timezone, says):
+    note = time_offset_note(quartiles(LIVE, offset), 500, project_timezone, AT)
+    assert note is not None
+    assert note.startswith(f"MIXPANEL_PROJECT_TIMEZONE={project_timezone} reads event times as ")
+    for text in says:
+        assert text in note
+
+
+@pytest.mark.parametrize(
+    ("offset", "project_timezone", "events"),
+    [
+        pytest.param(0, "UTC", 500, id="utc-and-utc"),
+        pytest.param(1 * HOUR, "Europe/Berlin", 500, id="legacy-berlin-set"),
+        pytest.param(-8 * HOUR, "America/Los_Angeles", 500, id="legacy-los-angeles-set"),
+        pytest.param(0, "Europe/London", 500, id="london-in-winter-is-utc"),
+        pytest.param(0, "America/New_York", 99, id="too-few-events"),
+    ],
+)
+def test_no_time_offset_note_when_the_setting_fits_or_the_sample_is_small(offset, project_timezone, events):
+    assert time_offset_note(quartiles(LIVE, offset), events, project_timezone, AT) is None

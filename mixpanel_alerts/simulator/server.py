@@ -13,7 +13,12 @@ collector meets in production, and the demo, the tests and the benchmark all use
 * rate limits (3 queries per second, 60 per hour) answered with 429;
 * injectable faults: 429 with and without ``Retry-After``, 5xx, connection reset, a body cut
   mid-line (with and without ``Content-Length``), a trailing ``export terminated early`` line,
-  forced 400/401/402/403.
+  forced 400/401/402/403;
+* answers a proxy or a broken host may give with status 200: an HTML error page (``html-200``),
+  a JSON error object (``json-error-200``), a body mostly of lines that are not events
+  (``garbage-200``), the body as several gzip members (``multi-gzip``), gzip without
+  ``Content-Encoding`` (``gzip-no-header``), and one line whose ``mp_processing_time_ms`` claims a
+  day in the future (``future-processing``; ``SimEvent.claimed_processing_ms`` does it for good).
 
 Run it on its own with ``python -m mixpanel_alerts.simulator --help``.
 """
@@ -56,7 +61,25 @@ FAULTS = (
     "401",
     "402",
     "403",
+    "html-200",  # a proxy's HTML error page, status 200
+    "json-error-200",  # {"error": ...} with status 200
+    "garbage-200",  # a quarter of the events, then three times as many lines of plain text
+    "multi-gzip",  # the body gzipped as three members back to back, split at line ends (RFC 1952 allows it)
+    "gzip-no-header",  # the body gzipped, without Content-Encoding
+    "future-processing",  # the last line's mp_processing_time_ms claims a day after now
 )
+
+# what a proxy answers when the host behind it fails (nginx's page, with status 200 here)
+HTML_ERROR_PAGE = b"""<!DOCTYPE html>
+<html>
+<head><title>502 Bad Gateway</title></head>
+<body>
+<center><h1>502 Bad Gateway</h1></center>
+<hr><center>nginx</center>
+</body>
+</html>
+"""
+JSON_ERROR_BODY = b'{"error": "Service temporarily unavailable, please retry later", "status": 0}\n'
 
 
 @dataclasses.dataclass
@@ -283,6 +306,24 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "terminated-early":
             lines = body.splitlines(keepends=True)
             body = b"".join(lines[: len(lines) // 2]) + TERMINATED_EARLY_LINE + b"\n"
+        elif fault == "html-200":
+            self._send_raw(HTML_ERROR_PAGE, "text/html; charset=utf-8")
+            return
+        elif fault == "json-error-200":
+            self._send_raw(JSON_ERROR_BODY, "application/json")
+            return
+        elif fault == "garbage-200":
+            self._send_raw(_mostly_garbage(body), "text/plain; charset=utf-8")
+            return
+        elif fault in ("multi-gzip", "gzip-no-header"):
+            members = 3 if fault == "multi-gzip" else 1
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "") or fault == "gzip-no-header"
+            payload = _gzip_members(body, members) if gzipped else body
+            encoding = "gzip" if gzipped and fault == "multi-gzip" else None
+            self._send_raw(payload, "text/plain; charset=utf-8", encoding)
+            return
+        elif fault == "future-processing":
+            body = _claim_future_processing(body, int(sim.now().timestamp() * 1000) + 86_400_000)
         self._send_body(body, fault)
 
     def _apply_status_fault(self, fault: str, record: RequestRecord) -> bool:
@@ -322,6 +363,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_raw(self, payload: bytes, content_type: str, encoding: str | None = None) -> None:
+        """A 200 with exactly ``payload`` (an odd answer's body)."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     def _send_body(self, body: bytes, fault: str | None) -> None:
         use_gzip = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > GZIP_MIN_BYTES
         payload = _gzip_cached(body) if use_gzip else body
@@ -359,6 +413,35 @@ def _gzip_cached(body: bytes) -> bytes:
         _gzip_memo.clear()
         _gzip_memo[id(body)] = memo
     return memo[1]
+
+
+def _gzip_members(body: bytes, members: int) -> bytes:
+    """``body`` gzipped as ``members`` members back to back, each ending at a line's end: read up
+    to its first member only, the body looks complete."""
+    lines = body.splitlines(keepends=True)
+    size = -(-len(lines) // members) or 1
+    parts = [b"".join(lines[start : start + size]) for start in range(0, len(lines), size)] or [b""]
+    return b"".join(gzip.compress(part, compresslevel=1) for part in parts)
+
+
+def _mostly_garbage(body: bytes) -> bytes:
+    """A quarter of the body's lines, then three times as many lines that are not JSON (at least
+    a few, so a body without events is garbage too)."""
+    lines = body.splitlines(keepends=True)
+    kept = lines[: len(lines) // 4]
+    garbage = [b"upstream error: export backend connection lost, retrying (%d)\n" % n for n in range(3 * len(kept) + 3)]
+    return b"".join(kept + garbage)
+
+
+def _claim_future_processing(body: bytes, claimed_ms: int) -> bytes:
+    """The body with its last line's ``mp_processing_time_ms`` set to ``claimed_ms``."""
+    lines = body.splitlines(keepends=True)
+    if not lines:
+        return body
+    event = json.loads(lines[-1])
+    event["properties"]["mp_processing_time_ms"] = claimed_ms
+    lines[-1] = json.dumps(event, separators=(",", ":")).encode() + b"\n"
+    return b"".join(lines)
 
 
 def _mid_line_offset(body: bytes) -> int:
@@ -403,7 +486,7 @@ def _parse_where(where: str) -> list[tuple[str, str, float]]:
 
 def _compare(event: SimEvent, clause: tuple[str, str, float]) -> bool:
     key, operator, number = clause
-    value = event.processing_ms if key == "mp_processing_time_ms" else event.properties.get(key)
+    value = event.shown_processing_ms if key == "mp_processing_time_ms" else event.properties.get(key)
     if key == "time":
         value = event.time_ms // 1000
     if not isinstance(value, (int, float)):

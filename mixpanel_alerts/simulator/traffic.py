@@ -29,12 +29,19 @@ GZIP_MIN_BYTES = 1400
 
 @dataclasses.dataclass(frozen=True)
 class SimEvent:
-    """One stored event. ``time_ms`` is UTC; the export renders it per request."""
+    """One stored event. ``time_ms`` is UTC; the export renders it per request. It is visible
+    from ``processing_ms`` on; ``claimed_processing_ms``, when set, is the processing time its
+    line shows and ``where`` compares (a bad clock upstream: it may lie in the future)."""
 
     name: str
     time_ms: int
     processing_ms: int
     properties: dict[str, Any]
+    claimed_processing_ms: int | None = None
+
+    @property
+    def shown_processing_ms(self) -> int:
+        return self.processing_ms if self.claimed_processing_ms is None else self.claimed_processing_ms
 
     def render(self, time_in_ms: bool, tz: ZoneInfo | None) -> bytes:
         event_ms = self.time_ms
@@ -45,7 +52,7 @@ class SimEvent:
         properties = {
             "time": event_ms if time_in_ms else event_ms // 1000,
             **self.properties,
-            "mp_processing_time_ms": self.processing_ms,
+            "mp_processing_time_ms": self.shown_processing_ms,
         }
         return _dumps({"event": self.name, "properties": properties})
 

@@ -23,8 +23,8 @@ from requests.exceptions import RequestException
 
 from mixpanel_alerts.core.credentials import MixpanelCredentials
 
-from .client import ExportClient, ExportError, ProgressCallback, export_base_url, rate_limiter_for
-from .parser import CollectStats, ExportParser, new_spool_dir
+from .client import ExportClient, ExportError, NotAnExport, ProgressCallback, export_base_url, rate_limiter_for
+from .parser import CollectStats, ExportParser, ParseStats, new_spool_dir
 from .settings import (
     COVERAGE_COLUMNS,
     COVERAGE_TABLE,
@@ -46,13 +46,16 @@ from .window import (
     backfill_windows,
     day_start_ms,
     follow_enabled_events,
+    future_processing_note,
     history_days_left,
     history_fetched,
     incremental_window,
     keep_history_of,
+    next_cursor,
     next_history_day,
     queries_in_last_hour,
     record_queries,
+    time_offset_note,
 )
 
 __all__ = ["CollectStats", "ExportError", "HistoryReport", "LoadOptions", "mixpanel_source"]
@@ -187,17 +190,14 @@ def mixpanel_source(
             cursor_ms=cursor_ms,
             margin_minutes=processing_margin_minutes,
         )
-        max_processing_ms = yield from export.window(client, window)
+        parsed = yield from export.window(client, window)
         follow_enabled_events(
             state, names, window=window, cursor_ms=cursor_ms, margin_minutes=processing_margin_minutes,
             late_arrival_days=late_arrival_days, project_timezone=project_timezone, history_days=history_days,
         )  # fmt: skip
-        # Everything Mixpanel had processed when we asked is now stored: advance the cursor to the
-        # later of that moment and the newest processing time seen (robust to clock skew), but not
-        # past the margin: a processing time in the future would make later runs skip events.
-        requested_ms = int(requested_at.timestamp() * 1000)
-        newest_ms = min(max_processing_ms or 0, requested_ms + processing_margin_minutes * 60_000)
-        state["processing_cursor_ms"] = max(cursor_ms or 0, newest_ms, requested_ms)
+        if parsed.future:
+            options.stats.note("future", future_processing_note(parsed.future, parsed.max_processing_ms))
+        state["processing_cursor_ms"] = next_cursor(requested_at)
         state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
 
     def _backfill(client: ExportClient, state: dict[str, Any], first: date, last: date) -> Iterator[Any]:
@@ -307,37 +307,59 @@ class _Export:
 
     def window(
         self, client: ExportClient, window: ExportWindow, names: list[str] | None = None
-    ) -> Generator[Any, None, int | None]:
+    ) -> Generator[Any, None, ParseStats]:
         """Download, parse and yield one window of ``names`` (default: all the source's); return
-        the newest processing time seen."""
+        what the parse found. Each attempt's body is parsed as it arrives: one that is not an
+        export fails the attempt, and dlt's retry policy asks again."""
         options = self.options
         names = names or self.names
         spool_dir = new_spool_dir(options.spool_root)
+        parsers: list[ExportParser] = []
+
+        def accept(path: Path) -> NotAnExport | None:
+            while parsers:  # an earlier attempt's
+                parsers.pop().close()
+            parser = ExportParser(
+                path, event_names=names, project_timezone=self.project_timezone, inserted_at=datetime.now(UTC)
+            )
+            parsers.append(parser)
+            parser.parse()
+            return parser.stats.not_an_export()
+
         try:
             attempts_before = client.adapter.attempts
-            download = client.download(window.params(names), spool_dir)
+            download = client.download(window.params(names), spool_dir, accept=accept)
             stats = options.stats
             stats.requests += 1
             stats.attempts += client.adapter.attempts - attempts_before
             stats.bytes_received += download.bytes_received
             stats.windows.append(f"{window.from_date}..{window.to_date}")
-            parser = ExportParser(
-                download.path, event_names=names, project_timezone=self.project_timezone,
-                inserted_at=datetime.now(UTC),
-            )  # fmt: skip
-            try:
-                yield from self._parsed(parser, window, spool_dir)
-                stats.add(parser.stats)
-                return parser.stats.max_processing_ms
-            finally:
-                parser.close()
+            parser = parsers[-1]
+            yield from self._parsed(parser, window, spool_dir)
+            stats.add(parser.stats)
+            self._note_time_offset(parser)
+            return parser.stats
         finally:
+            for parser in parsers:
+                parser.close()
             if not options.duckdb_table:  # else the load reads it: the caller removes spool_root afterwards
                 shutil.rmtree(spool_dir, ignore_errors=True)
 
+    def _note_time_offset(self, parser: ExportParser) -> None:
+        """Warn (once a run) when the exported times look like another clock than the one
+        MIXPANEL_PROJECT_TIMEZONE reads them on."""
+        time_range = parser.time_range()
+        if time_range is None:
+            return
+        low, high = time_range
+        note = time_offset_note(
+            parser.stats.gap_quartiles_ms, parser.stats.gap_events, self.project_timezone, low + (high - low) / 2
+        )
+        if note is not None:
+            self.options.stats.note("time offset", note)
+
     def _parsed(self, parser: ExportParser, window: ExportWindow, spool_dir: Path) -> Iterator[Any]:
         options, progress = self.options, self.options.progress
-        parser.parse()
         if progress:
             progress("parse", {"lines": parser.stats.lines, "rejected": parser.stats.rejected})
         time_range = parser.time_range()

@@ -5,7 +5,8 @@ strings stay data) and keeps ``properties`` as raw JSON text. The new events rea
 one SQL ``select`` that a DuckDB destination runs straight from the spool, or as streamed Arrow
 record batches. Memory stays bounded: the body lives on disk, DuckDB runs with a memory limit and
 spills, and batches are streamed. No line, whatever its shape, fails a load: each is an event or a
-reject.
+reject. A body mostly of lines that are no export line at all (an HTML page, a JSON error object)
+is not an export, though (``ParseStats.not_an_export``): the download refuses it and asks again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from mixpanel_alerts.core.sql import sql_string
 
+from .client import NotAnExport
 from .settings import (
     MAX_REJECT_LINE_CHARS,
 )
@@ -33,6 +35,15 @@ ReadMode = Literal["narrow", "full", "objects"]
 ARROW_BATCH_ROWS = 100_000
 # DuckDB's JSON readers refuse a longer line; such a line is a reject (Mixpanel's events are < 1 MB)
 MAX_LINE_BYTES = 32 << 20
+# A processing time later than the answer's arrival by more than this (clocks differ) is in the future.
+FUTURE_TOLERANCE = timedelta(minutes=1)
+
+# The reasons of lines that are no export line at all (the odd bad event is rejected for its
+# values instead): a body mostly of these is not an export (ParseStats.not_an_export).
+NOT_JSON = "not valid JSON"
+NOT_AN_OBJECT = "not a JSON object"
+NO_EVENT_OR_PROPERTIES = 'an object without "event" or "properties"'
+FOREIGN_REASONS = frozenset({NOT_JSON, NOT_AN_OBJECT, NO_EVENT_OR_PROPERTIES})
 
 
 @dataclasses.dataclass
@@ -44,7 +55,32 @@ class ParseStats:
     duplicates_in_export: int = 0
     already_stored: int = 0
     new_events: int = 0
-    max_processing_ms: int | None = None
+    # lines that are no export line (FOREIGN_REASONS), and the first one whose number is known
+    foreign: int = 0
+    first_foreign_line: int | None = None
+    # requested events processed later than the answer arrived (plus FUTURE_TOLERANCE)
+    future: int = 0
+    max_processing_ms: int | None = None  # of the requested events
+    # requested events with a processing time, and the 25th, 50th and 75th percentiles of their
+    # processing time minus `time` as exported (window.exported_time_offset reads them)
+    gap_events: int = 0
+    gap_quartiles_ms: tuple[int, int, int] | None = None
+
+    def not_an_export(self) -> NotAnExport | None:
+        """Why these lines are not an export, or None. Rejects are for the odd bad line: a body is
+        not an export when the lines that are no export line at all (not JSON, not an object, an
+        object without "event" or "properties": an HTML page, a JSON error object, plain text) are
+        at least as many as the rest. A body with no line (empty or blank) is an export of no event."""
+        if self.foreign and self.foreign >= self.lines - self.foreign:
+            return NotAnExport(f"{self.foreign:,} of {self.lines:,} lines are not events", self.first_foreign_line or 1)
+        return None
+
+
+# ParseStats fields that CollectStats.add sums over a run's exports
+_SUMMED = (
+    *("lines", "valid", "rejected", "ignored", "duplicates_in_export", "already_stored", "new_events"),
+    *("foreign", "future"),
+)
 
 
 # The properties an event's key and checks need, in the order ``picked`` lists them.
@@ -57,6 +93,7 @@ _KEY_PROPERTIES = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
 _LAST_MS = 253402128000000  # 9999-12-30 00:00:00 UTC
 _USABLE_TIME = f"coalesce(event_time > 0 and event_time <= {_LAST_MS}, false)"
 _REJECT_REASON = f"""case
+            when event_name is null and properties is null then '{NO_EVENT_OR_PROPERTIES}'
             when event_name is null or event_name = '' then 'no event name'
             when not event_is_text then 'event name is not a string'
             when properties is null then 'no properties'
@@ -211,12 +248,18 @@ class CollectStats:
     parse: ParseStats = dataclasses.field(default_factory=ParseStats)
     # what the user should know about this run's data, each said once (the run prints them as notes)
     notes: list[str] = dataclasses.field(default_factory=list)
+    noted: set[str] = dataclasses.field(default_factory=set)  # the kinds of notes taken (``note``)
 
     def add(self, other: ParseStats) -> None:
-        for field in dataclasses.fields(ParseStats):
-            if field.name == "max_processing_ms":
-                continue
-            setattr(self.parse, field.name, getattr(self.parse, field.name) + getattr(other, field.name))
+        for name in _SUMMED:
+            setattr(self.parse, name, getattr(self.parse, name) + getattr(other, name))
+
+    def note(self, kind: str, text: str) -> None:
+        """Add a note unless one of this ``kind`` was added in this run (said once, though each
+        export request of a backfill or history finds it again)."""
+        if kind not in self.noted:
+            self.noted.add(kind)
+            self.notes.append(text)
 
 
 class ExportParser:
@@ -279,19 +322,26 @@ class ExportParser:
                         self._read(readable, mode="objects")
                     except duckdb.Error:  # no line may stop the load: find the ones DuckDB cannot read
                         self._read(self._separate_lines_duckdb_cannot_read(readable), mode="objects")
+        future_ms = int((self.inserted_at + FUTURE_TOLERANCE).timestamp() * 1000)
         row = self.con.execute(
-            """
+            f"""
             select
                 count(*),
                 count(*) filter (where reject_reason is null and requested),
                 count(*) filter (where reject_reason is null and not requested),
-                max(processing_ms) filter (where reject_reason is null),
+                max(processing_ms) filter (where reject_reason is null and requested),
+                count(*) filter (where reject_reason is null and requested and processing_ms > {future_ms}),
+                count(processing_ms) filter (where reject_reason is null and requested),
+                quantile_disc(processing_ms - time_ms, [0.25, 0.5, 0.75])
+                    filter (where reject_reason is null and requested and processing_ms is not null),
                 min(time_ms) filter (where reject_reason is null and requested),
                 max(time_ms) filter (where reject_reason is null and requested)
             from export_keys
             """
         ).fetchall()[0]
-        lines, self.stats.valid, self.stats.ignored, self.stats.max_processing_ms, *self._time_ms = row
+        lines, self.stats.valid, self.stats.ignored, self.stats.max_processing_ms, *rest = row
+        self.stats.future, self.stats.gap_events, quartiles, *self._time_ms = rest
+        self.stats.gap_quartiles_ms = tuple(quartiles) if quartiles else None
         self.stats.lines += lines
         rejected = self.con.execute(
             "select rejected_line, reject_reason from export_keys where reject_reason is not null"
@@ -322,9 +372,9 @@ class ExportParser:
                     try:
                         value = orjson.loads(line)
                     except orjson.JSONDecodeError:
-                        value, reason = None, "not valid JSON"
+                        value, reason = None, NOT_JSON
                     else:
-                        reason = "not a JSON object"
+                        reason = NOT_AN_OBJECT
                 if not isinstance(value, dict):
                     self._reject(line.decode("utf-8", "replace"), reason, number)
                     self.stats.lines += 1
@@ -385,6 +435,10 @@ class ExportParser:
         return kept
 
     def _reject(self, line: str, reason: str, line_number: int | None) -> None:
+        if reason in FOREIGN_REASONS:
+            self.stats.foreign += 1
+            if line_number is not None and (self.stats.first_foreign_line or line_number) >= line_number:
+                self.stats.first_foreign_line = line_number
         self.rejects.append(
             {
                 "reject_id": hashlib.md5(line.encode("utf-8", "replace")).hexdigest(),

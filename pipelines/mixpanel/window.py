@@ -68,6 +68,27 @@ def incremental_window(
     return ExportWindow(min(from_date, today), today, processed_after_ms)
 
 
+def next_cursor(requested_at: datetime) -> int:
+    """The cursor after an incremental export asked at ``requested_at`` is stored: that moment,
+    whatever the data says. Every event processed before it was visible then or, if Mixpanel made
+    it visible later, is still asked for by the next request (``cursor - margin``); a processing
+    time in the future (a bad clock) must not move the cursor past it and cancel the margin."""
+    return int(requested_at.timestamp() * 1000)
+
+
+def future_processing_note(events: int, latest_ms: int | None) -> str:
+    """What a run says about events whose processing time lies in the future."""
+    latest = "" if latest_ms is None else f" (the latest {_utc_minute(latest_ms)})"
+    return (
+        f"{events:,} event{'s have' if events != 1 else ' has'} a Mixpanel processing time in the future{latest}: "
+        "stored; the cursor stays at this run's request time"
+    )
+
+
+def _utc_minute(moment_ms: int) -> str:
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def backfill_windows(start: date, end: date, days_per_request: int) -> list[ExportWindow]:
     windows = []
     day = start
@@ -237,3 +258,77 @@ def record_queries(ledger: list[list[float]], now: datetime, attempts: int) -> N
     ledger[:] = [[at, count] for at, count in ledger if at > since]
     if attempts:
         ledger.append([round(now.timestamp(), 3), attempts])
+
+
+# ------------------------------------------------------------------ which clock `time` is on
+#
+# Mixpanel's `mp_processing_time_ms` is UTC epoch milliseconds. An event's `time` is UTC epoch too
+# in projects created since 1 January 2023, and the project's local wall-clock time written as if
+# UTC ("local epoch") in older ones. So processing time minus `time` is the event's lateness minus
+# the offset `time` carries: seconds for live traffic read with the right offset, whole hours off
+# with the wrong one.
+
+QUARTER_HOUR_MS = 15 * 60_000
+HOUR_MS = 60 * 60_000
+# read with the right offset, the middle half of live events arrive within this lateness (from a
+# little clock skew to half an hour of queueing); spread wider (imports, offline clients), no offset
+# is inferred
+LATENESS_LOW_MS, LATENESS_HIGH_MS = -5 * 60_000, 30 * 60_000
+# fewer events with a processing time than this say nothing about the offset
+MIN_OFFSET_SAMPLE = 100
+MAX_OFFSET_MS = 14 * HOUR_MS
+
+
+def exported_time_offset(gap_quartiles_ms: tuple[int, int, int]) -> int | None:
+    """The offset from UTC (ms, east positive) that exported `time` values carry, from the 25th,
+    50th and 75th percentiles of processing time minus `time`: the whole quarter hour that puts
+    the middle half of the events' lateness between LATENESS_LOW_MS and LATENESS_HIGH_MS, the
+    smallest such lateness first; None when none does."""
+    low, _, high = gap_quartiles_ms
+    offset = -((low - LATENESS_LOW_MS) // QUARTER_HOUR_MS) * QUARTER_HOUR_MS  # the least with low + it >= LOW
+    if high + offset > LATENESS_HIGH_MS or abs(offset) > MAX_OFFSET_MS:
+        return None
+    return offset
+
+
+def time_offset_note(
+    gap_quartiles_ms: tuple[int, int, int] | None, events: int, project_timezone: str, at: datetime
+) -> str | None:
+    """A warning when the exported `time` values look like another clock than the one
+    ``project_timezone`` (MIXPANEL_PROJECT_TIMEZONE) reads them on: an hour or more apart, from at
+    least MIN_OFFSET_SAMPLE events; None otherwise. ``at`` picks the zone's offset (daylight saving)."""
+    if gap_quartiles_ms is None or events < MIN_OFFSET_SAMPLE:
+        return None
+    shown_ms = exported_time_offset(gap_quartiles_ms)
+    offset = at.astimezone(ZoneInfo(project_timezone)).utcoffset()
+    applied_ms = int(offset.total_seconds() * 1000) if offset is not None else 0
+    if shown_ms is None or abs(shown_ms - applied_ms) < HOUR_MS:
+        return None
+    stored_off = _duration(abs(shown_ms - applied_ms))
+    said = f"MIXPANEL_PROJECT_TIMEZONE={project_timezone} reads event times as {_clock(applied_ms)}"
+    seen = f"they look like {_clock(shown_ms)}: Mixpanel's processing times (always UTC) follow them within minutes so"
+    if shown_ms == 0:
+        advice = (
+            "projects created since 1 January 2023 export UTC times: leave MIXPANEL_PROJECT_TIMEZONE unset (UTC) "
+            "and set DETECTION_TIMEZONE for local hours of day"
+        )
+    else:
+        advice = (
+            "projects created before 1 January 2023 export their timezone's wall-clock time: set "
+            "MIXPANEL_PROJECT_TIMEZONE to the project's timezone (Mixpanel's Project Settings)"
+        )
+    return f"{said}, but {seen}. As set, every event is stored {stored_off} off; {advice}"
+
+
+def _clock(offset_ms: int) -> str:
+    if offset_ms == 0:
+        return "UTC"
+    sign = "+" if offset_ms > 0 else "-"
+    minutes = abs(offset_ms) // 60_000
+    return f"local time at UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _duration(ms: int) -> str:
+    minutes = ms // 60_000
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" if not minutes else f"{hours} h {minutes:02d} min"
