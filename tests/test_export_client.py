@@ -1,10 +1,12 @@
 """The export client's body handling: every gzip member inflated, gzip found by its magic bytes,
-and the quote of an answer that is not an export (printable, short, no credential)."""
+an answer that is not an export refused inside dlt's retry, and its quote (printable, short, no
+credential)."""
 
 from __future__ import annotations
 
 import gzip
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,19 @@ import pytest
 from mixpanel_alerts.pipelines.mixpanel.client import (
     SAMPLE_CHARS,
     BodyDecoder,
+    ExportClient,
     GzipMembers,
     IncompleteExportError,
+    NotAnExport,
+    NotAnExportAnswerError,
+    RateLimiter,
     _auth_secrets,
     body_sample,
 )
+from mixpanel_alerts.pipelines.mixpanel.parser import ExportParser
+from mixpanel_alerts.pipelines.mixpanel.window import ExportWindow
+from mixpanel_alerts.simulator import ExportSimulator
+from tests.conftest import ENABLED_NAMES, PROJECT_ID, SA_SECRET, SA_USERNAME, recent_traffic
 
 BODY = b"".join(b'{"event":"page_view","properties":{"time":%d,"$insert_id":"i-%d"}}\n' % (n, n) for n in range(500))
 
@@ -109,3 +119,54 @@ def test_the_sample_never_shows_a_credential(tmp_path: Path) -> None:
 
 def test_an_empty_body_is_said_so(tmp_path: Path) -> None:
     assert body_sample(write(tmp_path, b"  \n\n")) == "an empty body"
+
+
+def export_check(path: Path) -> NotAnExport | None:
+    """The source's check of an answer: the parser's verdict."""
+    parser = ExportParser(path, event_names=list(ENABLED_NAMES), project_timezone="UTC", inserted_at=datetime.now(UTC))
+    try:
+        parser.parse()
+        return parser.stats.not_an_export()
+    finally:
+        parser.close()
+
+
+def client_for(sim: ExportSimulator, attempts: int = 3) -> ExportClient:
+    return ExportClient(
+        base_url=sim.url, project_id=PROJECT_ID, auth=(SA_USERNAME, SA_SECRET),
+        limiter=RateLimiter(per_second=100, per_hour=10_000), max_attempts=attempts, backoff_factor=0.01,
+    )  # fmt: skip
+
+
+def params(sim: ExportSimulator) -> dict[str, str]:
+    return ExportWindow(sim.today(), sim.today()).params(list(ENABLED_NAMES))
+
+
+@pytest.mark.parametrize("fault", ["html-200", "json-error-200", "garbage-200"])
+def test_a_refused_answer_is_retried_and_the_next_one_kept(sim: ExportSimulator, tmp_path: Path, fault: str) -> None:
+    sim.add_events(recent_traffic(200, seed=51))
+    sim.inject(fault)
+
+    download = client_for(sim).download(params(sim), tmp_path, accept=export_check)
+
+    assert [(r.fault, r.status) for r in sim.requests] == [(fault, 200), (None, 200)]
+    assert download.path.read_bytes() == sim.body_for(sim.requests[-1].params)
+
+
+def test_an_answer_refused_every_time_fails_quoting_it_and_leaves_no_spool(
+    sim: ExportSimulator, tmp_path: Path
+) -> None:
+    sim.add_events(recent_traffic(20, seed=52))
+    sim.inject(*["html-200"] * 3)
+
+    with pytest.raises(NotAnExportAnswerError) as failure:
+        client_for(sim, attempts=3).download(params(sim), tmp_path, accept=export_check)
+
+    message = str(failure.value)
+    assert message.startswith(
+        "Mixpanel export answered 200 with text/html; charset=utf-8, not JSON lines of events "
+        "(8 of 8 lines are not events): '<!DOCTYPE html> <html> <head><title>502 Bad Gateway</title></head>"
+    )
+    assert "(3 attempts)" in message and SA_SECRET not in message
+    assert len(sim.requests) == 3
+    assert list(tmp_path.glob("export.jsonl")) == []

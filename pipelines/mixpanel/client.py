@@ -60,6 +60,10 @@ class NotAnExportError(ConnectionError):
     maintenance page usually goes away)."""
 
 
+class NotAnExportAnswerError(ExportError):
+    """Still not an export after the retries: the request fails, quoting what came back."""
+
+
 @dataclasses.dataclass(frozen=True)
 class NotAnExport:
     """Why a spooled body is not an export (``reason``), and the line from which it shows (1: the
@@ -220,7 +224,7 @@ class ExportClient:
             response = self.session.get(self.url, params=params, stream=True, hooks={"response": spool})
         except NotAnExportError as exc:
             attempts = self.adapter.attempts - attempts_before
-            raise ExportError(
+            raise NotAnExportAnswerError(
                 f"{exc} ({attempts} attempt{'' if attempts == 1 else 's'}). Nothing of it was stored and the cursor "
                 "did not move: the next run asks again; if this persists, check what answers at the export host "
                 "(MIXPANEL_EXPORT_URL or MIXPANEL_REGION, a proxy in between)"
