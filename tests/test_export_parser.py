@@ -242,6 +242,14 @@ def test_a_line_longer_than_the_readers_limit_is_a_reject(tmp_path: Path) -> Non
     parser.parse()
     assert [reject["reason"] for reject in parser.rejects] == [f"longer than {MAX_LINE_BYTES >> 20} MiB"]
     assert parser.count_new_events() == len(LINES)
+    assert parser.stats.foreign == 0
+
+
+def test_a_line_too_long_to_read_that_does_not_start_like_an_object_is_no_export_line(tmp_path: Path) -> None:
+    """A page on one line longer than the readers' limit is not an export either."""
+    parser = parser_for(tmp_path, [b"<html><body>" + b"x" * MAX_LINE_BYTES + b"</body></html>"])
+    parser.parse()
+    assert parser.stats.not_an_export() == NotAnExport("1 of 1 lines are not events", 1)
 
 
 @pytest.mark.parametrize("mode", ["narrow", "full", "objects"])

@@ -366,8 +366,9 @@ class ExportParser:
                 line = raw.rstrip(b"\n")
                 if not line.strip():
                     continue
-                if len(line) > MAX_LINE_BYTES:
-                    value, reason = None, f"longer than {MAX_LINE_BYTES >> 20} MiB"
+                if len(line) > MAX_LINE_BYTES:  # too long to read; an object only if it starts like one
+                    too_long = f"longer than {MAX_LINE_BYTES >> 20} MiB"
+                    value, reason = None, too_long if line.lstrip().startswith(b"{") else NOT_AN_OBJECT
                 else:
                     try:
                         value = orjson.loads(line)
