@@ -2,7 +2,9 @@
 
 The counts per minute (each minute's window count) as a line, the band the rule allowed as a light
 fill (a baseline's expected range, or up to a threshold and down to a minimum), the expected count
-dashed, the threshold and the minimum as lines, and the incident's minutes shaded. Times are UTC.
+dashed, the threshold and the minimum as lines, and the incident's anomalous minutes shaded (the
+legend names their span, as the alert's "Anomalous" field does). Times are UTC; the count axis is
+labelled by mixpanel_alerts.core.numbers, as the backtest report's is.
 
 Pillow draws it at twice the size and scales it down (smooth lines and text without anti-aliasing
 primitives): about 800x300, in a few milliseconds, byte for byte the same for the same input.
@@ -21,7 +23,10 @@ from datetime import datetime, timedelta
 
 from PIL import Image, ImageDraw, ImageFont
 
+from mixpanel_alerts.core.numbers import axis_labels
 from mixpanel_alerts.core.times import utc
+
+from .render import anomalous_span
 
 WIDTH, HEIGHT = 800, 300
 SUPERSAMPLE = 2
@@ -91,10 +96,9 @@ def render_chart(
     def y(count: float) -> float:
         return bottom - min(max(count, 0.0), top_count) / top_count * (bottom - top)
 
-    for tick in range(COUNT_TICKS + 1):
-        value = top_count * tick / COUNT_TICKS
+    ticks = [top_count * tick / COUNT_TICKS for tick in range(COUNT_TICKS + 1)]
+    for value, text in zip(ticks, axis_labels(ticks), strict=True):
         draw.line((left, y(value), right, y(value)), fill=GRID, width=scale)
-        text = _compact(value)
         width = draw.textlength(text, font=label_font)
         draw.text((left - width - 6 * scale, y(value) - 7 * scale), text, font=label_font, fill=AXIS_TEXT)
     for moment in _time_ticks(start, end):
@@ -121,14 +125,16 @@ def render_chart(
             outline = [(ux - half, uy), (ux + half, uy), (ux + half, ly), (ux - half, ly)]
         draw.polygon(outline, fill=BAND)
     # the incident's minutes, over the band (blended) and under the lines
-    shaded = False
+    shaded: str | None = None
     if incident_start is not None:
         shade_from = max(x(utc(incident_start) - timedelta(seconds=30)), left)
         shade_to = min(x(utc(incident_end) + timedelta(seconds=30)), right) if incident_end else right
-        shaded = shade_to > shade_from
-        if shaded:
+        if shade_to > shade_from:
+            last = utc(incident_end) if incident_end else None
+            # the font has no en dash
+            shaded = f"anomalous {anomalous_span(utc(incident_start), last)}".replace("\u2013", "-")
             draw.rectangle((shade_from, top, shade_to, bottom), fill=INCIDENT)
-            label = "incident"
+            label = "anomalous"
             if draw.textlength(label, font=label_font) < shade_to - shade_from - 4 * scale:
                 draw.text((shade_from + 3 * scale, top + 2 * scale), label, font=label_font, fill=INCIDENT_TEXT)
     for name in ("expected", "upper", "lower"):
@@ -167,10 +173,10 @@ def _legend(
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
     minutes: Sequence[ChartPoint],
     baseline: bool,
-    incident: bool,
+    shaded: str | None,
     scale: int,
 ) -> None:
-    """The keys of what is drawn, in a row under the title."""
+    """The keys of what is drawn, in a row under the title; ``shaded`` names the incident's span."""
     entries: list[tuple[str, str, tuple[int, ...]]] = [("line", "events", COUNTS)]
     has = {name: any(map(_has(name), minutes)) for name in ("expected", "lower", "upper")}
     if baseline:
@@ -186,8 +192,8 @@ def _legend(
             entries.append(("dash", "minimum", THRESHOLD))
     if any(_outside(point) for point in minutes):
         entries.append(("dot", "outside", OUTSIDE))
-    if incident:
-        entries.append(("band", "incident", INCIDENT))
+    if shaded:
+        entries.append(("band", shaded, INCIDENT))
     at, middle = 12.0 * scale, 40 * scale
     for kind, label, color in entries:
         if kind == "band":
@@ -275,16 +281,6 @@ def _axis_top(values: Sequence[float]) -> float:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 3, 4, 5, 6, 8, 10) if m * magnitude >= raw)
     return max(step, 1.0) * COUNT_TICKS
-
-
-def _compact(value: float) -> str:
-    """An axis label: 0, 250, 7,500, 12k, 1.5M, 2B."""
-    if value < 10_000:
-        return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-    for divisor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if value >= divisor:
-            return f"{value / divisor:.3g}{suffix}"
-    return f"{value:,.0f}"
 
 
 def _time_ticks(start: datetime, end: datetime) -> list[datetime]:

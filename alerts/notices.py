@@ -1,8 +1,9 @@
 """Messages that are not one incident's alert: a digest of many (flood control), the notice that a
 rule no longer monitored closes its incident, and the pipeline's own alerts (run health).
 
-The same rules as render.py: data and configuration text is escaped for mrkdwn, every message has
-a top-level ``text``, Block Kit's limits are kept by truncating.
+The same rules as render.py: data in mrkdwn is a code span (``code``), in the top-level ``text``
+as it is with Slack's control characters escaped (``plain``); every message has a top-level
+``text``; Block Kit's limits are kept by truncating.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from .render import (
     Incident,
     Message,
     _delay_lines,
-    escape,
+    code,
+    entities,
     mrkdwn,
+    plain,
     truncate,
     what_happened,
 )
@@ -52,20 +55,20 @@ def size(incident: Incident) -> float:
 def digest_message(channel: str, incidents: Sequence[Incident], *, delay: Delay | None = None) -> Message:
     """One message for many new incidents of one channel, biggest first."""
     ordered = sorted(incidents, key=lambda incident: (-size(incident), incident.event_name))
-    names = ", ".join(escape(incident.event_name) for incident in ordered)
+    names = ", ".join(plain(incident.event_name) for incident in ordered)
     late = "late: " if delay and delay.late else ""
     text = truncate(
-        f":rotating_light: {late}{len(ordered)} new incidents in {escape(channel)}: {names}", MAX_FALLBACK_TEXT
+        f":rotating_light: {late}{len(ordered)} new incidents in {plain(channel)}: {names}", MAX_FALLBACK_TEXT
     )
     lines = [
-        f"• *{escape(incident.event_name)}* ({incident.kind}): {what_happened(incident)}, since "
+        f"• {code(incident.event_name)} ({incident.kind}): {what_happened(incident)}, since "
         f"{incident.first_anomalous_minute:%H:%M} UTC"
         for incident in ordered[:DIGEST_LINES]
     ]
     if len(ordered) > DIGEST_LINES:
         lines.append(f"… and {len(ordered) - DIGEST_LINES} more")
     header = truncate(f"{len(ordered)} new incidents at once", MAX_HEADER_TEXT)
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": header}}]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": header, "emoji": False}}]
     chunk: list[str] = []
     for line in lines:  # sections of at most MAX_SECTION_TEXT characters
         if chunk and len("\n".join([*chunk, line])) > MAX_SECTION_TEXT:
@@ -86,27 +89,34 @@ def digest_message(channel: str, incidents: Sequence[Incident], *, delay: Delay 
 def closed_message(
     event_name: str, first_minute: datetime | None, reason: str, *, delay: Delay | None = None
 ) -> Message:
-    """An incident closed without being over: its event is no longer monitored."""
-    text = truncate(
-        f":white_check_mark: resolved (no longer monitored): {escape(event_name)}, anomalous since "
-        f"{_when(first_minute)}, is closed: {reason}. No further alert or notice follows for it.",
-        MAX_FALLBACK_TEXT,
+    """An incident closed without being over: its event is no longer monitored. ``reason`` is ours
+    (alerts/plan.py), escaped all the same."""
+
+    def sentence(name: str) -> str:
+        return (
+            f":white_check_mark: resolved (no longer monitored): {name}, anomalous since "
+            f"{_when(first_minute)}, is closed: {entities(reason)}. No further alert or notice follows for it."
+        )
+
+    text = truncate(sentence(plain(event_name)), MAX_FALLBACK_TEXT)
+    return Message(
+        text=text, blocks=[{"type": "section", "text": mrkdwn(sentence(code(event_name)))}, *_context(delay)]
     )
-    return Message(text=text, blocks=[{"type": "section", "text": mrkdwn(text)}, *_context(delay)])
 
 
 def pipeline_message(problems: Sequence[str], since: datetime, *, delay: Delay | None = None) -> Message:
-    """The pipeline itself is unhealthy: collect failing, or data stale while rules expect traffic."""
+    """The pipeline itself is unhealthy: collect failing, or data stale while rules expect traffic.
+    A problem may quote an error (a server's answer): Slack's control characters are escaped."""
     text = truncate(
-        f":warning: pipeline: mixpanel-alerts is unhealthy since {_when(since)}: {'; '.join(problems)}",
+        f":warning: pipeline: mixpanel-alerts is unhealthy since {_when(since)}: {plain('; '.join(problems))}",
         MAX_FALLBACK_TEXT,
     )
-    body = "\n".join(f"• {problem}" for problem in problems) + (
+    body = "\n".join(f"• {entities(problem)}" for problem in problems) + (
         "\nDrop alerts are held until it recovers: a drop now may be the pipeline's fault, not the events'. "
         "Run `mixpanel-alerts status` and `mixpanel-alerts check` to see why."
     )
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": "Pipeline unhealthy"}},
+        {"type": "header", "text": {"type": "plain_text", "text": "Pipeline unhealthy", "emoji": False}},
         {"type": "section", "text": mrkdwn(body)},
         *_context(delay),
     ]

@@ -1,16 +1,27 @@
 """Slack messages for incidents: Block Kit blocks plus the top-level ``text`` fallback.
 
 Text from the configuration or the data (event names, descriptions, channels, property keys and
-values, SQL) never becomes markup:
+values, SQL) never becomes markup. Slack's mrkdwn has no escape character for its formatting (``*``,
+``_``, ``~``, `````); a Slack engineer's answer (slackhq/slack-api-docs#34) is to enclose such text
+in backticks, and a zero-width space next to a marker makes formatting more likely, not less (Slack
+reads it as a word boundary: jsx-slack's docs). So:
 
-- it is escaped for ``mrkdwn`` (``&``, ``<``, ``>``), so it cannot mention ``@channel`` or a user,
-  or plant a link, and a run of three backticks is broken (a zero-width space between them), so
-  it cannot close the code block it sits in;
+- Slack's three control characters (``&``, ``<``, ``>``) are entities in every text Slack reads
+  (``entities``): no data mentions ``@channel`` or a user, or plants a link;
+- in mrkdwn, data is an inline code span (``code``): Slack formats nothing inside one (no *bold*,
+  _italic_, ~strike~ or :emoji:). A backtick cannot sit in a span and shows as U+02CB (a modifier
+  grave); line breaks and other control characters as spaces, bidirectional overrides as U+FFFD;
+- data that is a whole text object (the header, the rule's description, notes) is ``plain_text``,
+  which Slack never formats (``plain``), with emoji codes left as typed;
+- the SQL to investigate sits in a code block, where only a run of three backticks could end it
+  early: ``escape`` breaks such runs (the SQL's own text spells backticks as ``chr(96)``: reads.py);
 - every ``mrkdwn`` text object is ``verbatim``: Slack turns no bare URL or ``#channel`` into a link
   and parses no mention;
-- headers are ``plain_text``, escaped too (Slack asks it of all text);
-- the SQL to investigate names the event with a string expression that spells quotes, backticks
-  and line breaks as ``chr(…)`` (alerts/step.py).
+- the top-level ``text`` is only the notification (Slack: with blocks, "fallback text for
+  notifications only"; push notifications show it unformatted): it names the event as it is, with
+  Slack's three control characters escaped and nothing more;
+- the chart's file title and alt text (files.getUploadURLExternal) are no Block Kit: they get
+  ``file_text``: one line, no ``<``/``>`` (so no Slack markup), no ``://``, within Slack's limit.
 
 Block Kit's limits are respected by truncating, never by failing.
 """
@@ -19,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -36,6 +49,16 @@ TELLING_WORDS = ("error", "exception", "message", "code", "reason", "status", "f
 MAX_SAMPLE_PROPERTIES = 8
 MAX_PROPERTY_CHARS = 120
 MAX_IMAGE_TEXT = 2000  # an image block's alt_text and title
+MAX_FILE_ALT_TEXT = 1000  # files.getUploadURLExternal refuses a longer alt_txt (alt_txt_too_large)
+MAX_FILE_TITLE = 250  # a file's title: one line in Slack's file views
+# in an inline code span, a backtick of the data (which would end the span) shows as this look-alike
+CODE_BACKTICK = "\u02cb"  # MODIFIER LETTER GRAVE ACCENT
+# embeddings, overrides and isolates: data could reverse the order of the text around it
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# the sparkline shows at most this many minutes' window counts
+SPARKLINE_POINTS = 60
+# a code span holds at most this many characters (escaped), so that no text limit cuts one open
+MAX_CODE_CHARS = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,13 +134,60 @@ class ChartAttachment:
     hours: int
 
 
+def entities(value: object) -> str:
+    """Slack's three control characters as entities, as Slack asks of every text it reads: no
+    mention, no link, no date or channel token can come from ``value``."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def one_line(value: object) -> str:
+    """``value`` on one line: line breaks, tabs and other control characters as spaces (a line of
+    data could otherwise start a quote, ``>``, or break the line of text it sits in), bidirectional
+    overrides as U+FFFD (they could reverse the text around them)."""
+    text = "".join(" " if unicodedata.category(char) == "Cc" or char in "\u2028\u2029" else char for char in str(value))
+    return BIDI_CONTROLS.sub("\ufffd", text)
+
+
+def code(value: object, limit: int = MAX_CODE_CHARS) -> str:
+    """Data in mrkdwn, shown as it is: an inline code span, in which Slack formats nothing
+    (``*bold*``, ``_x_``, ``~strike~``, ``:emoji:`` stay as typed). Its own backticks show as U+02CB,
+    and it is trimmed: a span that starts or ends with a space may not be read as one. It is cut
+    inside (at ``limit``), never by the text around it, which would leave it open. Nothing at all
+    shows as ``(empty)``."""
+    text = entities(one_line(value)).replace("`", CODE_BACKTICK).strip()
+    return f"`{truncate(text, limit)}`" if text else "(empty)"
+
+
+def plain(value: object) -> str:
+    """Data in a ``plain_text`` object or the top-level ``text`` (which Slack does not format): one
+    line, Slack's control characters escaped, nothing else changed, so the name reads as it is."""
+    return entities(one_line(value))
+
+
 def escape(value: object) -> str:
-    """Text from the data or the configuration, safe in mrkdwn: Slack's three control characters
-    escaped, and no run of three backticks (which would open or close a code block)."""
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text inside a code block (the SQL to investigate): Slack's control characters escaped, and
+    no run of three backticks, which would close the block early."""
+    text = entities(value)
     while "``" in text:
         text = text.replace("``", "`\u200b`")
     return text
+
+
+def file_text(value: object, limit: int) -> str:
+    """Text for Slack's file upload (the chart's title and alt text), which is no Block Kit and is
+    shown as typed: one line with no control or format character (``_fit`` in chart.py draws the
+    title the same), no ``<``/``>`` (U+2039/U+203A instead: no Slack markup can form), no ``://``
+    (no link), cut to ``limit``."""
+    text = "".join(
+        " " if unicodedata.category(char)[0] == "C" or char in "\u2028\u2029" else char for char in str(value)
+    )
+    text = text.replace("<", "\u2039").replace(">", "\u203a").replace("://", ":\u2044\u2044")
+    return truncate(" ".join(text.split()), limit)
+
+
+def plain_text(text: str, limit: int = MAX_FIELD_TEXT) -> dict[str, Any]:
+    """A plain_text object (context elements, notes): Slack formats nothing in it, not even emoji codes."""
+    return {"type": "plain_text", "text": truncate(text, limit), "emoji": False}
 
 
 def mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
@@ -140,7 +210,15 @@ def _delay_lines(delay: Delay | None) -> list[str]:
 
 
 def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text`` in at most ``limit`` characters, cut with an ellipsis; never inside an entity
+    (``&amp;``), which would show as its broken letters."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    entity = cut.rfind("&")
+    if entity >= len(cut) - 4 and ";" not in cut[entity:]:
+        cut = cut[:entity]
+    return cut + "…"
 
 
 def sparkline(counts: Sequence[int]) -> str:
@@ -235,17 +313,57 @@ def back_to_normal(incident: Incident) -> str:
     return f"back under its threshold of {exact(incident.threshold)}"
 
 
-def expectation_caption(incident: Incident) -> str:
-    """Beside the sparkline (per-minute counts): the window's expectation."""
-    window = f"per {incident.time_window_minutes}-min window"
+def bounds(incident: Incident) -> str:
+    """What the rule allowed per window, without the unit: "expected 40-95", "minimum 10, threshold
+    32"; empty when it says nothing."""
     if incident.expected_count is not None:
-        return f"expected {band(incident)} {window}"
+        return f"expected {band(incident)}"
     parts = []
     if incident.lower_bound is not None:
         parts.append(f"minimum {exact(incident.lower_bound)}")
     if incident.threshold is not None:
         parts.append(f"threshold {exact(incident.threshold)}")
-    return f"{', '.join(parts)} {window}" if parts else ""
+    return ", ".join(parts)
+
+
+def expectation_caption(incident: Incident) -> str:
+    """Beside the window counts (the chart): the window's expectation, with its unit."""
+    allowed = bounds(incident)
+    return f"{allowed} per {incident.time_window_minutes}-min window" if allowed else ""
+
+
+def anomalous_span(first: datetime, last: datetime | None) -> str:
+    """The anomalous minutes as the alert and its chart both say them: "09:36-09:39" (the first to
+    the last; each the last minute of a window that broke the rule), "09:36" for one, "since 09:36"
+    while it goes on."""
+    if last is None:
+        return f"since {first:%H:%M}"
+    return f"{first:%H:%M}" if first == last else f"{first:%H:%M}\u2013{last:%H:%M}"
+
+
+def _ongoing(incident: Incident) -> bool:
+    return incident.status != "over"
+
+
+def anomalous_when(incident: Incident) -> str:
+    """The alert's "Anomalous" field, the span its chart shades: "2024-01-01 09:36-09:39 UTC", or
+    "since 2024-01-01 09:36 UTC" while the incident is open."""
+    first, last = incident.first_anomalous_minute, incident.last_anomalous_minute
+    if _ongoing(incident):
+        return f"since {first:%Y-%m-%d %H:%M} UTC"
+    if first.date() != last.date():
+        return f"{first:%Y-%m-%d %H:%M} \u2013 {last:%Y-%m-%d %H:%M} UTC"
+    return f"{first:%Y-%m-%d} {anomalous_span(first, last)} UTC"
+
+
+def counted_from(incident: Incident) -> str:
+    """What ``total_events`` counts, said plainly: the events of the incident's windows, which
+    begin ``time_window_minutes - 1`` minutes before its first anomalous minute."""
+    events = f"{incident.total_events:,} event{'' if incident.total_events == 1 else 's'}"
+    if incident.started_at == incident.first_anomalous_minute:
+        return f"{events} during the incident"
+    window = f"{incident.time_window_minutes}-min window"
+    return f"{events} from {incident.started_at:%H:%M} UTC, when its first anomalous {window} began"
 
 
 def _hours(hours: int) -> str:
@@ -253,22 +371,26 @@ def _hours(hours: int) -> str:
 
 
 def chart_title(incident: Incident, hours: int) -> str:
-    """The chart's title, drawn in the image and given to the uploaded file: plain text, not
-    escaped (nothing parses it)."""
-    return f"{incident.event_name} · events per {incident.time_window_minutes}-min window, {_hours(hours)} (UTC)"
+    """The chart's title, drawn in the image and given to the uploaded file: ``file_text``, the
+    event's name cut first."""
+    rest = f" · events per {incident.time_window_minutes}-min window, {_hours(hours)} (UTC)"
+    return file_text(file_text(incident.event_name, MAX_FILE_TITLE - len(rest)) + rest, MAX_FILE_TITLE)
 
 
 def chart_alt_text(incident: Incident, hours: int) -> str:
-    """What the chart shows, in words (screen readers, a chart that does not load): plain text;
-    the image block escapes it."""
+    """What the chart shows, in words (screen readers, a chart that does not load), for the file
+    upload's ``alt_txt`` and the image block: ``file_text`` within Slack's 1,000 characters. The
+    event's name is cut first, so the rest is always said."""
     window = f"per {incident.time_window_minutes}-min window"
-    bounds = expectation_caption(incident).removesuffix(window).strip()
-    shaded = f"{incident.first_anomalous_minute:%H:%M}\u2013{incident.last_anomalous_minute:%H:%M} UTC"
-    return truncate(
-        f"Chart of {incident.event_name} over {_hours(hours)} (UTC): the events {window}, minute by minute"
-        f"{' (' + bounds + ')' if bounds else ''}; the incident ({shaded}) is shaded. {what_happened(incident)}.",
-        MAX_IMAGE_TEXT,
+    allowed = bounds(incident)
+    last = None if _ongoing(incident) else incident.last_anomalous_minute
+    shaded = anomalous_span(incident.first_anomalous_minute, last)
+    rest = (
+        f" over {_hours(hours)} (UTC): the events {window}, minute by minute{' (' + allowed + ')' if allowed else ''};"
+        f" the anomalous minutes ({shaded} UTC) are shaded. {what_happened(incident)}."
     )
+    name = file_text(incident.event_name, max(MAX_FILE_ALT_TEXT - len(rest) - len("Chart of "), 20))
+    return file_text(f"Chart of {name}{rest}", MAX_FILE_ALT_TEXT)
 
 
 def chart_filename(incident: Incident) -> str:
@@ -278,6 +400,39 @@ def chart_filename(incident: Incident) -> str:
     return f"{stem}-{incident.incident_id[:12]}.png"
 
 
+def window_counts(minute_counts: Sequence[int], window_minutes: int) -> list[int]:
+    """Each minute's window count (the ``window_minutes`` minutes ending with it, as the rules
+    count), for the minutes of ``minute_counts`` (consecutive, oldest first) that end a whole window."""
+    counts, running = [], 0
+    for index, count in enumerate(minute_counts):
+        running += count
+        if index >= window_minutes:
+            running -= minute_counts[index - window_minutes]
+        if index >= window_minutes - 1:
+            counts.append(running)
+    return counts
+
+
+def _sparkline_block(incident: Incident, minute_counts: Sequence[int]) -> dict[str, Any] | None:
+    """The last minutes in one unit: each minute's window count, the unit of the rule's bounds and
+    of the chart; or, when the minutes hold fewer than two whole windows, each minute's events
+    alone, without the bounds (which are per window)."""
+    if not minute_counts:
+        return None
+    window = incident.time_window_minutes
+    windows = window_counts(minute_counts, window)[-SPARKLINE_POINTS:]
+    if len(windows) >= 2:
+        allowed = bounds(incident)
+        unit = "events per minute" if window == 1 else f"events per {window}-min window, minute by minute"
+        counts, caption = windows, f"max {max(windows):,}{'; ' + allowed if allowed else ''}"
+        minutes = len(windows) + window - 1  # the minutes whose events the windows count
+    else:
+        counts = list(minute_counts[-SPARKLINE_POINTS:])
+        unit, caption, minutes = "events per minute", f"max {max(counts):,}", len(counts)
+    heading = f"*Last {minutes} minutes*: {unit} ({caption})"
+    return {"type": "section", "text": mrkdwn(f"{heading}\n`{sparkline(counts)}`")}
+
+
 def _chart_blocks(
     incident: Incident, chart: ChartAttachment, sparkline_block: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
@@ -285,29 +440,31 @@ def _chart_blocks(
     preview, the sparkline and where the image would be."""
     if chart.file_id:
         caption = expectation_caption(incident)
-        title = f"{_hours(chart.hours).capitalize()} (UTC){': ' + caption if caption else ''}"
+        last = None if _ongoing(incident) else incident.last_anomalous_minute
+        shaded = f"anomalous {anomalous_span(incident.first_anomalous_minute, last)} shaded"
+        title = f"{_hours(chart.hours).capitalize()} (UTC){': ' + caption if caption else ''}; {shaded}"
         return [
             {
                 "type": "image",
                 "slack_file": {"id": chart.file_id},
-                "alt_text": truncate(escape(chart_alt_text(incident, chart.hours)), MAX_IMAGE_TEXT),
-                "title": {"type": "plain_text", "text": truncate(escape(title), MAX_IMAGE_TEXT), "emoji": False},
+                "alt_text": truncate(plain(chart_alt_text(incident, chart.hours)), MAX_IMAGE_TEXT),
+                "title": {"type": "plain_text", "text": truncate(plain(title), MAX_IMAGE_TEXT), "emoji": False},
             }
         ]
     if chart.note:
-        context = f"Chart not attached: {escape(chart.note)}."
+        context = plain_text(f"Chart not attached: {plain(chart.note)}.")
     else:
-        context = f"📈 A chart of {_hours(chart.hours)} goes here in Slack (with a bot token)."
+        context = mrkdwn(f"📈 A chart of {_hours(chart.hours)} goes here in Slack (with a bot token).", MAX_FIELD_TEXT)
     blocks = [sparkline_block] if sparkline_block else []
-    return [*blocks, {"type": "context", "elements": [mrkdwn(context, MAX_FIELD_TEXT)]}]
+    return [*blocks, {"type": "context", "elements": [context]}]
 
 
 def _minute(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
-def _sample_lines(sample: dict[str, Any]) -> str:
-    """One sample event: its time, then telling properties as ``key: value``."""
+def _sample_lines(sample: dict[str, Any]) -> list[str]:
+    """One sample event: its time, then telling properties, each ``key``: ``value`` (code spans)."""
     properties = sample.get("properties") or {}
     if isinstance(properties, str):
         try:
@@ -324,12 +481,50 @@ def _sample_lines(sample: dict[str, Any]) -> str:
     for key in keys[:MAX_SAMPLE_PROPERTIES]:
         value = properties[key]
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        # a key shows in inline code: a backtick in it would end the code early
-        name = escape(truncate(str(key), MAX_PROPERTY_CHARS)).replace("`", "\u02cb")
-        shown.append(f"`{name}`: {escape(truncate(text, MAX_PROPERTY_CHARS))}")
+        shown.append(f"{code(truncate(str(key), MAX_PROPERTY_CHARS))}: {code(truncate(text, MAX_PROPERTY_CHARS))}")
     when = sample.get("event_at")
-    header = f"• {_minute(when) if isinstance(when, datetime) else escape(when)}"
-    return header + ("\n   " + "  ·  ".join(shown) if shown else "")
+    return [f"• {_minute(when) if isinstance(when, datetime) else code(when) if when is not None else '-'}", *shown]
+
+
+def _samples_text(samples: Sequence[dict[str, Any]]) -> str:
+    """The sample events' section: whole properties only, as many as fit (a cut would leave a
+    code span open)."""
+    text, room = "*Sample events*", MAX_SECTION_TEXT - 2
+    for sample in samples[:3]:
+        header, *pairs = _sample_lines(sample)
+        for part in [f"\n{header}", *(("\n   " if index == 0 else "  ·  ") + pair for index, pair in enumerate(pairs))]:
+            if len(text) + len(part) > room:
+                return text + " …"
+            text += part
+    return text
+
+
+def _summary(incident: Incident, sentence: str) -> dict[str, Any]:
+    """What happened, and the fields: the anomalous minutes (as the chart shades them), the status,
+    how many minutes were anomalous, the rule's channel."""
+    status = "over at " + _minute(incident.ended_at) if incident.ended_at else "ongoing"
+    return {
+        "type": "section",
+        "text": mrkdwn(f"{code(incident.event_name)}: {sentence} ({counted_from(incident)})."),
+        "fields": [
+            mrkdwn(f"*Anomalous*\n{anomalous_when(incident)}", MAX_FIELD_TEXT),
+            mrkdwn(f"*Status*\n{status}", MAX_FIELD_TEXT),
+            mrkdwn(f"*Anomalous minutes*\n{incident.anomalous_minutes}", MAX_FIELD_TEXT),
+            mrkdwn(f"*Channel*\n{code(incident.alert_channel)}", MAX_FIELD_TEXT),
+        ],
+    }
+
+
+def _context(incident: Incident, delivered_to: str | None) -> dict[str, Any]:
+    """The incident's id; through a webhook, also its rule's channel and where it went instead (a
+    note of ours, as plain text)."""
+    if not delivered_to:
+        return {"type": "context", "elements": [mrkdwn(f"incident {code(incident.incident_id)}", MAX_FIELD_TEXT)]}
+    ids = f"incident {code(incident.incident_id)} · rule channel {code(incident.alert_channel)}"
+    return {
+        "type": "context",
+        "elements": [mrkdwn(ids, MAX_FIELD_TEXT), plain_text(f"(sent through {plain(delivered_to)})")],
+    }
 
 
 def firing_message(
@@ -343,82 +538,58 @@ def firing_message(
     delay: Delay | None = None,
     chart: ChartAttachment | None = None,
 ) -> Message:
-    """The one firing message of an incident. ``delivered_to`` is the webhook's channel note;
-    ``description`` the rule's; ``delay`` says the message is late; ``chart`` the image of the last
-    hours, or why it is missing (none: the sparkline alone, as a webhook sends it)."""
-    event = escape(incident.event_name)
+    """The one firing message of an incident. ``minute_counts``: the events of each of the last
+    minutes, oldest first, to the incident's last anomalous minute (the sparkline shows their window
+    counts). ``samples`` are shown for a spike only: events of a drop say nothing of what is missing.
+    ``delivered_to`` is the webhook's channel note; ``description`` the rule's; ``delay`` says the
+    message is late; ``chart`` the image of the last hours, or why it is missing (none: the
+    sparkline alone, as a webhook sends it)."""
     late = "late: " if delay and delay.late else ""
     emoji = ":chart_with_downwards_trend:" if incident.kind == "drop" else ":rotating_light:"
     sentence = what_happened(incident)
     text = truncate(
-        f"{emoji} {late}{event}: {sentence} (since {_minute(incident.started_at)})",
+        f"{emoji} {late}{plain(incident.event_name)}: {sentence} (since {_minute(incident.first_anomalous_minute)})",
         MAX_FALLBACK_TEXT,
     )
-    status = "over at " + _minute(incident.ended_at) if incident.ended_at else "ongoing"
+    header = f"{'📉' if incident.kind == 'drop' else '🚨'} {plain(incident.event_name)}"
     blocks: list[dict[str, Any]] = [
-        {
-            "type": "header",
-            "text": {
-                "type": "plain_text",
-                "text": truncate(f"{'📉' if incident.kind == 'drop' else '🚨'} {event}", MAX_HEADER_TEXT),
-                "emoji": True,
-            },
-        },
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, MAX_HEADER_TEXT), "emoji": False}},
     ]
     if delay:
         blocks.append({"type": "section", "text": mrkdwn("\n".join(_delay_lines(delay)))})
-    summary = f"*{event}*: {sentence} ({incident.total_events:,} events during the incident)."
+    blocks.append(_summary(incident, sentence))
     if description:
-        summary += f"\n_{escape(description)}_"
-    blocks.append(
-        {
-            "type": "section",
-            "text": mrkdwn(summary),
-            "fields": [
-                mrkdwn(f"*Started*\n{_minute(incident.started_at)}", MAX_FIELD_TEXT),
-                mrkdwn(f"*Status*\n{status}", MAX_FIELD_TEXT),
-                mrkdwn(f"*Anomalous minutes*\n{incident.anomalous_minutes}", MAX_FIELD_TEXT),
-                mrkdwn(f"*Channel*\n{escape(incident.alert_channel)}", MAX_FIELD_TEXT),
-            ],
-        }
-    )
-    sparkline_block = None
-    if minute_counts:
-        caption = expectation_caption(incident)
-        spark = (
-            f"*Last {len(minute_counts)} minutes* (max {max(minute_counts)}/min"
-            f"{'; ' + caption if caption else ''})\n`{sparkline(minute_counts)}`"
-        )
-        sparkline_block = {"type": "section", "text": mrkdwn(spark)}
+        blocks.append({"type": "context", "elements": [plain_text(plain(description))]})
+    sparkline_block = _sparkline_block(incident, minute_counts)
     if chart is not None:
         blocks += _chart_blocks(incident, chart, sparkline_block)
     elif sparkline_block:
         blocks.append(sparkline_block)
-    if samples:
-        lines = "\n".join(_sample_lines(sample) for sample in samples[:3])
-        blocks.append({"type": "section", "text": mrkdwn(f"*Sample events*\n{lines}")})
+    if samples and incident.kind != "drop":
+        blocks.append({"type": "section", "text": mrkdwn(_samples_text(samples))})
     heading = "*Investigate*"
     if investigation.url:
         heading += f": <{investigation.url}|open the query>"
-    # the SQL's own text holds no backtick run (see step.py), and data in it is escaped
+    # the SQL's own text holds no backtick run (see reads.py), and data in it is escaped
     sql = truncate(escape(investigation.sql), MAX_SECTION_TEXT - len(heading) - 10)
     blocks.append({"type": "section", "text": mrkdwn(f"{heading}\n```{sql}```")})
-    context = f"incident {escape(incident.incident_id)}"
-    if delivered_to:
-        context += f" · rule channel {escape(incident.alert_channel)} (sent through {escape(delivered_to)})"
-    blocks.append({"type": "context", "elements": [mrkdwn(context, MAX_FIELD_TEXT)]})
+    blocks.append(_context(incident, delivered_to))
     return Message(text=text, blocks=blocks[:MAX_BLOCKS])
 
 
 def resolved_message(incident: Incident, *, delay: Delay | None = None) -> Message:
-    event = escape(incident.event_name)
+    """The notice that an incident is over: the same sentence in the notification (the event's
+    name as it is) and in the block (the name as a code span)."""
     late = " (late)" if delay and delay.late else ""
-    text = truncate(
-        f":white_check_mark: resolved{late}: {event} is {back_to_normal(incident)} since {_minute(incident.ended_at)} "
-        f"({'lowest' if incident.kind == 'drop' else 'peak'} {incident.peak_count:,}).",
-        MAX_FALLBACK_TEXT,
-    )
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(text)}]
+    low_or_peak = "lowest" if incident.kind == "drop" else "peak"
+
+    def sentence(name: str) -> str:
+        return (
+            f":white_check_mark: resolved{late}: {name} is {back_to_normal(incident)} since "
+            f"{_minute(incident.ended_at)} ({low_or_peak} {incident.peak_count:,})."
+        )
+
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(sentence(code(incident.event_name)))}]
     if delay:
         blocks.append({"type": "context", "elements": [mrkdwn(" ".join(_delay_lines(delay)), MAX_FIELD_TEXT)]})
-    return Message(text=text, blocks=blocks)
+    return Message(text=truncate(sentence(plain(incident.event_name)), MAX_FALLBACK_TEXT), blocks=blocks)

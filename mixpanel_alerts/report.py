@@ -3,7 +3,8 @@ and the first incidents per rule, so a rule can be tuned before it is turned on.
 
 The page needs no network to be viewed: inline CSS and inline SVG, no script, no font, no link out.
 Text from the configuration or the data is always escaped (``html.escape``) and isolated in
-``<bdi>`` so a right-to-left mark cannot reorder the text around it.
+``<bdi>`` so a right-to-left mark cannot reorder the text around it. Numbers (axis labels, tables)
+are written by ``mixpanel_alerts.core.numbers``, as the alert's PNG chart writes them.
 
 Input (a JSON-able dict; times are ISO 8601 in UTC, ``Z`` or an offset, naive taken as UTC)::
 
@@ -33,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from mixpanel_alerts.core.numbers import axis_labels, figure
 
 WIDTH, HEIGHT = 1000, 280
 LEFT, RIGHT, TOP, BOTTOM = 58, 26, 34, 40
@@ -102,9 +105,7 @@ def _utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def _number(value: float | None) -> str:
-    if value is None:
-        return DASH
-    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.1f}"
+    return DASH if value is None else figure(value)
 
 
 def _minutes(minutes: int) -> str:
@@ -112,9 +113,22 @@ def _minutes(minutes: int) -> str:
     return " ".join(([f"{hours} h"] if hours else []) + ([f"{rest} min"] if rest or not hours else []))
 
 
-def _detector(rule: dict[str, Any]) -> str:
-    direction = rule.get("direction")
-    return f"{rule.get('detector', '')} ({direction})" if direction else str(rule.get("detector", ""))
+def _watches(rule: dict[str, Any]) -> str:
+    """What a rule watches, by what it has: "baseline (both)", "threshold 32 per 5 min", "minimum 3
+    per 5 min", "threshold 32 / minimum 3 per 5 min", "baseline (up) / minimum 20 per 5 min". A
+    threshold rule's direction is not its own (the threshold is up, the minimum down)."""
+    parts = []
+    if rule.get("detector") == "baseline":
+        direction = rule.get("direction")
+        parts.append(f"baseline ({direction})" if direction else "baseline")
+    limits = [
+        f"{name} {_number(float(rule[key]))}"
+        for key, name in (("alert_threshold", "threshold"), ("min_events", "minimum"))
+        if rule.get(key) is not None
+    ]
+    if limits:
+        parts.append(" / ".join(limits) + f" per {_minutes(int(rule.get('time_window_minutes') or 0))}")
+    return " / ".join(parts) or str(rule.get("detector") or DASH)
 
 
 def _bucketize(series: Sequence[dict[str, Any]], times: list[float], t0: float, span: float) -> list[_Bucket]:
@@ -144,13 +158,6 @@ def _nice_top(value: float) -> tuple[float, float]:
     multiples = (1, 2, 2.5, 5, 10) if magnitude >= 10 else (1, 2, 5, 10)
     step = max(1.0, next(m * magnitude for m in multiples if m * magnitude >= raw))
     return math.ceil(max(value, 1.0) / step) * step, step
-
-
-def _compact(value: float) -> str:
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "k")):
-        if value >= size:
-            return f"{value / size:g}{suffix}"
-    return f"{value:g}"
 
 
 def _runs(buckets: list[_Bucket], keep: Callable[[_Bucket], bool]) -> Iterator[list[_Bucket]]:
@@ -187,10 +194,11 @@ def _time_axis(t0: float, t1: float) -> str:
 
 def _count_axis(top: float, step: float, y_of: Callable[[float], float]) -> str:
     out = []
-    for value in (i * step for i in range(round(top / step) + 1)):
+    ticks = [i * step for i in range(round(top / step) + 1)]
+    for value, label in zip(ticks, axis_labels(ticks), strict=True):
         y = y_of(value)
         out.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{y:.1f}" y2="{y:.1f}" {GRID}/>')
-        out.append(f'<text x="{LEFT - 7}" y="{y + 4:.1f}" text-anchor="end">{_compact(value)}</text>')
+        out.append(f'<text x="{LEFT - 7}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     return "".join(out)
 
 
@@ -285,8 +293,8 @@ def _chart(rule: dict[str, Any]) -> str:
     if len(buckets) == 1:
         parts.append(f'<circle cx="{x_of(t0):.1f}" cy="{y_of(buckets[0].high):.1f}" r="3" fill="{count}"/>')
     for value, key, name, dash in (
-        (threshold, "threshold", "alert threshold", "7 4"),
-        (min_events, "min_events", "min events", "2 3"),
+        (threshold, "threshold", "threshold", "7 4"),
+        (min_events, "min_events", "minimum", "2 3"),
     ):
         if value is not None:
             stroke = f'stroke="{COLOURS[key]}" stroke-width="1.6" stroke-dasharray="{dash}"'
@@ -327,9 +335,9 @@ def _per_week(count: int, weeks: Any) -> str:
 def _summary(rules: list[dict[str, Any]]) -> str:
     if not rules:
         return '<p class="none">No rules to replay: the events configuration has none enabled.</p>'
-    widths = "".join(f'<col style="width:{width}%">' for width in (18, 12, 7, 8, 7, 9, 12, 27))
+    widths = "".join(f'<col style="width:{width}%">' for width in (18, 16, 7, 8, 7, 9, 12, 23))
     head = (
-        f"<colgroup>{widths}</colgroup><tr><th>event</th><th>detector</th>"
+        f"<colgroup>{widths}</colgroup><tr><th>event</th><th>watches</th>"
         '<th class="n">window</th><th class="n">incidents</th>'
         '<th class="n">per week</th><th class="n">spikes / drops</th><th>history</th><th>description</th></tr>'
     )
@@ -340,7 +348,7 @@ def _summary(rules: list[dict[str, Any]]) -> str:
         learning = f'<span class="learning">{_e(rule["learning"])}</span>' if rule.get("learning") else ""
         rows.append(
             f'<tr><td><a href="#rule-{number}"><bdi>{_e(rule.get("event_name"))}</bdi></a></td>'
-            f'<td>{_e(_detector(rule))}</td><td class="n">{_minutes(int(rule.get("time_window_minutes") or 0))}</td>'
+            f'<td>{_e(_watches(rule))}</td><td class="n">{_minutes(int(rule.get("time_window_minutes") or 0))}</td>'
             f'<td class="n">{len(incidents)}</td><td class="n">{_per_week(len(incidents), rule.get("weeks"))}</td>'
             f'<td class="n">{len(incidents) - drops} / {drops}</td><td>{learning}</td>'
             f'<td class="desc"><bdi>{_e(rule.get("description"))}</bdi></td></tr>'
@@ -349,11 +357,9 @@ def _summary(rules: list[dict[str, Any]]) -> str:
 
 
 def _rule_section(number: int, rule: dict[str, Any]) -> str:
-    facts = [_detector(rule), f"window {_minutes(int(rule.get('time_window_minutes') or 0))}"]
-    if rule.get("alert_threshold") is not None:
-        facts.append(f"alert threshold {_number(rule['alert_threshold'])}")
-    if rule.get("min_events") is not None:
-        facts.append(f"min events {_number(rule['min_events'])}")
+    facts = [_watches(rule)]
+    if rule.get("alert_threshold") is None and rule.get("min_events") is None:
+        facts.append(f"window {_minutes(int(rule.get('time_window_minutes') or 0))}")
     if rule.get("alert_channel"):
         facts.append(f"channel {rule['alert_channel']}")
     learning = f' <span class="learning">{_e(rule["learning"])}</span>' if rule.get("learning") else ""

@@ -1,6 +1,7 @@
 """Write a sample backtest report page from synthetic data, for the README's screenshot.
 
     python scripts/sample_report.py /tmp/report.html
+    python scripts/sample_report.py /tmp/report.html --scale 100   # counts in the tens of thousands
 
 Fourteen days of per-minute counts with a daily and a weekly rhythm, a few spikes and one
 45-minute outage; a baseline rule on the checkouts and a threshold rule on the payment errors.
@@ -9,9 +10,9 @@ The incidents are the minutes outside the band (or over the threshold), grouped 
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ START = datetime(2026, 11, 16, tzinfo=UTC)
 DAYS = 14
 
 
-def rhythm(moment: datetime) -> float:
-    """Events per minute: a trough at 04:00 UTC, a peak in the evening, quieter weekends."""
+def rhythm(moment: datetime, scale: float = 1.0) -> float:
+    """Events per minute: a trough at 04:00 UTC, a peak in the evening, quieter weekends; ``scale``
+    times as many (to see the axes of big counts)."""
     hour = moment.hour + moment.minute / 60
     daily = 0.55 + 0.45 * math.sin((hour - 10) / 24 * 2 * math.pi)
-    return 40 * daily * (0.7 if moment.weekday() >= 5 else 1.0) + 4
+    return scale * (40 * daily * (0.7 if moment.weekday() >= 5 else 1.0) + 4)
 
 
 def noisy(rng: random.Random, mean: float) -> int:
@@ -57,7 +59,7 @@ def incidents(series: list[dict[str, Any]], anomalous: Any) -> list[dict[str, An
     return found
 
 
-def sample_report(seed: int = 7) -> dict[str, Any]:
+def sample_report(seed: int = 7, scale: float = 1.0) -> dict[str, Any]:
     rng = random.Random(seed)
     lead = 14  # minutes simulated before the period, so its first windows are full
     minutes = [START + timedelta(minutes=i - lead) for i in range(DAYS * 1440 + lead)]
@@ -67,7 +69,7 @@ def sample_report(seed: int = 7) -> dict[str, Any]:
     outage = START + timedelta(days=8, hours=13, minutes=10)
     per_minute, errors = [], []
     for moment in minutes:
-        rate = rhythm(moment)
+        rate = rhythm(moment, scale)
         for start, size in spikes.items():
             if timedelta(0) <= moment - start < timedelta(minutes=25):
                 rate *= size
@@ -77,12 +79,12 @@ def sample_report(seed: int = 7) -> dict[str, Any]:
         failing = timedelta(0) <= moment - outage < timedelta(minutes=50) or any(
             timedelta(0) <= moment - start < timedelta(minutes=12) for start in list(spikes)[1:]
         )
-        errors.append(noisy(rng, 9 if failing else 0.6))
+        errors.append(noisy(rng, scale * (9 if failing else 0.6)))
 
     checkouts, payment_errors = [], []
     for index, moment in enumerate(minutes[lead:], lead):
         iso = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-        expected = sum(rhythm(moment - timedelta(minutes=k)) for k in range(5))
+        expected = sum(rhythm(moment - timedelta(minutes=k), scale) for k in range(5))
         spread = 4 * math.sqrt(expected) + 0.08 * expected
         checkouts.append(
             {
@@ -110,7 +112,7 @@ def sample_report(seed: int = 7) -> dict[str, Any]:
             "direction": "both",
             "time_window_minutes": 5,
             "alert_threshold": None,
-            "min_events": 20,
+            "min_events": round(20 * scale),
             "description": "Checkouts per 5 minutes against the same minute of the last 7 days.",
             "alert_channel": "#alerts-checkout",
             "series": checkouts,
@@ -122,12 +124,12 @@ def sample_report(seed: int = 7) -> dict[str, Any]:
             "detector": "threshold",
             "direction": "up",
             "time_window_minutes": 15,
-            "alert_threshold": 60,
+            "alert_threshold": round(60 * scale),
             "min_events": None,
-            "description": "More than 60 failed payments in 15 minutes.",
+            "description": f"More than {round(60 * scale):,} failed payments in 15 minutes.",
             "alert_channel": "#alerts-payments",
             "series": payment_errors,
-            "incidents": incidents(payment_errors, lambda point: "spike" if point["count"] > 60 else None),
+            "incidents": incidents(payment_errors, lambda point: "spike" if point["count"] > 60 * scale else None),
         },
     ]
     return {
@@ -140,6 +142,8 @@ def sample_report(seed: int = 7) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python scripts/sample_report.py OUTPUT.html")
-    Path(sys.argv[1]).write_text(render_backtest_html(sample_report()), encoding="utf-8")
+    parser = argparse.ArgumentParser(description="Write a sample backtest report page.")
+    parser.add_argument("output", type=Path, help="the HTML file to write")
+    parser.add_argument("--scale", type=float, default=1.0, help="times as many events (default 1)")
+    arguments = parser.parse_args()
+    arguments.output.write_text(render_backtest_html(sample_report(scale=arguments.scale)), encoding="utf-8")

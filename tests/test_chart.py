@@ -9,13 +9,14 @@ import json
 import math
 import struct
 import time
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mixpanel_alerts.alerts import chart
 from mixpanel_alerts.alerts.chart import ChartPoint, render_chart
@@ -27,8 +28,9 @@ from mixpanel_alerts.alerts.render import (
     chart_alt_text,
     chart_filename,
     chart_title,
-    escape,
     firing_message,
+    plain,
+    what_happened,
 )  # fmt: skip
 from mixpanel_alerts.alerts.slack import BotSender, ChartUnavailable, DeliveryError, Pacer, Stamp
 from tests.hostile import HOSTILE_NAMES
@@ -341,8 +343,10 @@ def test_the_image_block_replaces_the_sparkline_and_is_safe(name: str) -> None:
     assert image["slack_file"] == {"id": "F0000000001"}
     assert 1 <= len(image["alt_text"]) <= 2000 and image["title"]["type"] == "plain_text"
     assert 1 <= len(image["title"]["text"]) <= 2000
-    assert image["alt_text"].startswith(f"Chart of {escape(name)}"[:100])
-    assert image["title"]["text"] == "The last 3 hours (UTC): expected 5\u201360 per 5-min window"
+    assert image["alt_text"] == plain(chart_alt_text(subject, 3))
+    assert image["title"]["text"] == (
+        "The last 3 hours (UTC): expected 5\u201360 per 5-min window; anomalous since 11:30 shaded"
+    )
     for text in (image["alt_text"], image["title"]["text"]):
         assert "<" not in text and ">" not in text, text
     for markup in RAW_MARKUP:
@@ -358,9 +362,11 @@ def test_the_alt_text_says_what_the_chart_shows() -> None:
     alt = chart_alt_text(incident("checkout"), 3)
     assert alt == (
         "Chart of checkout over the last 3 hours (UTC): the events per 5-min window, minute by minute "
-        "(expected 5\u201360); the incident (11:30\u201311:40 UTC) is shaded. "
+        "(expected 5\u201360); the anomalous minutes (since 11:30 UTC) are shaded. "
         "100 events in 5 min, expected 5\u201360 at this time on a Monday."
     )
+    over = dataclasses.replace(incident("checkout"), status="over", ended_at=at(INCIDENT_TO + 1))
+    assert "the anomalous minutes (11:30\u201311:40 UTC) are shaded" in chart_alt_text(over, 3)
     threshold = incident("errors", expected_count=None, lower_bound=None, upper_bound=None, alert_threshold=50)
     assert "(threshold 50)" in chart_alt_text(threshold, 1) and "over the last hour" in chart_alt_text(threshold, 1)
     assert chart_title(threshold, 3) == "errors · events per 5-min window, the last 3 hours (UTC)"
@@ -375,8 +381,7 @@ def test_a_failed_upload_keeps_the_sparkline_and_says_why() -> None:
     [spark] = [i for i, block in enumerate(message.blocks) if "*Last 4 minutes*" in str(block)]
     context = message.blocks[spark + 1]
     assert context["type"] == "context"
-    assert context["elements"][0]["text"] == f"Chart not attached: {note}."
-    assert context["elements"][0]["verbatim"] is True
+    assert context["elements"] == [{"type": "plain_text", "text": f"Chart not attached: {note}.", "emoji": False}]
     hostile = firing(incident("checkout"), chart=ChartAttachment(file_id=None, note=HOSTILE, hours=3))
     for markup in RAW_MARKUP:
         assert markup not in texts(hostile), "a reason is escaped like any text"
@@ -386,3 +391,68 @@ def test_a_preview_says_where_the_chart_would_be() -> None:
     message = firing(incident("checkout"), chart=ChartAttachment(file_id=None, note=None, hours=3))
     assert '"image"' not in texts(message) and "*Last 4 minutes*" in texts(message)
     assert "A chart of the last 3 hours goes here in Slack (with a bot token)." in texts(message)
+
+
+# ------------------------------------------------------------------ what the chart says
+
+
+def drawn_texts(monkeypatch: pytest.MonkeyPatch, points: list[ChartPoint], **kwargs: Any) -> list[str]:
+    """The texts the chart draws (Pillow's own text drawing, watched, not replaced)."""
+    texts: list[str] = []
+    original = ImageDraw.ImageDraw.text
+
+    def watched(self: ImageDraw.ImageDraw, xy: Any, text: Any, *args: Any, **options: Any) -> None:
+        texts.append(str(text))
+        original(self, xy, text, *args, **options)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", watched)
+    render_chart(points, title="t", **kwargs)
+    return texts
+
+
+def test_the_count_axis_is_labelled_in_one_unit_above_ten_thousand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the report's formatter (core.numbers): 0, 3k, 6k, 9k, 12k, where the chart's own once
+    wrote 3,000, 6,000, 9,000, 12k."""
+    points = [ChartPoint(at(m), 11_000 if m == 100 else 4_000, upper=10_000.0) for m in range(MINUTES)]
+    texts = drawn_texts(monkeypatch, points, incident_start=at(100), incident_end=at(100))
+    assert texts[1:6] == ["0", "3k", "6k", "9k", "12k"]
+
+
+@pytest.mark.parametrize(
+    ("end", "legend"),
+    [(INCIDENT_TO, "anomalous 11:30-11:40"), (None, "anomalous since 11:30"),
+     (INCIDENT_FROM, "anomalous 11:30")],
+    ids=["over", "ongoing", "one-minute"],
+)  # fmt: skip
+def test_the_legend_names_the_anomalous_minutes_as_the_alert_does(
+    monkeypatch: pytest.MonkeyPatch, end: int | None, legend: str
+) -> None:
+    """The shade's key says which minutes it covers, in the words of the alert's "Anomalous" field
+    (render.anomalous_span); it once said "incident" beside an alert that "Started" 4 minutes earlier."""
+    texts = drawn_texts(
+        monkeypatch, baseline_points(), incident_start=at(INCIDENT_FROM), incident_end=at(end) if end else None
+    )
+    assert legend in texts and "incident" not in texts
+
+
+FILE_NAMES = [*HOSTILE_NAMES, HOSTILE, "*bold* _x_ ~s~ :fire:", "a\u202eb\u2066c\x00d\x1be", "see https://evil.example"]
+
+
+@pytest.mark.parametrize("name", [*FILE_NAMES, "x" * 1000, HOSTILE * 30], ids=lambda name: f"{len(name)}-chars")
+def test_the_uploaded_files_title_and_alt_text_are_safe(name: str) -> None:
+    """files.getUploadURLExternal's alt_txt and the file's title are no Block Kit: Slack shows them
+    as typed, and refuses an alt_txt over 1,000 characters. One line, no control or format
+    character, no markup (no < or >) and no link, within the limits; the alt text always ends by
+    saying what happened."""
+    subject = incident(name)
+    for text, limit in ((chart_alt_text(subject, 3), 1000), (chart_title(subject, 3), 250)):
+        assert 1 <= len(text) <= limit, len(text)
+        assert not any(unicodedata.category(char)[0] == "C" for char in text), repr(text)
+        assert "<" not in text and ">" not in text and "://" not in text, text
+        assert text == text.strip() and "  " not in text
+    assert chart_alt_text(subject, 3).endswith(f"are shaded. {what_happened(subject)}.")
+    assert chart_title(subject, 3).endswith(" · events per 5-min window, the last 3 hours (UTC)")
+    printable = not any(unicodedata.category(char)[0] == "C" or char in "<>" for char in name)
+    if printable and "://" not in name and len(name) < 200:
+        assert f"Chart of {name} over" in chart_alt_text(subject, 3), "the name as it is"
+        assert chart_title(subject, 3).startswith(f"{name} · ")

@@ -191,8 +191,8 @@ def test_lines_band_and_legend_follow_the_rule() -> None:
     first, second = (
         markup for markup in re.findall(r"<svg.*?</svg>", render_backtest_html(backtest(threshold, rule())))
     )
-    assert "alert threshold (500)" in first and "expected band" not in first and "min events" not in first
-    assert "expected band" in second and "min events (10)" in second and "alert threshold" not in second
+    assert "threshold (500)" in first and "expected band" not in first and "minimum" not in first
+    assert "expected band" in second and "minimum (10)" in second and "threshold" not in second
     assert len(page.tags("polygon", fill=report.COLOURS["band"])) == 1
 
 
@@ -217,9 +217,58 @@ def test_incident_list_shows_the_first_ten() -> None:
     assert "and 2 more incidents not listed." in markup
 
 
-def test_the_renderer_imports_only_the_standard_library() -> None:
+def test_the_renderer_imports_only_the_standard_library_and_the_number_formatter() -> None:
+    """The page renders anywhere: the standard library, and the one number formatter it shares with
+    the alert's chart (itself standard library only: tests/test_numbers.py)."""
     tree = ast.parse(Path(report.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
-    assert {name.split(".")[0] for name in imported} - {"__future__"} <= sys.stdlib_module_names
+    assert {name.split(".")[0] for name in imported - {"mixpanel_alerts.core.numbers"}} - {"__future__"} <= (
+        sys.stdlib_module_names
+    )
     assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+
+
+def count_axis(markup: str) -> list[str]:
+    """The count axis's labels of the first chart, bottom to top."""
+    svg = re.findall(r"<svg.*?</svg>", markup)[0]
+    labels = re.findall(rf'<text x="{report.LEFT - 7}" y="([\d.]+)" text-anchor="end">([^<]*)</text>', svg)
+    return [label for _, label in sorted(labels, key=lambda pair: -float(pair[0]))]
+
+
+@pytest.mark.parametrize(
+    ("count", "threshold", "labels"),
+    [(12_000, 15_000, ["0", "5k", "10k", "15k", "20k"]),
+     (9_000, None, ["0", "2k", "4k", "6k", "8k", "10k"]),
+     (7_000, None, ["0", "2,000", "4,000", "6,000", "8,000"]),
+     (1_150_000, None, ["0", "0.25M", "0.5M", "0.75M", "1M", "1.25M"]),
+     (3, None, ["0", "1", "2", "3", "4"])],
+    ids=["above-10k", "reaching-10k", "below-10k", "millions", "small"],
+)  # fmt: skip
+def test_count_axis_labels_are_right_at_every_magnitude(count: int, threshold: int | None, labels: list[str]) -> None:
+    """From 10,000 up the report once printed 12,000 as "1.2k" and 5,000 as "5000"."""
+    big = rule(series=series(600, count=count, band=False), detector="threshold", alert_threshold=threshold,
+               min_events=None, incidents=[])  # fmt: skip
+    assert count_axis(render_backtest_html(backtest(big))) == labels
+
+
+@pytest.mark.parametrize(
+    ("fields", "label"),
+    [({"detector": "threshold", "alert_threshold": None, "min_events": 3}, "minimum 3 per 5 min"),
+     ({"detector": "threshold", "alert_threshold": 32, "min_events": None}, "threshold 32 per 5 min"),
+     ({"detector": "threshold", "alert_threshold": 32, "min_events": 3}, "threshold 32 / minimum 3 per 5 min"),
+     ({"detector": "threshold", "alert_threshold": 12_000, "min_events": None, "time_window_minutes": 90},
+      "threshold 12,000 per 1 h 30 min"),
+     ({"detector": "baseline", "direction": "both", "alert_threshold": None, "min_events": None}, "baseline (both)"),
+     ({"detector": "baseline", "direction": "up", "alert_threshold": None, "min_events": 20},
+      "baseline (up) / minimum 20 per 5 min")],
+    ids=["minimum-only", "threshold-only", "threshold-and-minimum", "large-threshold", "baseline", "baseline-minimum"],
+)  # fmt: skip
+def test_each_rule_is_labelled_by_what_it_watches(fields: dict[str, Any], label: str) -> None:
+    """A min_events-only rule was once labelled "threshold (up)": the direction of the threshold
+    it does not have. The summary row and the rule's section say what it watches."""
+    markup = render_backtest_html(backtest(rule(**{"direction": "up", **fields})))
+    page = Page(markup)
+    cells = [text.strip() for text in page.text if text.strip()]
+    assert cells.count(label) == 2, cells  # the summary's row and the section's first fact
+    assert "(up)" not in markup.replace("baseline (up)", "")
