@@ -1,0 +1,182 @@
+"""SIGTERM and SIGINT stop a command within seconds, with exit code 143 or 130 and one line, and the
+next run finishes the rest: the fast representatives. tests/reliability/test_signals.py stops each
+step (download, normalize, load, the dbt build, a Slack post) and checks what the next run sends.
+
+The CLI runs as a process of its own (its own session) and gets real signals. To land a signal in
+a step that lasts a fraction of a second, the run is frozen (SIGSTOP) as soon as its scratch folder
+or its output shows the step, checked to be still there, signalled, and let go (SIGCONT): the
+signal is then handled exactly there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mixpanel_alerts.core.signals import AFTERWARDS, GRACE_SECONDS
+from mixpanel_alerts.simulator import ExportSimulator
+from tests.conftest import recent_traffic, untimed
+from tests.reliability.support import Finished, Runner, SlowExportSimulator, Spawned, event_totals
+
+EVENTS = 50_000  # DuckDB's insert of the new events takes about a second: a load step to land in
+
+
+def loading(tmpdir: Path) -> bool:
+    """Whether dlt's load step runs the insert of the new events: its job is among the started
+    ones in the run's dlt working folder (``$TMPDIR/mixpanel-alerts-UID/pipeline-…/``)."""
+    root = tmpdir / f"mixpanel-alerts-{os.getuid()}"
+    return any(root.glob("pipeline-*/mixpanel_alerts/load/normalized/*/started_jobs/mixpanel_events.*"))
+
+
+def said(spawned: Spawned, start: str) -> bool:
+    """Whether a line of the run's output (without its timestamp) starts with ``start``."""
+    output = untimed(spawned.log.read_text(encoding="utf-8", errors="replace"))
+    return any(line.strip().startswith(start) for line in output.splitlines())
+
+
+def signal_when(
+    spawned: Spawned, number: int, there: Callable[[], bool], timeout: float = 120
+) -> tuple[Finished, float, bool]:
+    """Send ``number`` to the run once ``there()`` holds: the run is frozen, checked to be still
+    there, signalled and let go. The run's end, the seconds from the signal to its exit, and
+    whether the signal landed where ``there`` says."""
+    deadline = time.monotonic() + timeout
+    while spawned.running() and not there() and time.monotonic() < deadline:
+        time.sleep(0.003)
+    os.killpg(spawned.process.pid, signal.SIGSTOP)
+    landed = there()
+    sent = time.monotonic()
+    os.kill(spawned.process.pid, number)
+    os.killpg(spawned.process.pid, signal.SIGCONT)
+    finished = spawned.wait(60)
+    return finished, finished.seconds - (sent - spawned.started), landed
+
+
+def stop_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("stopped by ")]
+
+
+def test_sigterm_while_dlt_loads_stops_the_run_and_the_next_collect_stores_every_event_once(
+    start_sim: Callable[..., ExportSimulator], make_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """Issue 19, fault 5: SIGTERM while dlt loaded was swallowed, and the run went on through dbt
+    and Slack to exit 0. Now the run stops there, with 143 and one line; the next collect stores
+    the rest: every event once."""
+    sim = start_sim(per_hour_limit=10_000)
+    sim.add_events(recent_traffic(EVENTS, seed=41))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = make_env(sim, TMPDIR=str(scratch))
+    runner = Runner(tmp_path)
+
+    stopped, seconds, landed = signal_when(runner.spawn(["run"], env), signal.SIGTERM, lambda: loading(scratch))
+    print(f"SIGTERM while dlt loads: exit {stopped.code} {seconds:.2f} s after the signal")
+    recovery = runner.run(["collect"], env)
+
+    assert landed, f"the signal did not land in dlt's load step:\n{stopped.output}"
+    assert stopped.code == 143, stopped.output
+    assert seconds < GRACE_SECONDS, f"took {seconds:.1f} s to stop:\n{stopped.output}"
+    assert stop_lines(stopped.output) == [f"stopped by SIGTERM during collect (load); {AFTERWARDS}"]
+    assert stopped.output.rstrip().splitlines()[-1].startswith("stopped by "), "the run said more after it stopped"
+    assert "detect:" not in stopped.output, "the run went on after the signal"
+    assert "error" not in stopped.output.lower() and "Traceback" not in stopped.output, stopped.output
+    assert recovery.code == 0, recovery.output
+    assert event_totals(tmp_path / "mixpanel.duckdb") == (EVENTS, EVENTS)
+
+
+def test_sigint_while_downloading_stops_the_collect_and_the_next_one_stores_every_event_once(
+    start_sim: Callable[..., ExportSimulator], make_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """Ctrl-C while the export streams in: the blocked socket read is interrupted, 130 at once."""
+    events = 5_000
+    sim = start_sim(SlowExportSimulator, per_hour_limit=10_000)
+    assert isinstance(sim, SlowExportSimulator)
+    sim.stream_seconds = 30.0  # the body trickles in for half a minute
+    sim.add_events(recent_traffic(events, seed=43))
+    env = make_env(sim)
+    runner = Runner(tmp_path)
+
+    spawned = runner.spawn(["collect"], env)
+
+    def streaming() -> bool:  # Mixpanel has the request, the body is not all in
+        return bool(sim.requests) and not said(spawned, "downloaded ")
+
+    stopped, seconds, landed = signal_when(spawned, signal.SIGINT, streaming)
+    print(f"SIGINT while downloading: exit {stopped.code} {seconds:.2f} s after the signal")
+    sim.stream_seconds = 0.0
+    recovery = runner.run(["collect"], env)
+
+    assert landed, stopped.output
+    assert stopped.code == 130, stopped.output
+    assert seconds < GRACE_SECONDS, f"took {seconds:.1f} s to stop:\n{stopped.output}"
+    assert stop_lines(stopped.output) == [f"stopped by SIGINT during collect (download); {AFTERWARDS}"]
+    assert "error" not in stopped.output.lower() and "Traceback" not in stopped.output, stopped.output
+    assert recovery.code == 0, recovery.output
+    assert event_totals(tmp_path / "mixpanel.duckdb") == (events, events)
+
+
+# a command whose library catches the stop and goes on, as dbt's runner catches every exception
+SWALLOWING = """
+import sys, time
+from mixpanel_alerts.core import logs, signals
+
+logs.set_format(sys.argv[2])
+with signals.handled("swallowing", grace_seconds=float(sys.argv[1])):
+    while True:
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except signals.Stopped:
+            print("caught and going on", flush=True)
+"""
+
+
+def start_swallowing(grace_seconds: float, log_format: str = "text") -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING, str(grace_seconds), log_format],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    return process
+
+
+def test_a_stop_that_a_library_swallows_ends_the_process_after_the_grace() -> None:
+    process = start_swallowing(grace_seconds=1.0)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    seconds = time.monotonic() - sent
+
+    assert process.returncode == 143, output
+    assert "caught and going on" in output
+    assert stop_lines(untimed(output)) == [
+        f"stopped by SIGTERM during swallowing, ended after 1 s of winding down; {AFTERWARDS}"
+    ]
+    assert 1.0 <= seconds < 3.0, seconds
+
+
+def test_a_second_signal_ends_the_process_at_once_with_the_first_ones_code_and_a_json_line() -> None:
+    process = start_swallowing(grace_seconds=60.0, log_format="json")
+    assert process.stdout is not None
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline() == "caught and going on\n"
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    seconds = time.monotonic() - sent
+
+    assert process.returncode == 130, output
+    line = json.loads(output.splitlines()[-1])
+    assert line["message"] == f"stopped by SIGINT during swallowing, ended at once by a second signal; {AFTERWARDS}"
+    assert (line["severity"], line["signal"], line["exit_code"]) == ("WARNING", "SIGINT", 130)
+    assert seconds < 1.0, seconds
