@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Install (once) and start the BigQuery emulator (PyPI package `bqemulator`, DuckDB-backed) in its
-# own virtualenv, on 127.0.0.1:${BQ_EMULATOR_PORT:-9050}. Prints the export line for the tests:
-#   eval "$(scripts/bq_emulator.sh start)"     # sets BIGQUERY_EMULATOR_HOST
-#   scripts/bq_emulator.sh stop
+# own virtualenv, on 127.0.0.1:${BQ_EMULATOR_PORT:-9050}. Prints the export lines for the tests:
+#   eval "$(scripts/bq_emulator.sh start)"     # sets BIGQUERY_EMULATOR_HOST, and BQ_EMULATOR_STARTED:
+#                                              # 1 if this call started it, 0 if one was already answering
+#   scripts/bq_emulator.sh stop                # stops the one `start` started (its pid file)
+# A caller that stops only what it started:
+#   eval "$(scripts/bq_emulator.sh start)"
+#   if [ "$BQ_EMULATOR_STARTED" = 1 ]; then trap 'scripts/bq_emulator.sh stop' EXIT; fi
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.bqemu-venv
 port=${BQ_EMULATOR_PORT:-9050}
 grpc_port=$((port + 10))
-pidfile=$venv/emulator.pid
+# one pid file (and log) per port: BQ_EMULATOR_PORT=9150 runs a second one beside the default
+pidfile=$venv/emulator${BQ_EMULATOR_PORT:+-$port}.pid
+log=$venv/emulator${BQ_EMULATOR_PORT:+-$port}.log
 
 install() {
     if [ ! -x "$venv/bin/bqemulator" ]; then
@@ -24,28 +30,61 @@ PY
     fi
 }
 
+url=http://127.0.0.1:$port
+answers() {
+    curl -fsS "$url/bigquery/v2/projects/test-project/datasets" > /dev/null 2>&1
+}
+
+# the pid in the pid file, if that process is still the emulator (not a stale file, not a reused pid)
+running_pid() {
+    [ -f "$pidfile" ] || return 1
+    local pid
+    pid=$(cat "$pidfile")
+    ps -p "$pid" -o args= 2>/dev/null | grep -q bqemulator && echo "$pid"
+}
+
+stop() {
+    local pid
+    if pid=$(running_pid); then
+        kill "$pid" 2>/dev/null || true
+        # it holds about a gigabyte: wait until it is gone, then make sure
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
 case "${1:-start}" in
     start)
         install
-        if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-            echo "export BIGQUERY_EMULATOR_HOST=http://127.0.0.1:$port"
-            exit 0
+        # one already answering (started earlier, by anyone): use it, and leave it to whoever started it
+        if answers || running_pid > /dev/null; then
+            for _ in $(seq 1 60); do
+                if answers; then
+                    printf 'export BIGQUERY_EMULATOR_HOST=%s\nexport BQ_EMULATOR_STARTED=0\n' "$url"
+                    exit 0
+                fi
+                sleep 1
+            done
+            echo "a BigQuery emulator is running (pid $(cat "$pidfile")) but does not answer on $url" >&2
+            exit 1
         fi
         "$venv/bin/bqemulator" start --rest-port "$port" --grpc-port "$grpc_port" --project test-project \
-            > "$venv/emulator.log" 2>&1 &
+            > "$log" 2>&1 &
         echo $! > "$pidfile"
         for _ in $(seq 1 60); do
-            if curl -fsS "http://127.0.0.1:$port/bigquery/v2/projects/test-project/datasets" > /dev/null 2>&1; then
-                echo "export BIGQUERY_EMULATOR_HOST=http://127.0.0.1:$port"
+            if answers; then
+                printf 'export BIGQUERY_EMULATOR_HOST=%s\nexport BQ_EMULATOR_STARTED=1\n' "$url"
                 exit 0
             fi
             sleep 1
         done
-        echo "the BigQuery emulator did not start; see $venv/emulator.log" >&2
+        echo "the BigQuery emulator did not start; see $log" >&2
+        stop
         exit 1
         ;;
     stop)
-        if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+        stop
         ;;
     *)
         echo "usage: $0 start|stop" >&2

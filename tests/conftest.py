@@ -403,13 +403,16 @@ END_TO_END_FIXTURES = {"sim", "start_sim", "run_cli", "bigquery", "bigquery_env"
 EMULATOR_FIXTURES = {"bigquery", "bigquery_env"}
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark end-to-end tests `slow` as they are collected, before `-m` deselects by mark (a marker
+    added in a later hook would count for nothing): `just test-fast` (-m "not slow") is the inner loop."""
+    if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope, which would undo it
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark end-to-end tests `slow`: `just test-fast` (-m "not slow") is the inner loop. Under
-    xdist, put the emulator's tests first in each worker's share (see ``spread_first``)."""
-    for item in items:
-        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
+    """Under xdist, put the emulator's tests first in each worker's share (see ``spread_first``)."""
     workers = int(getattr(config, "workerinput", {}).get("workercount", 0))
     if workers > 1:
         items[:] = spread_first(items, workers, lambda item: bool(EMULATOR_FIXTURES & set(item.fixturenames)))
