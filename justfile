@@ -32,7 +32,7 @@ lint:
     lint-imports
     just lint-sql
 
-# sqlfluff on the dbt models and macros, compiled by dbt (the rules seed written first, a scratch DuckDB file)
+# sqlfluff on the dbt models and macros, compiled by dbt (a scratch DuckDB file, the rules written into it first)
 lint-sql:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -42,18 +42,25 @@ lint-sql:
     mixpanel-alerts dbt -- parse --quiet
     cd dbt_project && sqlfluff lint models
 
-# lint, then the whole test suite (4 workers: faster here than 2, 6 or 8 on 2 cores, as tests wait on
-# sleeps and sockets but more processes contend), the BigQuery tests on the emulator, started if need be.
-# TEST_TIMELINE=FILE writes each test's worker, end time and CPU seconds (where the time goes)
+# 4 workers: faster here than 2, 6 or 8 on 2 cores, as tests wait on sleeps and sockets but more processes
+# contend. TEST_TIMELINE=FILE writes each test's worker, end time and CPU seconds (where the time goes).
+# lint, then the whole test suite; the BigQuery emulator started if need be, and stopped after if it was started here
 test: lint
     #!/usr/bin/env bash
     set -euo pipefail
     eval "$(scripts/bq_emulator.sh start)"
+    if [ "$BQ_EMULATOR_STARTED" = 1 ]; then trap 'scripts/bq_emulator.sh stop' EXIT; fi
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     python -m pytest -q -n 4 --dist worksteal
 
-# the inner loop: the unit tests, no end-to-end run (seconds)
+# the inner loop: the unit tests, no end-to-end run (no CLI run, dbt, simulator or emulator; under a minute)
 test-fast:
-    python -m pytest -q -m "not slow" -n auto
+    python -m pytest -q -m "not slow and not reliability" -n auto
+
+# the product as users install it: the wheel, then the Dockerfile's install, each in a fresh venv without dev tools
+install-check:
+    scripts/install_check.sh
 
 # fault-injection scenarios end to end (kills, Slack outages, overlaps, hostile input): one figure line each;
 # with the few end-to-end fault tests of tests/ marked `reliability` (minutes of waiting, kept out of `just test`)
@@ -64,9 +71,13 @@ reliability:
 schema:
     python -c "import json; from mixpanel_alerts.core.events_config import events_config_schema as s; print(json.dumps(s(), indent=2, ensure_ascii=False))" > config/events_config.schema.json
 
-# start the BigQuery emulator for tests/test_bigquery.py: eval "$(just bq-emulator)"
+# start the BigQuery emulator for the BigQuery tests: eval "$(just bq-emulator)"; stop it: just bq-emulator-stop
 bq-emulator:
     @scripts/bq_emulator.sh start
+
+# stop the BigQuery emulator `just bq-emulator` started
+bq-emulator-stop:
+    @scripts/bq_emulator.sh stop
 
 # collect 1M events vs DuckDB's read_json; detect with history; 50 baseline vs threshold rules (only that: python -m mixpanel_alerts.bench --detect-only)
 bench events="1000000":
