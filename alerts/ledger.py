@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from mixpanel_alerts.core.state_table import StateTable
+from mixpanel_alerts.core.times import utc
 
 LEDGER_TABLE = "alert_notifications"
 STATUSES = ("pending", "sent", "failed", "skipped", "withdrawn", "superseded", "silenced")
@@ -40,14 +41,14 @@ COLUMNS = {
     "status": ("varchar", "STRING"),
     "attempts": ("bigint", "INT64"),
     "last_error": ("varchar", "STRING"),
-    "created_at": ("timestamp", "TIMESTAMP"),
-    "updated_at": ("timestamp", "TIMESTAMP"),
-    "sent_at": ("timestamp", "TIMESTAMP"),
+    "created_at": ("timestamptz", "TIMESTAMP"),
+    "updated_at": ("timestamptz", "TIMESTAMP"),
+    "sent_at": ("timestamptz", "TIMESTAMP"),
     "slack_channel": ("varchar", "STRING"),
     "slack_ts": ("varchar", "STRING"),
     # the incident's first anomalous minute when it was recorded: an incident that a late event
     # extends to an earlier minute gets a new id, and this shows it is the same incident
-    "first_anomalous_minute": ("timestamp", "TIMESTAMP"),
+    "first_anomalous_minute": ("timestamptz", "TIMESTAMP"),
     # a post may have reached Slack without the answer reaching us: look before posting again
     "maybe_sent": ("boolean", "BOOL"),
     # stamped on the message (Slack message metadata) to find it in the channel's history
@@ -78,6 +79,8 @@ class Notification:
     digest_id: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("created_at", "updated_at", "sent_at", "first_anomalous_minute"):
+            setattr(self, name, utc(getattr(self, name)))
         if self.dedup_key is None:
             self.dedup_key = self.notification_id
         if self.maybe_sent is None:  # a row from an earlier version: a failed attempt may have posted

@@ -39,7 +39,7 @@ class Plan:
     inserts: list[Notification] = dataclasses.field(default_factory=list)
     updates: list[Notification] = dataclasses.field(default_factory=list)
     due: list[Due] = dataclasses.field(default_factory=list)
-    skipped: int = 0
+    skipped: int = 0  # incidents seen for the first time this run, older than the lookback
     withdrawn: int = 0
     silenced: int = 0
 
@@ -84,6 +84,7 @@ def plan(
         live.add(incident.incident_id)
         firing_id = f"{incident.incident_id}:firing"
         firing = known.get(firing_id)
+        seen_first = firing is None
         if firing is None:
             continued = continued_notification(
                 (notification for notification in known.values() if notification.incident_id not in current), incident
@@ -111,11 +112,11 @@ def plan(
                 known[firing_id] = firing
                 result.inserts.append(firing)
         elif firing.first_anomalous_minute is None:  # recorded by an earlier version
-            firing.first_anomalous_minute = incident.first_anomalous_minute
+            firing.first_anomalous_minute = utc(incident.first_anomalous_minute)
             result.updates.append(firing)
         if firing.status == "skipped":
             if utc(incident.last_anomalous_minute) < now - lookback:
-                result.skipped += 1
+                result.skipped += seen_first  # this run's, not every one recorded so
                 continue
             # first seen long after it began (a backfill, a first run), it has gone on until now
             firing.status = "pending"

@@ -55,12 +55,15 @@ class Warehouse:
         return incidents
 
     def minute_counts(self, incident: Incident) -> list[int]:
+        """Each minute's count over the SPARKLINE_MINUTES before the last anomalous minute, and the
+        W - 1 minutes before them: enough for that many whole windows."""
         end = incident.last_anomalous_minute
+        minutes = SPARKLINE_MINUTES + max(int(incident.time_window_minutes or 1), 1) - 1
         rows = self.client.execute_sql(
             f"select event_count from {self._table('int_event_counts_per_minute')} "
             "where event_name = %s and minute_at > %s and minute_at <= %s order by minute_at",
             incident.event_name,
-            end - timedelta(minutes=SPARKLINE_MINUTES),
+            end - timedelta(minutes=minutes),
             end,
         )
         return [int(row[0]) for row in rows or []]

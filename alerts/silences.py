@@ -24,14 +24,14 @@ SILENCES_TABLE = "alert_silences"
 COLUMNS = {
     "silence_id": ("varchar", "STRING"),
     "event_name": ("varchar", "STRING"),
-    "starts_at": ("timestamp", "TIMESTAMP"),
-    "ends_at": ("timestamp", "TIMESTAMP"),
+    "starts_at": ("timestamptz", "TIMESTAMP"),
+    "ends_at": ("timestamptz", "TIMESTAMP"),
     "reason": ("varchar", "STRING"),
     # who made it: the local user (command line) or "slack:<user id>" (a reaction)
     "created_by": ("varchar", "STRING"),
-    "created_at": ("timestamp", "TIMESTAMP"),
+    "created_at": ("timestamptz", "TIMESTAMP"),
     # set by unsilence: the silence ended early
-    "ended_early_at": ("timestamp", "TIMESTAMP"),
+    "ended_early_at": ("timestamptz", "TIMESTAMP"),
 }
 # a reaction with one of these names on an alert silences its event for REACTION_SILENCE
 MUTE_REACTIONS = ("no_bell",)

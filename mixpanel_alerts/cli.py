@@ -651,8 +651,10 @@ def main(argv: list[str] | None = None) -> Any:
             # force: a second main() in one process (the tests) logs to its own stderr, not the first one's
             logging.basicConfig(level=logging.WARNING, force=True)
             logs.set_format(os.environ.get("LOG_FORMAT", "text").strip().lower())
-            # dlt notes that Arrow and dlt column hints differ (the json hint on `properties`): expected
-            os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+            # dlt's own log stays quiet: its notes (Arrow and dlt column hints differ on `properties`:
+            # expected) and its tracebacks of a failed step, which the run says in one line itself
+            # (--debug or LOG_LEVEL=debug turns it on)
+            os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
             # dlt's normalize and load steps would take SIGTERM/SIGINT for themselves and drop them
             # when the step ends (the run went on): the product's handler must stay, whatever .env says
             os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"

@@ -2,11 +2,13 @@
 
 The dbt project ships with the package, with its profile (``dbt_project/profiles.yml``, driven by the
 product's environment variables). Each warehouse gets a working copy under the user's cache folder,
-so runs against different warehouses or rules never share a seed or dbt's state; the copy is
-refreshed only when the shipped project changes, so dbt's partial parsing keeps working. Each run
-writes the ``alert_rules`` seed from the validated events configuration (the one source of truth);
-run from a source checkout, it writes it into the checkout's ``dbt_project/seeds/`` too, so a plain
-``dbt build`` there has the rules of the last run.
+so runs against different warehouses never share dbt's state; the copy is refreshed only when the
+shipped project changes, so dbt's partial parsing keeps working.
+
+The rules come from the validated events configuration (the one source of truth): before every dbt
+command the CLI writes them into the warehouse's own ``alert_rules_config`` table, which the
+``alert_rules`` model reads. A plain ``dbt build`` in ``dbt_project/`` therefore uses the rules the
+CLI last wrote to that same warehouse, and refuses, saying why, where none were ever written.
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ import platformdirs
 
 from .core.config import Settings
 from .core.events_config import CHANNEL_PATTERN, EventsConfig
+from .core.state_table import StateTable
 from .core.warehouse import pipeline_for
 
-PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests")
-RULES_SEED = Path("seeds") / "alert_rules.csv"
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+# the rules as the CLI writes them, in the raw table's dataset; the alert_rules model reads it
+RULES_TABLE = "alert_rules_config"
+RULES_COLUMNS = {
+    "event_name": ("varchar", "STRING"),
+    "enabled": ("boolean", "BOOL"),
+    "alert_threshold": ("bigint", "INT64"),
+    "alert_channel": ("varchar", "STRING"),
+    "time_window_minutes": ("bigint", "INT64"),
+    "cooldown_minutes": ("bigint", "INT64"),
+    "description": ("varchar", "STRING"),
+    "detector": ("varchar", "STRING"),
+    "direction": ("varchar", "STRING"),
+    "sensitivity": ("varchar", "STRING"),
+    "min_events": ("bigint", "INT64"),
+}
 # Scans of all history (uniqueness of the raw table): for `dbt test` by analysts, not every run.
 DETECT_EXCLUDE = ("source:*", "tag:full_history", "test_type:unit")
 
@@ -60,8 +77,6 @@ def _tree_digest(root: Path) -> str:
         path = root / name
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
-            if file.name == "alert_rules.csv":
-                continue
             digest.update(str(file.relative_to(root)).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()
@@ -75,8 +90,8 @@ def warehouse_key(settings: Settings) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def prepare_workdir(settings: Settings, events_config: EventsConfig, base: Path | None = None) -> Path:
-    """A working copy of the dbt project with this run's rules seed and profile."""
+def prepare_workdir(settings: Settings, base: Path | None = None) -> Path:
+    """A working copy of the dbt project and its profile for this warehouse."""
     source = shipped_project_dir()
     base = base or Path(platformdirs.user_cache_dir("mixpanel-alerts")) / "dbt"
     workdir = base / warehouse_key(settings)
@@ -95,60 +110,36 @@ def prepare_workdir(settings: Settings, events_config: EventsConfig, base: Path 
                 workdir.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / name, target)
         stamp.write_text(digest)
-    write_rules_seed(events_config, workdir / RULES_SEED)
-    checkout = Path.cwd() / "dbt_project"
-    if checkout.resolve() == source.resolve() and os.access(checkout / "seeds", os.W_OK):
-        write_rules_seed(events_config, checkout / RULES_SEED)  # for a plain `dbt build` there
     return workdir
 
 
-def write_rules_seed(events_config: EventsConfig, path: Path) -> None:
-    """The seed CSV from the configuration; rewritten only when it changes (partial parsing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = [
-        "event_name",
-        "enabled",
-        "alert_threshold",
-        "alert_channel",
-        "time_window_minutes",
-        "cooldown_minutes",
-        "description",
-        "detector",
-        "direction",
-        "sensitivity",
-        "min_events",
-    ]
-    rows: list[list[object]] = [
-        [
-            rule.name,
-            "true" if rule.enabled else "false",
-            rule.alert_threshold,
-            rule.alert_channel,
-            rule.time_window_minutes,
-            rule.cooldown_minutes,
-            rule.description,
-            rule.detector,
-            rule.direction,
-            rule.sensitivity,
-            rule.min_events,
-        ]
-        for rule in events_config.events
-    ]
-    staged = path.with_suffix(".csv.new")
-    with open(staged, "w", newline="", encoding="utf-8") as handle:
-        # every value quoted, quotes doubled, "\n" between rows, a missing number an unquoted empty
-        # field (null): the options the seed is read with (dbt_project/macros/*__load_csv_rows.sql),
-        # so any name reads back as written
-        for row in [list[object](fields), *rows]:
-            handle.write(",".join("" if value is None else _quoted(str(value)) for value in row) + "\n")
-    if path.is_file() and path.read_bytes() == staged.read_bytes():
-        staged.unlink()
-    else:
-        staged.replace(path)
+def rule_rows(events_config: EventsConfig) -> list[dict[str, Any]]:
+    """One row per rule of the configuration, as ``alert_rules_config`` holds it."""
+    rows = []
+    for rule in events_config.events:
+        rows.append({
+            "event_name": rule.name, "enabled": rule.enabled, "alert_threshold": rule.alert_threshold,
+            "alert_channel": rule.alert_channel, "time_window_minutes": rule.time_window_minutes,
+            "cooldown_minutes": rule.cooldown_minutes, "description": rule.description, "detector": rule.detector,
+            "direction": rule.direction, "sensitivity": rule.sensitivity, "min_events": rule.min_events,
+        })  # fmt: skip
+    return rows
 
 
-def _quoted(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
+def write_rules(settings: Settings, events_config: EventsConfig) -> None:
+    """The configuration's rules into the warehouse's ``alert_rules_config`` (parameters, not text:
+    any name reads back exactly), rewritten only when they changed."""
+    rows = rule_rows(events_config)
+    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+        table = StateTable(client, settings.warehouse, RULES_TABLE, RULES_COLUMNS)
+        if _comparable(table.rows()) == _comparable(rows):
+            return
+        table.ensure()
+        table.replace_all(rows)
+
+
+def _comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row.get(name) for name in RULES_COLUMNS) for row in rows)
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -226,7 +217,8 @@ def build_detection(
 ) -> DetectionResult:
     """``dbt build`` of the rules seed, the detection models and their tests."""
     started = datetime.now()
-    workdir = prepare_workdir(settings, events_config, workdir_base)
+    workdir = prepare_workdir(settings, workdir_base)
+    write_rules(settings, events_config)
     # --no-write-json: nothing reads the working copy's manifest.json or run_results.json (the
     # result comes back in process), and writing them is a quarter of a second every run
     args = ["build", "--vars", json.dumps(detection_vars(settings, detection_now)), "--quiet", "--no-write-json"]
@@ -247,7 +239,8 @@ def invoke_dbt(settings: Settings, events_config: EventsConfig, args: list[str])
     warehouse, in the working copy with this configuration's rules; dbt prints as usual."""
     from dbt.cli.main import dbtRunner
 
-    workdir = prepare_workdir(settings, events_config)
+    workdir = prepare_workdir(settings)
+    write_rules(settings, events_config)
     try:
         with dbt_variables(settings):
             result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])

@@ -112,7 +112,7 @@ class Status:
                 "last_collect_ok_at": self.last_collect_ok_at,
             },
             "health": {"healthy": last.healthy, "summary": last.health} if last else None,
-            "runs": [dataclasses.asdict(run) for run in self.runs],
+            "runs": [run.row() for run in self.runs],
             "rules": self.rules,
             "open_incidents": self.open_incidents,
             "notifications": self.notifications,

@@ -38,15 +38,15 @@ RUNS_TABLE = "pipeline_runs"
 COLUMNS = {
     "run_id": ("varchar", "STRING"),
     "command": ("varchar", "STRING"),  # run, collect or detect
-    "started_at": ("timestamp", "TIMESTAMP"),
-    "ended_at": ("timestamp", "TIMESTAMP"),
+    "started_at": ("timestamptz", "TIMESTAMP"),
+    "ended_at": ("timestamptz", "TIMESTAMP"),
     # each step: ok, failed, or null when the command did not run it
     "collect_result": ("varchar", "STRING"),
     "detect_result": ("varchar", "STRING"),
     "alert_result": ("varchar", "STRING"),
     "events_loaded": ("bigint", "INT64"),
     # Mixpanel's processing time of the newest event collected, and how long before the run's end
-    "newest_processed_at": ("timestamp", "TIMESTAMP"),
+    "newest_processed_at": ("timestamptz", "TIMESTAMP"),
     "collection_lag_seconds": ("bigint", "INT64"),
     "alerts_sent": ("bigint", "INT64"),
     "alerts_held": ("bigint", "INT64"),
@@ -90,6 +90,11 @@ class RunRecord:
     def start(cls, command: str, now: datetime) -> RunRecord:
         return cls(run_id=f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", command=command, started_at=now)
 
+    def row(self) -> dict[str, Any]:
+        """The record as its ``pipeline_runs`` row: its columns only."""
+        values = dataclasses.asdict(self)
+        return {name: values[name] for name in COLUMNS}
+
     @property
     def result(self) -> str:
         steps = (self.collect_result, self.detect_result, self.alert_result)
@@ -103,7 +108,7 @@ class RunHistory:
     def append(self, record: RunRecord) -> None:
         """Write the run's row (the table made first if need be); the record knows it is written."""
         self.store.ensure()
-        self.store.insert(dataclasses.asdict(record))
+        self.store.insert(record.row())
         record.written = True
 
     def recent(self, limit: int = 200) -> list[RunRecord]:
@@ -146,9 +151,9 @@ def minutes(delta: timedelta) -> str:
 # EXPECTED_EVENTS events since (P(no event | Poisson 20) is about 2e-9)
 FRESH = timedelta(minutes=5)
 EXPECTED_EVENTS = 20
-# the days of history that say what to expect at this time of day; at least MIN_HISTORY_DAYS of them
-# must be collected, and every one of them must have seen EXPECTED_EVENTS (a quiet weekend then
-# makes no Saturday stall look like an outage)
+# what to expect at this time of day: the median of the same span on each of the last
+# EXPECTATION_DAYS days that were collected (at least MIN_HISTORY_DAYS of them), and no more than the
+# same day a week ago saw (a quiet weekend then makes no Saturday stall look like an outage)
 EXPECTATION_DAYS = 7
 MIN_HISTORY_DAYS = 3
 
@@ -189,8 +194,8 @@ def assess(
     ):
         problems.append(
             f"the data stopped advancing: the newest event collected was processed by Mixpanel at "
-            f"{newest_processed_at:%Y-%m-%d %H:%M} UTC ({minutes(lag)} ago), while at this time on each of the last "
-            f"days at least {expected_since_newest:,.0f} events arrived"
+            f"{newest_processed_at:%Y-%m-%d %H:%M} UTC ({minutes(lag)} ago), while about "
+            f"{expected_since_newest:,.0f} events arrive in that time of day (the last {EXPECTATION_DAYS} days)"
         )
         since.append(newest_processed_at)
     began = min(since) if since else None
@@ -225,9 +230,10 @@ def observe(
 
 
 def expected_events(client: Any, settings: Settings, names: list[str], start: datetime, end: datetime) -> float | None:
-    """The fewest events the ``names`` had in (start, end] shifted back by each of the last
-    EXPECTATION_DAYS days, over the days whose minutes were counted; None for fewer than
-    MIN_HISTORY_DAYS such days (or no detection models yet)."""
+    """How many events the ``names`` usually have in (start, end]: the median over the last
+    EXPECTATION_DAYS days (the same span shifted back a day at a time) whose minutes were counted,
+    capped by what the same day a week ago had; None for fewer than MIN_HISTORY_DAYS such days (or
+    no detection models yet)."""
     counts = client.make_qualified_table_name("int_event_counts_per_minute")
     marks = ", ".join(["%s"] * len(names))
     columns, parameters = [], []
@@ -245,8 +251,18 @@ def expected_events(client: Any, settings: Settings, names: list[str], start: da
         )  # fmt: skip
     except undefined_relation_errors():  # no detection models yet: no expectation
         return None
-    sums = [float(value) for value in (rows[0] if rows else []) if value is not None]
-    return min(sums) if len(sums) >= MIN_HISTORY_DAYS else None
+    return typical([None if value is None else float(value) for value in (rows[0] if rows else [])])
+
+
+def typical(day_counts: Sequence[float | None]) -> float | None:
+    """``day_counts``: the span's count 1, 2, … EXPECTATION_DAYS days back (None: not collected)."""
+    known = sorted(count for count in day_counts if count is not None)
+    if len(known) < MIN_HISTORY_DAYS:
+        return None
+    middle = len(known) // 2
+    median = known[middle] if len(known) % 2 else (known[middle - 1] + known[middle]) / 2
+    week_ago = day_counts[EXPECTATION_DAYS - 1] if len(day_counts) >= EXPECTATION_DAYS else None
+    return median if week_ago is None else min(median, week_ago)
 
 
 def sql_time(value: datetime, warehouse: str) -> datetime:

@@ -10,7 +10,8 @@ upload is refused with ``invalid_blocks``, as Slack refuses it.
 Faults (``inject(...)``, one consumed per request, in order):
 
 - taken by any request, which is then not processed: ``"drop"`` (connection reset, nothing recorded),
-  ``"429"`` (with Retry-After: 1), ``"500"``, ``"503"``;
+  ``"429"`` (with Retry-After: 1), ``"429:SECONDS"`` (with Retry-After: SECONDS), ``"429-no-retry-after"``,
+  ``"500"``, ``"503"``, ``"503:SECONDS"`` (a 503 with Retry-After: SECONDS);
 - Slack error answers: ``"no_service"`` (webhook), ``"invalid_auth"``, ``"channel_not_found"`` (Web API),
   ``"invalid_blocks"`` and ``"not_allowed_token_type"`` (any Web API method but auth.test);
 - the message is posted but the client may not learn it (only chat.postMessage and the webhook take these
@@ -104,6 +105,8 @@ class SlackFake:
         # uploaded files: id -> {"filename", "length", "alt_txt", "bytes", "title", "complete"}
         self.files: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (path, outcome)
+        # every request as (time.monotonic(), path, outcome): how long a client waited between them
+        self.timeline: list[tuple[float, str, str]] = []
         self.scopes: set[str] = set(DEFAULT_SCOPES)
         # the channel id the webhook posts to; None keeps webhook messages out of every channel's history
         self.webhook_channel: str | None = None
@@ -182,13 +185,17 @@ class SlackFake:
             self._record(path, "drop")
             self._abort(handler)
             return
-        if fault == "429":
+        if fault is not None and (fault == "429" or fault.startswith(("429:", "429-"))):
             self._record(path, "429")
-            self._reply(handler, 429, b"rate_limited", {"Retry-After": "1"})
+            retry_after = fault.removeprefix("429:") if fault.startswith("429:") else "1"
+            headers = {} if fault == "429-no-retry-after" else {"Retry-After": retry_after}
+            body = b"rate_limited" if target == "webhook" else b'{"ok": false, "error": "ratelimited"}'
+            self._reply(handler, 429, body, {**headers, "Content-Type": "application/json"} if is_api else headers)
             return
-        if fault in ("500", "503"):
-            self._record(path, fault)
-            self._reply(handler, int(fault), b"internal_error")
+        if fault is not None and fault.split(":")[0] in ("500", "503"):
+            status, _, retry_after = fault.partition(":")
+            self._record(path, status)
+            self._reply(handler, int(status), b"internal_error", {"Retry-After": retry_after} if retry_after else None)
             return
         delivery = fault if fault is not None and is_delivery_fault(fault) else None
         if delivery is not None and delivery.startswith("stall:"):
@@ -242,6 +249,7 @@ class SlackFake:
     def _record(self, name: str, outcome: str) -> None:
         with self._lock:
             self.requests.append((name, outcome))
+            self.timeline.append((time.monotonic(), name, outcome))
 
     def _next_ts(self) -> str:
         self._last_ts = max(time.time_ns() // 1000, self._last_ts + 1)

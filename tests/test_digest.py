@@ -36,7 +36,9 @@ def test_more_new_incidents_than_the_digest_threshold_go_out_as_one_digest_and_n
     down = run_cli(["run"], env)
     assert down.returncode == 1, output_of(down)
     statuses = dict(query(db_path, f"select kind, count(*) from {LEDGER} where status = 'pending' group by kind"))
-    assert statuses == {"firing": 7, "digest": 1}, "the digest and its incidents stay pending, bound together"
+    # the digest and its incidents stay pending, bound together; after three 503s in a row the run
+    # stops posting (chat.postMessage), so the other channel's alert waits for the next run too
+    assert statuses == {"firing": 8, "digest": 1}
 
     back = run_cli(["run"], env)
     assert back.returncode == 0, output_of(back)

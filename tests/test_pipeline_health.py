@@ -14,7 +14,7 @@ import pytest
 
 from mixpanel_alerts.alerts.notices import closed_message, pipeline_message
 from mixpanel_alerts.alerts.silences import active_silences
-from mixpanel_alerts.runs import RunRecord, assess, minutes
+from mixpanel_alerts.runs import RunRecord, assess, minutes, typical
 from mixpanel_alerts.simulator import ExportSimulator, make_event
 from tests.alert_plan_builders import NOW
 from tests.alert_runs import CHECKOUT, ERRORS, iso, status_of
@@ -84,30 +84,63 @@ def test_collect_failing_for_the_stale_time_raises_one_pipeline_alert_resolved_w
     assert len(heartbeat.pings) == 1 and heartbeat.pings[0].endswith("5f2c-secret-uuid"), "after the success only"
     assert "5f2c-secret-uuid" not in output_of(recovered)
     rows = query(db_path, f"select collect_result, healthy, error is not null from {RUNS} order by started_at")
-    assert rows == [("failed", True, True), ("failed", True, True), ("failed", False, True), ("failed", False, True),
-                    ("ok", True, False)]  # fmt: skip
+    assert rows == [("failed", False, True)] * 4 + [("ok", True, False)], "unhealthy at once; it paged at 2 min"
 
 
-def test_stale_data_while_rules_expect_traffic_holds_drop_alerts_and_alerts_the_pipeline(
+def traffic_with_history(name: str, now: datetime, *, days: int = 4, minutes: int = 90) -> list[Any]:
+    """One event a minute for ``minutes`` up to ``now``, and in the same span of time of the ``days``
+    days before, and their next 90 minutes (what the event usually does at this time of day)."""
+    today = [now - timedelta(minutes=minute, seconds=55) for minute in range(minutes)]
+    earlier = [
+        now - timedelta(days=day) + timedelta(minutes=minute, seconds=5)
+        for day in range(1, days + 1)
+        for minute in range(-minutes, 90)
+    ]
+    return [make_event(name, moment) for moment in [*today, *earlier]]
+
+
+def test_stale_data_while_the_history_expects_traffic_holds_drop_alerts_and_alerts_the_pipeline(
     sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
-    ops_slack: SlackFake, db_path: Path,
+    ops_slack: SlackFake,
 ) -> None:  # fmt: skip
     write_events_config(tmp_path, {"events": [rule(CHECKOUT, alert_channel="#alerts-checkout", min_events=1,
                                                    alert_threshold=100)]})  # fmt: skip
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=90)
-    sim.add_events(make_event(CHECKOUT, start + timedelta(minutes=minute, seconds=5)) for minute in range(90))
+    now = datetime.now(UTC)
+    sim.add_events(traffic_with_history(CHECKOUT, now))
     env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=ops_slack.api_url, OPS_ALERT_CHANNEL=OPS,
                    PIPELINE_STALE_MINUTES="20", HEARTBEAT_URL="http://127.0.0.1:9/ping",
-                   DETECTION_NOW=iso(datetime.now(UTC) + timedelta(minutes=45)))  # fmt: skip
+                   MIXPANEL_START_DATE=(now - timedelta(days=5)).date().isoformat(),
+                   DETECTION_NOW=iso(now + timedelta(minutes=45)))  # fmt: skip
     result = run_cli(["run"], env)
     assert result.returncode == 0, output_of(result)
     assert [message["channel"] for message in ops_slack.messages] == ["C0OPS"], "the drop is held"
-    assert "the data is" in ops_slack.messages[0]["text"] and "behind" in ops_slack.messages[0]["text"]
+    assert "the data stopped advancing" in ops_slack.messages[0]["text"]
     assert "drop alert(s) held" in output_of(result)
     assert "heartbeat: HEARTBEAT_URL did not answer" in output_of(result), "the run itself succeeded"
     report = status_of(run_cli, env)
     assert [item["status"] for item in report["notifications"]] == ["held"]
     assert report["runs"][0]["alerts_held"] == 1 and report["health"]["healthy"] is False
+
+
+def test_a_threshold_only_project_whose_data_stops_is_unhealthy_at_once_and_pages_after_the_stale_time(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    ops_slack: SlackFake,
+) -> None:  # fmt: skip
+    write_events_config(tmp_path, {"events": [rule(CHECKOUT, alert_threshold=100)]})
+    now = datetime.now(UTC)
+    sim.add_events(traffic_with_history(CHECKOUT, now))
+    env = make_env(sim, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=ops_slack.api_url, OPS_ALERT_CHANNEL=OPS,
+                   PIPELINE_STALE_MINUTES="30",
+                   MIXPANEL_START_DATE=(now - timedelta(days=5)).date().isoformat())  # fmt: skip
+    fresh = run_cli(["run"], {**env, "DETECTION_NOW": iso(now + timedelta(minutes=2))})
+    assert fresh.returncode == 0 and "pipeline: ok" in output_of(fresh), output_of(fresh)
+    stalled = run_cli(["run"], {**env, "DETECTION_NOW": iso(now + timedelta(minutes=25))})
+    assert stalled.returncode == 0, output_of(stalled)
+    assert "the data stopped advancing" in output_of(stalled) and ops_slack.messages == [], "not for 30 minutes"
+    assert status_of(run_cli, {**env, "DETECTION_NOW": iso(now + timedelta(minutes=25))})["health"]["healthy"] is False
+    paged = run_cli(["run"], {**env, "DETECTION_NOW": iso(now + timedelta(minutes=35))})
+    assert paged.returncode == 0, output_of(paged)
+    assert [message["channel"] for message in ops_slack.messages] == ["C0OPS"]
 
 
 def test_without_ops_alert_channel_the_pipeline_alert_goes_to_the_webhooks_channel_beside_a_bot(
@@ -148,32 +181,45 @@ def run_at(minutes_ago: int, collect: str | None, error: str | None = None) -> R
 def judge(history: list[RunRecord], collect: str | None = "ok", **overrides: Any) -> Any:
     values: dict[str, Any] = {
         "now": NOW, "stale": STALE, "collect_result": collect, "collect_error": None, "history": history,
-        "newest_processed_at": NOW - timedelta(minutes=2), "traffic_expected_since": None, **overrides,
+        "newest_processed_at": NOW - timedelta(minutes=2), "expected_since_newest": None, **overrides,
     }  # fmt: skip
     return assess(**values)
 
 
-def test_a_failed_collect_is_unhealthy_only_once_collect_has_failed_for_the_stale_time() -> None:
-    assert judge([run_at(10, "ok")], "failed").healthy
-    assert judge([run_at(30, "failed"), run_at(70, "ok")], "failed").healthy
+def test_a_failed_collect_is_unhealthy_at_once_and_pages_once_collect_has_failed_for_the_stale_time() -> None:
+    blip = judge([run_at(10, "ok")], "failed")
+    assert not blip.healthy and not blip.pages and blip.since == NOW
+    assert not judge([run_at(30, "failed"), run_at(70, "ok")], "failed").pages
     health = judge([run_at(30, "failed", "Mixpanel answered 500"), run_at(61, "failed"), run_at(90, "ok")],
                    "failed", collect_error=None)  # fmt: skip
-    assert not health.healthy and health.since == NOW - timedelta(minutes=61)
+    assert not health.healthy and health.pages and health.since == NOW - timedelta(minutes=61)
     assert "3 runs" in health.summary() and "Mixpanel answered 500" in health.summary()
 
 
 def test_a_standalone_detect_sees_the_collects_of_other_runs() -> None:
-    assert not judge([run_at(5, None), run_at(65, "failed"), run_at(120, "ok")], None).healthy
+    assert judge([run_at(5, None), run_at(65, "failed"), run_at(120, "ok")], None).pages
     assert judge([run_at(65, "ok")], None).healthy, "no collect since: the lag tells, not the history"
     assert judge([], None).healthy
 
 
-def test_stale_data_is_unhealthy_only_while_the_rules_expect_traffic() -> None:
+def test_stale_data_is_unhealthy_only_when_the_history_expected_events_since() -> None:
     old = NOW - timedelta(minutes=90)
-    assert judge([], newest_processed_at=old).healthy, "nothing expected: a quiet night"
-    health = judge([], newest_processed_at=old, traffic_expected_since=old + timedelta(minutes=1))
-    assert not health.healthy and "90 min behind" in health.summary()
-    assert judge([], newest_processed_at=old, traffic_expected_since=NOW - timedelta(minutes=5)).healthy
+    assert judge([], newest_processed_at=old).healthy, "no history to say: a new project"
+    assert judge([], newest_processed_at=old, expected_since_newest=12).healthy, "a quiet night: few expected"
+    health = judge([], newest_processed_at=old, expected_since_newest=45)
+    assert not health.healthy and health.pages and "90 min ago" in health.summary()
+    assert "about 45 events arrive in that time of day" in health.summary()
+    recent = judge([], newest_processed_at=NOW - timedelta(minutes=10), expected_since_newest=25)
+    assert not recent.healthy and not recent.pages, "unhealthy at once, paging after the stale time"
+    assert judge([], newest_processed_at=NOW - timedelta(minutes=3), expected_since_newest=25).healthy, "fresh"
+
+
+def test_what_the_history_expects_is_the_median_day_and_no_more_than_a_week_ago() -> None:
+    assert typical([40, 42, None, None, None, None, None]) is None, "two days say too little"
+    assert typical([40, 0, 44, 46, None, None, None]) == 42, "one odd day does not decide"
+    weekdays_then_weekend = [50, 52, 0, 0, 55, 49, 0]  # a Saturday: last Saturday was quiet
+    assert typical(weekdays_then_weekend) == 0
+    assert typical([50, 52, 0, 0, 55, 49, 51]) == 50, "a Tuesday: last Tuesday was busy"
 
 
 def test_minutes_reads_like_a_person_says_it() -> None:

@@ -58,16 +58,16 @@ def file_problem(path: Path, error: BaseException) -> WarehouseError | Warehouse
     if is_lock_conflict(text):
         return WarehouseBusyError(busy_message(path, text))
     code = getattr(error, "errno", None)
+    reason = _reason(error, text)
     if code in (errno.ENOSPC, errno.EDQUOT) or any(marker in text for marker in _NO_SPACE):
         return WarehouseError(
-            f"the disk under {where} is full ({first_line(error, 160)}). Free space there, then run again: "
-            "what was committed stays, and the step that failed is redone"
+            f"the disk under {where} is full ({reason}). Free space there, then run again: what was committed "
+            "stays, and the step that failed is redone"
         )
     if code in (errno.EACCES, errno.EROFS, errno.EPERM) or any(marker in text for marker in _NO_WRITE):
         return WarehouseError(
-            f"{where} cannot be written ({first_line(error, 160)}). Runs write the file and files beside it "
-            "(a .wal, a .lock): give this user write access to the file and its folder, or set DUCKDB_PATH to "
-            "a writable place"
+            f"{where} cannot be written ({reason}). Runs write the file and files beside it (a .wal, a .lock): give "
+            "this user write access to the file and its folder, or set DUCKDB_PATH to a writable place"
         )
     if any(marker in text for marker in _DAMAGED):
         size = path.stat().st_size if path.is_file() else None
@@ -77,6 +77,16 @@ def file_problem(path: Path, error: BaseException) -> WarehouseError | Warehouse
             "backfill` the days you need), or put back a copy made with `mixpanel-alerts snapshot`"
         )
     return None
+
+
+def _reason(error: BaseException, text: str) -> str:
+    """The system's words for what went wrong (``No space left on device``), without the paths."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    for marker in (*_NO_SPACE, *_NO_WRITE):
+        if marker in text:
+            return marker
+    return first_line(error, 160)
 
 
 def wait_until_free(path: Path, timeout_seconds: float, poll_seconds: float = 1.0) -> None:

@@ -33,7 +33,27 @@ class StateTable:
         for name, types in self.columns.items():
             if name not in present:
                 self.client.execute_sql(f"alter table {self.table} add column {name} {types[self.type_index]}")
+        self._zone_timestamps()
         self._present = set(self.columns)
+
+    def _zone_timestamps(self) -> None:
+        """DuckDB: a ``timestamp`` column of an earlier version (UTC without its zone) becomes a
+        ``timestamptz``, its values read as UTC, like every other moment the tool stores."""
+        if self.type_index != 0:
+            return
+        wanted = {name for name, types in self.columns.items() if types[0] == "timestamptz"}
+        rows = self.client.execute_sql(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
+            "and data_type = 'TIMESTAMP'",
+            self.client.dataset_name,
+            self.name,
+        )
+        for (name,) in rows or []:
+            if name in wanted:
+                self.client.execute_sql(
+                    f"alter table {self.table} alter column {name} set data type timestamptz "
+                    f"using timezone('UTC', {name})"
+                )
 
     def present(self) -> set[str] | None:
         """The table's columns; None when it does not exist (yet)."""
@@ -72,6 +92,20 @@ class StateTable:
         self.client.execute_sql(
             f"insert into {self.table} ({', '.join(self.columns)}) values ({placeholders})",
             *(value for value in ordered if value is not None),
+        )
+
+    def replace_all(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Every row replaced by ``rows``: one delete and one insert statement (two jobs on BigQuery)."""
+        self.client.execute_sql(f"delete from {self.table} where true")
+        if not rows:
+            return
+        tuples, parameters = [], []
+        for row in rows:
+            ordered = [row.get(name) for name in self.columns]
+            tuples.append("(" + ", ".join(_placeholder(value) for value in ordered) + ")")
+            parameters += [value for value in ordered if value is not None]
+        self.client.execute_sql(
+            f"insert into {self.table} ({', '.join(self.columns)}) values {', '.join(tuples)}", *parameters
         )
 
     def update(self, key: str, values: Mapping[str, Any], fields: Sequence[str] | None = None) -> None:
