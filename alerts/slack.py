@@ -22,6 +22,7 @@ the step's deadline (``ALERT_STEP_TIMEOUT_SECONDS``): what is left stays pending
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import socket
@@ -197,26 +198,33 @@ class SlackPace:
     def time_left(self) -> float:
         return self.deadline - self.clock()
 
-    def before(self, endpoint: str, *, message: bool = False) -> None:
+    def before(self, endpoint: str, *, message: bool = False, scope: str | None = None) -> None:
         """Wait until ``endpoint`` may be asked (its Retry-After, and for a ``message`` the posting
-        rate); ``HeldBackError`` when it may not be asked again this run."""
-        if endpoint in self.given_up:
-            raise HeldBackError(self.given_up[endpoint])
+        rate); ``HeldBackError`` when it may not be asked again this run. ``scope``: the channel a
+        post goes to (Slack rate-limits posts per channel)."""
+        keys = [endpoint] if scope is None else [endpoint, f"{endpoint} {scope}"]
+        for key in keys:
+            if key in self.given_up:
+                raise HeldBackError(self.given_up[key])
         now = self.clock()
-        ready = self.not_before.get(endpoint, now)
+        ready = max([now, *(self.not_before.get(key, now) for key in keys)])
         if message:
             ready = max(ready, self.last_message + self.message_interval)
         if ready > self.deadline or now >= self.deadline:
-            raise HeldBackError(self._give_up(endpoint, "the alert step's time is up (ALERT_STEP_TIMEOUT_SECONDS)"))
+            raise HeldBackError(self._give_up(keys[-1], "the alert step's time is up (ALERT_STEP_TIMEOUT_SECONDS)"))
         if ready > now:
             self.sleep(ready - now)
-        if endpoint in self.asked:
-            self.waits.append(Wait(endpoint, self.asked.pop(endpoint), self.clock() - self.refused_at[endpoint]))
+        for key in keys:
+            if key in self.asked:
+                self.waits.append(Wait(key, self.asked.pop(key), self.clock() - self.refused_at[key]))
         if message:
             self.last_message = self.clock()
 
-    def refused(self, endpoint: str, status: int, retry_after: float | None) -> bool:
-        """A 429 or 5xx from ``endpoint``; whether it may be asked again in this run."""
+    def refused(self, endpoint: str, status: int, retry_after: float | None, scope: str | None = None) -> bool:
+        """A 429 or 5xx from ``endpoint``; whether it may be asked again in this run. A 429 holds
+        back only its ``scope`` (a post's channel), a 5xx the whole endpoint."""
+        if status == 429 and scope is not None:
+            endpoint = f"{endpoint} {scope}"
         now = self.clock()
         count = self.refusals[endpoint] = self.refusals.get(endpoint, 0) + 1
         if status == 429 and retry_after is None:
@@ -231,8 +239,10 @@ class SlackPace:
             self._give_up(endpoint, f"Slack asked to wait {retry_after:g} s for {endpoint}, past the alert step's time")
         return endpoint not in self.given_up
 
-    def answered(self, endpoint: str) -> None:
+    def answered(self, endpoint: str, scope: str | None = None) -> None:
         self.refusals.pop(endpoint, None)
+        if scope is not None:
+            self.refusals.pop(f"{endpoint} {scope}", None)
 
     def _give_up(self, endpoint: str, why: str) -> str:
         if endpoint in self.asked:  # never asked again
@@ -262,6 +272,18 @@ def endpoint_of(url: str) -> str:
     return name if "/api/" in path and "." in name else "webhook"
 
 
+def channel_of(request: HttpRequest) -> str | None:
+    """The channel a ``chat.postMessage`` request posts to (its JSON body's ``channel``)."""
+    if not request.url.endswith("chat.postMessage") or not request.data:
+        return None
+    try:
+        body = json.loads(request.data)
+    except (TypeError, ValueError):
+        return None
+    channel = body.get("channel") if isinstance(body, dict) else None
+    return str(channel) if channel else None
+
+
 class PacedRetryHandler(RetryHandler):
     """slack-sdk's retry hook, paced by the run's ``SlackPace``: 429s always (Slack did not act on
     them), 5xx and lost connections only for ``reads`` (safe to repeat; a post that may have
@@ -284,7 +306,8 @@ class PacedRetryHandler(RetryHandler):
         if response is not None and (response.status_code == 429 or response.status_code >= 500):
             if response.status_code >= 500 and not self.reads:
                 return False  # the caller records the refusal
-            return self.pace.refused(endpoint, response.status_code, retry_after_of(response))
+            status, retry_after = response.status_code, retry_after_of(response)
+            return self.pace.refused(endpoint, status, retry_after, channel_of(request))
         if response is None and error is not None and self.reads:
             return self.pace.refused(endpoint, 0, None)
         return False
@@ -298,7 +321,8 @@ class PacedRetryHandler(RetryHandler):
         error: Exception | None = None,
     ) -> None:
         state.next_attempt_requested = True
-        self.pace.before(endpoint_of(request.url), message=request.url.endswith("chat.postMessage"))
+        endpoint, channel = endpoint_of(request.url), channel_of(request)
+        self.pace.before(endpoint, message=endpoint == "chat.postMessage", scope=channel)
         state.increment_current_attempt()
 
 
@@ -324,14 +348,15 @@ def transport_error(exc: Exception, what: str, timeout: float = REQUEST_TIMEOUT_
     return DeliveryError(f"{what}: {type(exc).__name__}", permanent=False, maybe_delivered=True)
 
 
-def refusal(pace: SlackPace, endpoint: str, status: int, headers: Any) -> bool:
+def refusal(pace: SlackPace, endpoint: str, status: int, headers: Any, scope: str | None = None) -> bool:
     """Tell ``pace`` of a final 429 or 5xx answer; whether ``endpoint`` may be asked again this run
     (a 429 that reaches us is one slack-sdk's paced retries gave up on: not again)."""
     if status != 429 and status < 500:
         return True
+    if status == 429:
+        return False  # slack-sdk's handler counted it already
     retry_after = retry_after_of(HttpResponse(status_code=status, headers=dict(headers or {})))
-    again = pace.refused(endpoint, status, retry_after)
-    return again and status != 429
+    return pace.refused(endpoint, status, retry_after, scope)
 
 
 class WebhookSender:
@@ -397,14 +422,15 @@ class BotSender:
         self.channel_ids: dict[str, str] = {}
 
     def _post(self, **kwargs: Any) -> Delivered:
-        self.pace.before("chat.postMessage", message=True)
+        channel = str(kwargs["channel"])
+        self.pace.before("chat.postMessage", message=True, scope=channel)
         try:
             response = self.client.chat_postMessage(unfurl_links=False, unfurl_media=False, **kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", "") if exc.response is not None else "")
             status = exc.response.status_code if exc.response is not None else 0
             headers = exc.response.headers if exc.response is not None else {}
-            again = refusal(self.pace, "chat.postMessage", status, headers)
+            again = refusal(self.pace, "chat.postMessage", status, headers, channel)
             raise DeliveryError(
                 f"Slack chat.postMessage answered {status} {error}",
                 permanent=error in PERMANENT_ERRORS,
@@ -415,7 +441,7 @@ class BotSender:
             raise
         except Exception as exc:
             raise transport_error(exc, "Slack chat.postMessage", self.timeout) from None
-        self.pace.answered("chat.postMessage")
+        self.pace.answered("chat.postMessage", channel)
         channel_id = str(response.get("channel") or kwargs["channel"])
         if not CHANNEL_ID.match(str(kwargs["channel"])):
             self.remember(str(kwargs["channel"]), channel_id)
