@@ -73,11 +73,12 @@ def start_simulator(events: int, days: int) -> tuple[subprocess.Popen[str], str]
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    if not url.startswith("http"):
-        process.kill()
-        raise SystemExit("the simulator did not start")
-    return process, url
+    # it prints the shell lines that point the CLI at it: the URL is on the MIXPANEL_EXPORT_URL one
+    for line in process.stdout:
+        if line.startswith("export MIXPANEL_EXPORT_URL="):
+            return process, line.strip().split("=", 1)[1]
+    process.kill()
+    raise SystemExit("the simulator did not start")
 
 
 def run_measured(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:

@@ -15,7 +15,14 @@ from .core.errors import first_line
 from .core.events_config import EventsConfig
 from .core.scratch import scratch_dir
 from .detection import learning_lines
-from .pipelines.mixpanel.client import ExportClient, ExportError, export_base_url, rate_limiter_for
+from .pipelines.mixpanel.client import (
+    ExportClient,
+    ExportError,
+    NotAnExportAnswerError,
+    export_base_url,
+    rate_limiter_for,
+)
+from .pipelines.mixpanel.parser import answer_check
 from .pipelines.mixpanel.window import ExportWindow
 
 # how each check's line is said: (status: ok, config, failed or note; the check's name; what it found)
@@ -71,12 +78,15 @@ def check_mixpanel(settings: Settings, events_config: EventsConfig) -> tuple[str
         backoff_factor=1.0,
         request_timeout=60,
     )
-    params = {**ExportWindow(today, today).params(events_config.enabled_names[:1]), "limit": "1"}
+    names = events_config.enabled_names[:1]
+    params = {**ExportWindow(today, today).params(names), "limit": "1"}
     with scratch_dir("check") as spool_dir:
         try:
-            download = client.download(params, spool_dir)
+            download = client.download(params, spool_dir, accept=answer_check(names, settings.project_timezone))
+        except NotAnExportAnswerError as exc:  # something else answers at the export host
+            return "failed", str(exc)
         except ExportError as exc:
-            status = "config" if " 40" in str(exc) else "failed"
+            status = "config" if exc.status is not None and 400 <= exc.status < 500 else "failed"
             return status, str(exc)
         except Exception as exc:  # a check reports any failure to reach the service as its result
             return "failed", f"could not reach {base_url}: {first_line(exc)}"

@@ -102,6 +102,18 @@ def test_check_with_wrong_project_names_project_id(sim, make_env, run_cli):
     assert "MIXPANEL_PROJECT_ID" in output
 
 
+@pytest.mark.parametrize("fault", ["html-200", "json-error-200"])
+def test_check_fails_when_something_else_answers_at_the_export_host(sim, make_env, run_cli, fault):
+    """A proxy's page or an error object with status 200 is no export: check says what came back."""
+    sim.inject(*[fault] * 5)
+    result = run_cli(["check"], make_env(sim))
+
+    output = output_of(result)
+    assert result.returncode == 1, output
+    line = next(line for line in output.splitlines() if "mixpanel:" in line)
+    assert line.lstrip().startswith("failed") and "not JSON lines of events" in line, line
+
+
 def test_check_send_test_posts_to_each_rules_channel_with_a_bot_token(sim, make_env, run_cli, slack_fake, tmp_path):
     """One test message per channel, naming its rules; a channel the bot cannot post to is a
     configuration error (exit 2) that names it; without --send-test nothing is posted."""

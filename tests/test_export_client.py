@@ -11,17 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from mixpanel_alerts.pipelines.mixpanel.client import (
+from mixpanel_alerts.pipelines.mixpanel.body import (
     SAMPLE_CHARS,
     BodyDecoder,
-    ExportClient,
     GzipMembers,
     IncompleteExportError,
+    body_sample,
+)
+from mixpanel_alerts.pipelines.mixpanel.client import (
+    ExportClient,
     NotAnExport,
     NotAnExportAnswerError,
     RateLimiter,
     _auth_secrets,
-    body_sample,
 )
 from mixpanel_alerts.pipelines.mixpanel.parser import ExportParser
 from mixpanel_alerts.pipelines.mixpanel.window import ExportWindow

@@ -68,8 +68,9 @@ class ServesAFutureProcessingTime(ExportSimulator):
 
 
 def test_a_processing_time_in_the_future_does_not_move_the_cursor_past_now(start_sim, make_env, run_cli):
-    """The cursor never passes the request time plus the margin: a bad processing time ahead
-    would otherwise make every later run skip the events processed until then."""
+    """The cursor never passes the request's own start time, whatever the data says: a bad
+    processing time ahead would otherwise make every later run skip the events processed until
+    then (tests/test_export_answers.py checks the next request's floor)."""
     sim = start_sim(ServesAFutureProcessingTime)
     sim.add_events(recent_traffic(20))
     env = make_env(sim)

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -533,3 +533,20 @@ class ExportParser:
 
 def new_spool_dir(parent: Path | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="mixpanel-export-", dir=parent))
+
+
+def answer_check(event_names: Sequence[str], project_timezone: str) -> Callable[[Path], NotAnExport | None]:
+    """An ``accept`` check for a download that keeps nothing (``check``): each spooled body is
+    parsed, judged an export or not, and let go."""
+
+    def accept(path: Path) -> NotAnExport | None:
+        parser = ExportParser(
+            path, event_names=event_names, project_timezone=project_timezone, inserted_at=datetime.now(UTC)
+        )
+        try:
+            parser.parse()
+            return parser.stats.not_an_export()
+        finally:
+            parser.close()
+
+    return accept
