@@ -218,16 +218,16 @@ def _watch(state: _State, read_end: int) -> None:
 
 def _record(state: _State, number: int, frame: FrameType | None) -> Stop:
     """The first signal's stop; the grace timer starts with it."""
-    with state.lock:
-        if state.stop is not None:
-            return state.stop
-        state.stop = Stop(number, _where(frame, state.command), time.monotonic())
-    threading.Thread(target=_end_after_grace, args=(state,), name="stop-grace", daemon=True).start()
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        # what libraries log while they are stopped (a dlt load job whose folder is gone, a
-        # thread pool that did not shut down in time) follows from the stop: the line says it
+    if not logs.is_debug():
+        # first, so that whichever thread raises Stopped has done it: what libraries log as they are
+        # stopped (dbt's "Encountered an error", a dlt load job whose folder is gone, a thread pool
+        # that did not shut down in time) follows from the stop, which the line says
         logging.disable(logging.ERROR)
-    return state.stop
+    with state.lock:
+        if state.stop is None:
+            state.stop = Stop(number, _where(frame, state.command), time.monotonic())
+            threading.Thread(target=_end_after_grace, args=(state,), name="stop-grace", daemon=True).start()
+        return state.stop
 
 
 def _end_after_grace(state: _State) -> None:
