@@ -95,7 +95,8 @@ for folder, dirs, files in os.walk(src / "mixpanel_alerts", followlinks=True):
             expected.add((Path(folder) / name).relative_to(src).as_posix())
 missing, extra = sorted(expected - shipped), sorted(shipped - expected)
 for name in missing:
-    print(f"  missing from the wheel: {name} (pyproject.toml: [tool.setuptools.package-data])")
+    where = "packages.find" if name.endswith(".py") else "package-data"
+    print(f"  missing from the wheel: {name} (see pyproject.toml's [tool.setuptools.{where}])")
 for name in extra:
     print(f"  in the wheel, not in the checkout: {name}")
 print(f"  the wheel: {len(shipped)} files, {sum(n.endswith('.py') for n in shipped)} Python modules")
