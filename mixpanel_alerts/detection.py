@@ -26,6 +26,7 @@ from typing import Any
 
 import platformdirs
 
+from .core import signals
 from .core.config import Settings
 from .core.events_config import CHANNEL_PATTERN, EventsConfig
 from .core.state_table import StateTable
@@ -196,6 +197,8 @@ def run_dbt(args: list[str], workdir: Path, settings: Settings) -> Any:
 
     with dbt_variables(settings):
         result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])
+    if isinstance(result.exception, signals.Stopped):  # dbt's runner catches everything: a stop goes on
+        raise result.exception
     if result.exception is not None:
         raise DetectionError(f"dbt {args[0]} failed: {result.exception}")
     if not result.success:
@@ -244,6 +247,8 @@ def invoke_dbt(settings: Settings, events_config: EventsConfig, args: list[str])
     try:
         with dbt_variables(settings):
             result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])
+        if isinstance(result.exception, signals.Stopped):
+            raise result.exception
     finally:
         close_duckdb_connection(settings)
     return bool(result.success)

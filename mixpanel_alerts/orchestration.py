@@ -23,6 +23,7 @@ from rich.console import Console
 from .alerts.deliver import AlertSummary, DryRunOutput, SlackOutput
 from .alerts.health import ops_channel
 from .alerts.step import AlertRequest, run_alerts
+from .core import signals
 from .core.config import ConfigError, Redactor, Settings
 from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import file_problem
@@ -78,6 +79,9 @@ def translate(error: BaseException, settings: Settings, what: str) -> BaseExcept
     DuckDB file (held, damaged, empty, read-only, on a full disk) or the disk as a ``WarehouseError``
     that says what to do; Mixpanel's and dbt's refusals with their own message; anything else as
     ``WHAT failed: Type: message``. Not an ``Exception`` (a signal, an exit): as it is."""
+    stop = signals.received()
+    if stop is not None:  # a library turned the stop into its own error (dbt's runner, DuckDB): the stop wins
+        return error if isinstance(error, signals.Stopped) else signals.Stopped(stop)
     if not isinstance(error, Exception) or isinstance(error, ConfigError | StepError):
         return error
     cause = unwrap(error)
@@ -301,6 +305,12 @@ def recorded(
     except (StepError, ConfigError) as exc:
         record.error = redact(str(exc), settings)
         raise
+    except signals.Stopped as exc:  # nothing failed: the run was asked to stop
+        for step in ("collect_result", "detect_result", "alert_result"):
+            if getattr(record, step) is None and step == _running_step(record):
+                setattr(record, step, "stopped")
+        record.error = redact(str(exc), settings)
+        raise
     except BaseException as exc:
         record.error = redact(f"{type(exc).__name__}: {exc}", settings)
         raise
@@ -314,6 +324,17 @@ def recorded(
             reporter.info("heartbeat: HEARTBEAT_URL called")
         else:
             reporter.note(f"heartbeat: HEARTBEAT_URL did not answer ({problem}); the run itself succeeded")
+
+
+def _running_step(record: RunRecord) -> str | None:
+    """The step a stopped run was in: the first it had not finished (a detect-only record has no
+    collect)."""
+    steps: tuple[str, ...] = ("collect_result", "detect_result", "alert_result")
+    if record.command == "detect":
+        steps = steps[1:]
+    if record.command == "collect":
+        steps = steps[:1]
+    return next((step for step in steps if getattr(record, step) is None), None)
 
 
 def redact(text: str, settings: Settings) -> str:

@@ -64,6 +64,7 @@ STEPS = (
 PARTS = (
     ("mixpanel_alerts.pipelines.mixpanel.client", "download"),
     ("mixpanel_alerts.pipelines.mixpanel.body", "download"),
+    ("mixpanel_alerts.pipelines.mixpanel.body", "download"),
     ("mixpanel_alerts.pipelines.mixpanel.parser", "parse"),
     ("dlt.normalize", "normalize"),
     ("dlt.load", "load"),
