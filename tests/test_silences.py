@@ -127,8 +127,8 @@ def test_a_reaction_is_read_once_and_without_the_scope_the_run_says_so(slack_fak
     """``reaction_silences`` against the Slack fake: a reaction already made into a silence adds
     nothing; a digest's reaction silences each of its events; no reactions:read, one line."""
     from mixpanel_alerts.alerts.ledger import Notification
+    from mixpanel_alerts.alerts.mute import reaction_silences
     from mixpanel_alerts.alerts.slack import BotSender, Pacer
-    from mixpanel_alerts.alerts.step import reaction_silences
 
     sender = BotSender(BOT_TOKEN, slack_fake.api_url, pacer=Pacer(0))
     now = datetime.now(UTC)
