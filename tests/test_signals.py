@@ -91,7 +91,10 @@ def test_sigterm_as_dlt_normalize_ends_stops_the_run_and_the_next_collect_stores
     assert landed, f"the signal did not land between dlt's normalize and load steps:\n{stopped.output}"
     assert stopped.code == 143, stopped.output
     assert seconds < GRACE_SECONDS, f"took {seconds:.1f} s to stop:\n{stopped.output}"
-    assert stop_lines(stopped.output) == [f"stopped by SIGTERM during collect (normalize); {AFTERWARDS}"]
+    # the package is committed and the load about to start: the main thread is at one or the other
+    assert stop_lines(stopped.output) in (
+        [f"stopped by SIGTERM during collect ({part}); {AFTERWARDS}"] for part in ("normalize", "load")
+    ), stopped.output
     assert stopped.output.rstrip().splitlines()[-1].startswith("stopped by "), "the run said more after it stopped"
     assert "collected " not in stopped.output and "detect:" not in stopped.output, "the run went on after the signal"
     assert "error" not in stopped.output.lower() and "Traceback" not in stopped.output, stopped.output
