@@ -11,7 +11,6 @@ signal is then handled exactly there.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,48 +21,22 @@ from pathlib import Path
 from mixpanel_alerts.core.signals import AFTERWARDS, GRACE_SECONDS
 from mixpanel_alerts.simulator import ExportSimulator
 from tests.conftest import recent_traffic, untimed
-from tests.reliability.support import Finished, Runner, SlowExportSimulator, Spawned, event_totals
+from tests.reliability.support import (
+    Runner,
+    SlowExportSimulator,
+    Spawned,
+    event_totals,
+    normalize_committed,
+    signal_when,
+)
 
 EVENTS = 20_000
-
-
-def normalized(tmpdir: Path) -> bool:
-    """Whether dlt's normalize step has committed its load package and its load step has started
-    no job of it yet, from the run's dlt working folder (``$TMPDIR/mixpanel-alerts-UID/pipeline-…/``).
-    dlt dropped a signal that came there: it checks its flag before the commit, and forgets it as
-    the step ends."""
-    root = tmpdir / f"mixpanel-alerts-{os.getuid()}"
-    packages = list(root.glob("pipeline-*/mixpanel_alerts/load/normalized/*"))
-    return bool(packages) and all(
-        any(package.glob("new_jobs/*"))
-        and not any(package.glob("started_jobs/*"))
-        and not any(package.glob("completed_jobs/*"))
-        for package in packages
-    )
 
 
 def said(spawned: Spawned, start: str) -> bool:
     """Whether a line of the run's output (without its timestamp) starts with ``start``."""
     output = untimed(spawned.log.read_text(encoding="utf-8", errors="replace"))
     return any(line.strip().startswith(start) for line in output.splitlines())
-
-
-def signal_when(
-    spawned: Spawned, number: int, there: Callable[[], bool], timeout: float = 120
-) -> tuple[Finished, float, bool]:
-    """Send ``number`` to the run once ``there()`` holds: the run is frozen, checked to be still
-    there, signalled and let go. The run's end, the seconds from the signal to its exit, and
-    whether the signal landed where ``there`` says."""
-    deadline = time.monotonic() + timeout
-    while spawned.running() and not there() and time.monotonic() < deadline:
-        time.sleep(0.003)
-    os.killpg(spawned.process.pid, signal.SIGSTOP)
-    landed = there()
-    sent = time.monotonic()
-    os.kill(spawned.process.pid, number)
-    os.killpg(spawned.process.pid, signal.SIGCONT)
-    finished = spawned.wait(60)
-    return finished, finished.seconds - (sent - spawned.started), landed
 
 
 def stop_lines(output: str) -> list[str]:
@@ -84,7 +57,9 @@ def test_sigterm_as_dlt_normalize_ends_stops_the_run_and_the_next_collect_stores
     env = make_env(sim, TMPDIR=str(scratch))
     runner = Runner(tmp_path)
 
-    stopped, seconds, landed = signal_when(runner.spawn(["run"], env), signal.SIGTERM, lambda: normalized(scratch))
+    stopped, seconds, landed = signal_when(
+        runner.spawn(["run"], env), (signal.SIGTERM,), lambda: normalize_committed(scratch)
+    )
     print(f"SIGTERM as dlt's normalize step ends: exit {stopped.code} {seconds:.2f} s after the signal")
     recovery = runner.run(["collect"], env)
 
@@ -119,7 +94,7 @@ def test_sigint_while_downloading_stops_the_collect_and_the_next_one_stores_ever
     def streaming() -> bool:  # Mixpanel has the request, the body is not all in
         return bool(sim.requests) and not said(spawned, "downloaded ")
 
-    stopped, seconds, landed = signal_when(spawned, signal.SIGINT, streaming)
+    stopped, seconds, landed = signal_when(spawned, (signal.SIGINT,), streaming)
     print(f"SIGINT while downloading: exit {stopped.code} {seconds:.2f} s after the signal")
     sim.stream_seconds = 0.0
     recovery = runner.run(["collect"], env)

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -314,3 +314,45 @@ def scratch_leftovers(tmpdir: Path) -> list[str]:
 
 def lock_leftovers(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.glob("*.collect.lock"))
+
+
+# ---------------------------------------------------------------------------------- signals
+
+
+def pipeline_files(tmpdir: Path, pattern: str) -> list[Path]:
+    """Files of a run's dlt working folder (``$TMPDIR/mixpanel-alerts-UID/pipeline-…/``)."""
+    return sorted((tmpdir / f"mixpanel-alerts-{os.getuid()}").glob(f"pipeline-*/mixpanel_alerts/{pattern}"))
+
+
+def normalize_committed(tmpdir: Path) -> bool:
+    """Whether dlt's normalize step has committed its load package and its load step has started
+    no job of it yet (dlt once dropped a signal that came there: it checked its flag before the
+    commit, and forgot it as the step ended)."""
+    packages = pipeline_files(tmpdir, "load/normalized/*")
+    return bool(packages) and all(
+        any(package.glob("new_jobs/*"))
+        and not any(any(package.glob(f"{state}_jobs/*")) for state in ("started", "completed"))
+        for package in packages
+    )
+
+
+def signal_when(
+    spawned: Spawned, numbers: tuple[int, ...], there: Callable[[], bool], timeout: float = 180
+) -> tuple[Finished, float, bool]:
+    """Send the first of ``numbers`` once ``there()`` holds (frozen, checked, signalled, let go),
+    then each other a tenth of a second after the one before: the run's end, the seconds from the
+    last signal to its exit, and whether the first landed there."""
+    deadline = time.monotonic() + timeout
+    while spawned.running() and not there() and time.monotonic() < deadline:
+        time.sleep(0.003)
+    os.killpg(spawned.process.pid, signal.SIGSTOP)
+    landed = there()
+    sent = time.monotonic()
+    os.kill(spawned.process.pid, numbers[0])
+    os.killpg(spawned.process.pid, signal.SIGCONT)
+    for number in numbers[1:]:
+        time.sleep(0.1)
+        sent = time.monotonic()
+        os.kill(spawned.process.pid, number)
+    finished = spawned.wait(90)
+    return finished, finished.seconds - (sent - spawned.started), landed

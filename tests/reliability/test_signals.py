@@ -12,9 +12,7 @@ stop as fast when it is not the main thread.
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,14 +22,16 @@ from mixpanel_alerts.core.signals import AFTERWARDS, GRACE_SECONDS
 from mixpanel_alerts.simulator import ExportSimulator
 from tests.conftest import recent_traffic, rule, untimed, write_events_config
 from tests.reliability.support import (
-    Finished,
     Runner,
     SlowExportSimulator,
     Spawned,
     event_totals,
     firing_messages,
     ledger_statuses,
+    normalize_committed,
+    pipeline_files,
     repeated_dedup_keys,
+    signal_when,
     spike,
 )
 from tests.slack_fake import BOT_TOKEN, SlackFake
@@ -61,11 +61,6 @@ CASES = [
 ]
 
 
-def pipeline_files(tmpdir: Path, pattern: str) -> list[Path]:
-    """Files of a run's dlt working folder (``$TMPDIR/mixpanel-alerts-UID/pipeline-…/``)."""
-    return sorted((tmpdir / f"mixpanel-alerts-{os.getuid()}").glob(f"pipeline-*/mixpanel_alerts/{pattern}"))
-
-
 def output_lines(spawned: Spawned) -> list[str]:
     return [line.strip() for line in untimed(spawned.log.read_text(encoding="utf-8", errors="replace")).splitlines()]
 
@@ -73,28 +68,6 @@ def output_lines(spawned: Spawned) -> list[str]:
 def dbt_log(home: Path) -> str:
     """dbt's own log of the runs in this HOME (its working copy under the user's cache folder)."""
     return "".join(path.read_text(errors="replace") for path in home.glob(".cache/mixpanel-alerts/dbt/*/logs/dbt.log"))
-
-
-def signal_when(
-    spawned: Spawned, numbers: tuple[int, ...], there: Callable[[], bool], timeout: float = 180
-) -> tuple[Finished, float, bool]:
-    """Send the first of ``numbers`` once ``there()`` holds (frozen, checked, signalled, let go),
-    then each other a tenth of a second after the one before: the run's end, the seconds from the
-    last signal to its exit, and whether the first landed there."""
-    deadline = time.monotonic() + timeout
-    while spawned.running() and not there() and time.monotonic() < deadline:
-        time.sleep(0.003)
-    os.killpg(spawned.process.pid, signal.SIGSTOP)
-    landed = there()
-    sent = time.monotonic()
-    os.kill(spawned.process.pid, numbers[0])
-    os.killpg(spawned.process.pid, signal.SIGCONT)
-    for number in numbers[1:]:
-        time.sleep(0.1)
-        sent = time.monotonic()
-        os.kill(spawned.process.pid, number)
-    finished = spawned.wait(90)
-    return finished, finished.seconds - (sent - spawned.started), landed
 
 
 def stream_over(sim: ExportSimulator, seconds: float) -> None:
@@ -114,16 +87,7 @@ def in_step(
             bool(pipeline_files(scratch, "load/new/*/new_jobs/*")) and not pipeline_files(scratch, "load/normalized/*")
         )
     if landing == "normalize committed":  # the load package is committed, its load has started no job
-
-        def committed() -> bool:
-            packages = pipeline_files(scratch, "load/normalized/*")
-            return bool(packages) and all(
-                any(package.glob("new_jobs/*"))
-                and not any(any(package.glob(f"{state}_jobs/*")) for state in ("started", "completed"))
-                for package in packages
-            )
-
-        return committed
+        return lambda: normalize_committed(scratch)
     if landing == "load":  # dlt's load job inserts the new events
         return lambda: bool(pipeline_files(scratch, "load/normalized/*/started_jobs/mixpanel_events.*"))
     if landing == "dbt":  # dbt's runner builds the models (dbt logs each node it starts)
