@@ -17,7 +17,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from .core.errors import first_line
 from .core.events_config import EventsConfig, load_events_config
 from .core.scratch import clean_stale
 from .core.secrets import resolve_secrets
+from .core.times import utc
 from .core.warehouse import query_duckdb, snapshot_duckdb
 from .demo import run_demo
 from .operations import Status, add_silence, ago, end_silences, list_silences, read_status
@@ -498,7 +499,7 @@ def parse_until(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         fail(f"--until {text!r} is not a time: use 2026-12-24T09:00 (UTC unless it says) or 2026-12-24", 2)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc(moment)
 
 
 @app.command()

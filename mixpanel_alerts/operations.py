@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .alerts.ledger import UNDELIVERED, Ledger
@@ -95,7 +95,7 @@ class Status:
 
         def plain(value: Any) -> Any:
             if isinstance(value, datetime):
-                return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                return utc(value).isoformat().replace("+00:00", "Z")
             if isinstance(value, dict):
                 return {key: plain(item) for key, item in value.items()}
             if isinstance(value, list):

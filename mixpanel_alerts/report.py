@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mixpanel_alerts.core.numbers import axis_labels, figure
+from mixpanel_alerts.core.times import utc
 
 WIDTH, HEIGHT = 1000, 280
 LEFT, RIGHT, TOP, BOTTOM = 58, 26, 34, 40
@@ -97,7 +98,7 @@ def _e(value: object) -> str:
 
 def _epoch(iso: str) -> float:
     moment = datetime.fromisoformat(iso)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return utc(moment).timestamp()
 
 
 def _utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -268,7 +268,7 @@ def typical(day_counts: Sequence[float | None]) -> float | None:
 def sql_time(value: datetime, warehouse: str) -> datetime:
     """A moment as a query parameter: BigQuery types an aware one as TIMESTAMP (a naive one would be
     a DATETIME, which it does not compare with TIMESTAMP); DuckDB's detection tables hold naive UTC."""
-    value = value.astimezone(UTC)
+    value = utc(value)
     return value if warehouse == "bigquery" else value.replace(tzinfo=None)
 
 

@@ -218,12 +218,14 @@ def test_incident_list_shows_the_first_ten() -> None:
 
 
 def test_the_renderer_imports_only_the_standard_library_and_the_number_formatter() -> None:
-    """The page renders anywhere: the standard library, and the one number formatter it shares with
-    the alert's chart (itself standard library only: tests/test_numbers.py)."""
+    """The page renders anywhere: the standard library, the one number formatter it shares with
+    the alert's chart (itself standard library only: tests/test_numbers.py) and the one UTC
+    normaliser (standard library only too)."""
     tree = ast.parse(Path(report.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
-    assert {name.split(".")[0] for name in imported - {"mixpanel_alerts.core.numbers"}} - {"__future__"} <= (
+    ours = {"mixpanel_alerts.core.numbers", "mixpanel_alerts.core.times"}
+    assert {name.split(".")[0] for name in imported - ours} - {"__future__"} <= (
         sys.stdlib_module_names
     )
     assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))

@@ -21,6 +21,8 @@ import dotenv
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic import model_validator as model_check
 
+from .times import utc
+
 REGIONS = ("us", "eu", "in")
 WAREHOUSES = ("duckdb", "bigquery")
 
@@ -142,7 +144,7 @@ class Settings(BaseModel):
                 raise ValueError(
                     f"DETECTION_NOW={value!r} is not an ISO 8601 time such as 2026-12-01T09:30:00Z"
                 ) from None
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return utc(moment)
         return value
 
     @field_validator("export_url")

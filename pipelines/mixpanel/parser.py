@@ -25,6 +25,7 @@ import orjson
 import pyarrow as pa
 
 from mixpanel_alerts.core.sql import sql_string
+from mixpanel_alerts.core.times import utc
 
 from .client import NotAnExport
 from .settings import (
@@ -102,7 +103,7 @@ _REJECT_REASON = f"""case
 
 
 def _timestamptz_literal(moment: datetime) -> str:
-    return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
+    return f"'{utc(moment).isoformat()}'::timestamptz"
 
 
 def _export_rows_query(path: Path, event_names: Sequence[str], *, mode: ReadMode = "full", checks: bool = True) -> str:
