@@ -10,7 +10,10 @@ import pytest
 
 from mixpanel_alerts.pipelines.mixpanel.client import ExportError, export_base_url
 from mixpanel_alerts.pipelines.mixpanel.window import (
+    BackfillLedger,
     ExportWindow,
+    backfill_left_cursor_note,
+    backfill_moved_cursor_note,
     backfill_windows,
     exported_time_offset,
     future_processing_note,
@@ -271,3 +274,164 @@ def test_a_time_offset_note_says_which_clock_the_times_are_on_and_what_to_set(of
 )
 def test_no_time_offset_note_when_the_setting_fits_or_the_sample_is_small(offset, project_timezone, events):
     assert time_offset_note(quartiles(LIVE, offset), events, project_timezone, AT) is None
+
+
+# ------------------------------------------------------------------ a backfill that reaches today
+
+NAMES = ["checkout_completed", "page_view"]
+CURSOR = NOON - timedelta(hours=2)  # the last scheduled collect asked at 10:00: its window is Jan 10..15
+DAY = timedelta(days=1)
+
+
+def days(first: date, last: date) -> list[date]:
+    return [first + offset * DAY for offset in range((last - first).days + 1)]
+
+
+def backfilled(asked: list[date], start: datetime, *, every: timedelta = timedelta(seconds=1), names=NAMES):
+    """A ledger of ``asked`` requested one after another, ``every`` apart, from ``start``."""
+    ledger = BackfillLedger({})
+    for number, day in enumerate(asked):
+        ledger.add(names, day, ms(start + number * every))
+    return ledger
+
+
+def reach(ledger: BackfillLedger, cursor: datetime | None, start_date: date | None = None, names=NAMES):
+    """What ``ledger`` is worth at NOON, the moment of its request of today, to ``cursor``."""
+    cursor_ms = cursor and ms(cursor)
+    scheduled = window(NOON, cursor_ms=cursor_ms, start_date=start_date)
+    return ledger.reach(names, scheduled, cursor_ms, lambda moved: window(NOON, cursor_ms=moved, start_date=start_date))
+
+
+@pytest.mark.parametrize(
+    ("cursor", "start_date", "asked", "first_day"),
+    [
+        pytest.param(CURSOR, None, days(date(2026, 1, 10), date(2026, 1, 15)), date(2026, 1, 10),
+                     id="late-arrival-window-to-today"),
+        pytest.param(CURSOR, None, days(date(2026, 1, 1), date(2026, 1, 15)), date(2026, 1, 10),
+                     id="more-than-the-window"),
+        pytest.param(None, None, days(date(2026, 1, 10), date(2026, 1, 15)), date(2026, 1, 10),
+                     id="no-cursor-late-arrival-window"),
+        pytest.param(None, None, days(date(2026, 1, 5), date(2026, 1, 15)), date(2026, 1, 10),
+                     id="no-cursor-ten-days"),
+        pytest.param(None, date(2026, 1, 12), days(date(2026, 1, 12), date(2026, 1, 15)), date(2026, 1, 12),
+                     id="no-cursor-from-the-start-date"),
+    ],
+)  # fmt: skip
+def test_a_backfill_of_every_day_a_collect_asks_moves_the_cursor_to_its_earliest_request(
+    cursor, start_date, asked, first_day
+):
+    """The requests of the days the collects before and after the move ask for stand in for a
+    collect asked at the earliest of them: an event of the first day processed while the later
+    days were asked is still asked for by the next collect."""
+    start = NOON - timedelta(hours=1)
+    result = reach(backfilled(asked, start, every=timedelta(minutes=5)), cursor, start_date)
+
+    assert result.missing == []
+    assert result.first_day == first_day
+    assert result.cursor_ms == ms(start + asked.index(first_day) * timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(
+    ("cursor", "asked", "start", "names", "first_missing"),
+    [
+        pytest.param(CURSOR, days(date(2026, 1, 14), date(2026, 1, 15)), NOON, NAMES, date(2026, 1, 10),
+                     id="the-last-two-days-only"),
+        pytest.param(CURSOR, [date(2026, 1, 10), date(2026, 1, 11), *days(date(2026, 1, 13), date(2026, 1, 15))],
+                     NOON, NAMES, date(2026, 1, 12), id="a-day-left-out"),
+        pytest.param(CURSOR, days(date(2026, 1, 10), date(2026, 1, 15)), CURSOR - timedelta(hours=1), NAMES,
+                     date(2026, 1, 10), id="a-cursor-ahead-of-the-requests"),
+        pytest.param(CURSOR, days(date(2026, 1, 10), date(2026, 1, 15)), CURSOR - timedelta(seconds=3), NAMES,
+                     date(2026, 1, 10), id="some-days-asked-before-the-cursor"),
+        pytest.param(CURSOR, days(date(2026, 1, 10), date(2026, 1, 15)), NOON, ["page_view"], date(2026, 1, 10),
+                     id="asked-for-other-events"),
+        pytest.param(None, days(date(2026, 1, 14), date(2026, 1, 15)), NOON, NAMES, date(2026, 1, 10),
+                     id="no-cursor-the-last-two-days-only"),
+    ],
+)  # fmt: skip
+def test_the_cursor_stays_unless_every_day_a_collect_asks_was_backfilled_since_it(
+    cursor, asked, start, names, first_missing
+):
+    """Without a cursor, the first collect would ask for yesterday and today only, but the ones
+    after the move reach back the late-arrival days: an event of those days processed after its
+    day was backfilled, before the new cursor, would be skipped."""
+    result = reach(backfilled(asked, start, names=names), cursor)
+
+    assert result.cursor_ms is None
+    assert result.missing[0] == first_missing
+
+
+def test_without_a_cursor_a_backfill_reaches_back_to_the_start_date():
+    result = reach(backfilled(days(date(2026, 1, 5), date(2026, 1, 15)), NOON), None, date(2026, 1, 1))
+
+    assert result.cursor_ms is None
+    assert result.missing == days(date(2026, 1, 1), date(2026, 1, 4))
+
+
+def test_days_asked_for_other_events_start_the_ledger_again():
+    ledger = backfilled([date(2026, 1, 10)], NOON, names=["page_view"])
+    ledger.add(NAMES, date(2026, 1, 11), ms(NOON))
+
+    assert ledger.record == {"names": NAMES, "days": {"2026-01-11": ms(NOON)}}
+
+
+def test_the_ledger_forgets_days_before_a_bound_and_days_asked_before_the_cursor():
+    ledger = backfilled([date(2026, 1, 9), date(2026, 1, 10), date(2026, 1, 11)], CURSOR - timedelta(seconds=1))
+
+    ledger.forget(before=date(2026, 1, 10), cursor_ms=ms(CURSOR))
+
+    assert ledger.record["days"] == {"2026-01-11": ms(CURSOR + timedelta(seconds=1))}
+
+
+EARLY_CURSOR = NOON - timedelta(hours=10)  # its window is Jan 10..15 too, and the backfills below come after it
+
+
+@pytest.mark.parametrize(
+    ("cursor", "asked", "moves"),
+    [
+        pytest.param(EARLY_CURSOR, days(date(2026, 1, 10), date(2026, 1, 15)), True, id="window-to-today"),
+        pytest.param(EARLY_CURSOR, days(date(2026, 1, 14), date(2026, 1, 15)), False, id="last-two-days"),
+        pytest.param(EARLY_CURSOR, days(date(2026, 1, 7), date(2026, 1, 15)), True, id="more-than-the-window"),
+        pytest.param(EARLY_CURSOR, days(date(2026, 1, 11), date(2026, 1, 15)), False, id="first-day-left-out"),
+        pytest.param(None, days(date(2026, 1, 10), date(2026, 1, 15)), True, id="no-cursor-window"),
+        pytest.param(None, days(date(2026, 1, 7), date(2026, 1, 15)), True, id="no-cursor-more-than-the-window"),
+    ],
+)
+def test_no_event_falls_between_the_old_cursor_the_backfill_and_the_next_collect(cursor, asked, moves):
+    """Every event Mixpanel processes until the next collect, on a day that can still receive it
+    and that the old cursor or the backfill covers, is stored by the collects before, by the
+    backfill, or asked for by the next collect, whether the cursor moved or not. The backfill's
+    days are asked an hour apart, so the margin hides nothing: a cursor at the last request would
+    skip events of the first days processed meanwhile."""
+    cursor_ms = cursor and ms(cursor)
+    backfill_start = NOON - (len(asked) - 1) * timedelta(hours=1)
+    result = reach(backfilled(asked, backfill_start, every=timedelta(hours=1)), cursor)
+    assert (result.cursor_ms is not None) == moves
+    next_collect = window(NOON + timedelta(minutes=5), cursor_ms=result.cursor_ms or cursor_ms)
+    asked_at = {day: ms(backfill_start + number * timedelta(hours=1)) for number, day in enumerate(asked)}
+    floor_before = None if cursor_ms is None else cursor_ms - MARGIN_MINUTES * 60_000
+    covered_from = asked[0] if cursor is None else date(2026, 1, 1)
+
+    for processed in range(ms(NOON - timedelta(days=8)), ms(NOON), 10 * 60_000):
+        for day in days(covered_from, date(2026, 1, 15)):
+            day_start = ms(datetime.combine(day, datetime.min.time(), UTC))
+            if not day_start <= processed < day_start + 6 * 86_400_000:
+                continue  # no event of this day is processed then, within the late-arrival days
+            stored_before = floor_before is not None and processed <= floor_before
+            backfilled_it = day in asked_at and processed <= asked_at[day]
+            assert next_collect.processed_after_ms is not None
+            asked_next = processed > next_collect.processed_after_ms and day >= next_collect.from_date
+            assert stored_before or backfilled_it or asked_next, (day, datetime.fromtimestamp(processed / 1000, UTC))
+
+
+def test_the_backfill_says_where_the_cursor_went_or_why_it_stayed():
+    scheduled = ExportWindow(date(2026, 1, 10), date(2026, 1, 15), None)
+    assert backfill_moved_cursor_note(date(2026, 1, 9), date(2026, 1, 15), ms(NOON), 30) == (
+        "the backfill asked for every day a collect would (2026-01-09..2026-01-15): the cursor is now "
+        "2026-01-15 12:00 UTC, and the next collect asks only for events processed since then (less the "
+        "30-minute margin)"
+    )
+    assert backfill_left_cursor_note(scheduled, date(2026, 1, 12)) == (
+        "the cursor did not move: the next collect still asks for 2026-01-10..2026-01-15, and not every day "
+        "from 2026-01-12 was backfilled since the last collect; a backfill from 2026-01-12 to today would "
+        "stand in for it"
+    )

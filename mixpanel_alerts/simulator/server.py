@@ -89,6 +89,7 @@ class RequestRecord:
     status: int
     auth: str  # "service_account", "secret", "none" or "invalid"
     fault: str | None
+    bytes_served: int = 0  # body bytes written in answer (gzipped when sent so; a cut body counts what was sent)
 
 
 class ExportSimulator:
@@ -258,6 +259,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    record: RequestRecord | None = None  # the request being answered (one at a time per connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -267,13 +269,14 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         params = {key: values[-1] for key, values in parse_qs(split.query).items()}
         if split.path != EXPORT_PATH:
-            sim.requests.append(RequestRecord(time.time(), params, 404, "none", "not-found"))
+            self.record = RequestRecord(time.time(), params, 404, "none", "not-found")
+            sim.requests.append(self.record)
             self._send_json(404, {"error": f"unknown path {split.path}"})
             return
 
         auth, status, error = sim.authenticate(self.headers.get("Authorization"), params)
         fault = sim.faults.popleft() if sim.faults else None
-        record = RequestRecord(time.time(), params, status, auth, fault)
+        record = self.record = RequestRecord(time.time(), params, status, auth, fault)
         sim.requests.append(record)
 
         if sim.rate_limited():
@@ -362,6 +365,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+        self._count_served(len(body))
+
+    def _count_served(self, size: int) -> None:
+        """Add ``size`` body bytes written to the record of the request being answered."""
+        if self.record is not None:
+            self.record.bytes_served += size
 
     def _send_raw(self, payload: bytes, content_type: str, encoding: str | None = None) -> None:
         """A 200 with exactly ``payload`` (an odd answer's body)."""
@@ -373,6 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             self.wfile.write(payload)
+            self._count_served(len(payload))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -398,7 +408,9 @@ class _Handler(BaseHTTPRequestHandler):
         view = memoryview(payload)
         try:
             for offset in range(0, len(view), 1 << 20):
-                self.wfile.write(view[offset : offset + (1 << 20)])
+                chunk = view[offset : offset + (1 << 20)]
+                self.wfile.write(chunk)
+                self._count_served(len(chunk))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

@@ -41,8 +41,11 @@ from .settings import (
     REJECTS_TABLE,
 )
 from .window import (
+    BackfillLedger,
     Coverage,
     ExportWindow,
+    backfill_left_cursor_note,
+    backfill_moved_cursor_note,
     backfill_windows,
     day_start_ms,
     follow_enabled_events,
@@ -130,7 +133,8 @@ def mixpanel_source(
         late_arrival_days: how late, by processing time, an event may arrive and still be collected.
         processing_margin_minutes: how far before the cursor each run re-asks (overlap is deduplicated).
         start_date: the first day to collect when there is no state yet (default: yesterday).
-        backfill: export these days instead, one per request, without touching the cursor.
+        backfill: export these days instead, one per request; the cursor moves only when the days
+            backfilled since it stand in for the next collect (see ``BackfillLedger``).
         history: export the next days of history that events enabled after the first run still
             miss (one request a day for all of them, up to a week per load; the incremental run
             plans it), without touching the cursor; a failed day is reported in ``load.history``,
@@ -179,36 +183,73 @@ def mixpanel_source(
         if options.create_empty_tables:
             yield from export.tables_not_created_yet()
 
-    def _incremental(client: ExportClient, state: dict[str, Any]) -> Iterator[Any]:
-        requested_at = datetime.now(UTC)
-        cursor_ms = state.get("processing_cursor_ms")
-        window = incremental_window(
-            now=requested_at,
+    def _scheduled_window(now: datetime, cursor_ms: int | None) -> ExportWindow:
+        """What a scheduled collect asked at ``now`` with the cursor ``cursor_ms`` asks for."""
+        return incremental_window(
+            now=now,
             project_timezone=project_timezone,
             start_date=start_date,
             late_arrival_days=late_arrival_days,
             cursor_ms=cursor_ms,
             margin_minutes=processing_margin_minutes,
         )
+
+    def _incremental(client: ExportClient, state: dict[str, Any]) -> Iterator[Any]:
+        requested_at = datetime.now(UTC)
+        cursor_ms = state.get("processing_cursor_ms")
+        window = _scheduled_window(requested_at, cursor_ms)
         parsed = yield from export.window(client, window)
+        _collected(state, window, cursor_ms, next_cursor(requested_at))
+        if parsed.future:
+            options.stats.note("future", future_processing_note(parsed.future, parsed.max_processing_ms))
+
+    def _collected(state: dict[str, Any], window: ExportWindow, cursor_ms: int | None, new_cursor_ms: int) -> None:
+        """The state after the scheduled window ``window``, asked with ``cursor_ms``, is stored:
+        each enabled event's coverage and history, and the cursor. Backfilled days asked before the
+        new cursor can no longer move it: the ledger goes."""
         follow_enabled_events(
             state, names, window=window, cursor_ms=cursor_ms, margin_minutes=processing_margin_minutes,
             late_arrival_days=late_arrival_days, project_timezone=project_timezone, history_days=history_days,
         )  # fmt: skip
-        if parsed.future:
-            options.stats.note("future", future_processing_note(parsed.future, parsed.max_processing_ms))
-        state["processing_cursor_ms"] = next_cursor(requested_at)
+        state["processing_cursor_ms"] = new_cursor_ms
         state["last_window"] = {"from_date": window.from_date.isoformat(), "to_date": window.to_date.isoformat()}
+        state.pop("backfill_days", None)
 
     def _backfill(client: ExportClient, state: dict[str, Any], first: date, last: date) -> Iterator[Any]:
         coverage = Coverage(state.setdefault("coverage", {}))
+        ledger = BackfillLedger(state.setdefault("backfill_days", {}))
         try:
             for window in backfill_windows(first, last, days_per_request=1):
+                requested_at = datetime.now(UTC)
                 yield from export.window(client, window)
                 for name in names:
                     coverage.add(name, _day_start(window.from_date), _day_start(window.to_date + timedelta(days=1)))
+                ledger.add(names, window.from_date, next_cursor(requested_at))
+                _move_cursor_after_backfill(state, ledger, window.to_date, requested_at)
         finally:
             record_queries(state.setdefault("history_queries", []), datetime.now(UTC), client.adapter.attempts)
+
+    def _move_cursor_after_backfill(
+        state: dict[str, Any], ledger: BackfillLedger, day: date, requested_at: datetime
+    ) -> None:
+        """After a backfilled day: when it is today's and the days backfilled since the cursor
+        stand in for the next scheduled collect (``BackfillLedger.reach``), the state becomes what
+        that collect would have left, asked at the earliest of their requests; the run says
+        whether the cursor moved, and if not, from which day to backfill."""
+        cursor_ms = state.get("processing_cursor_ms")
+        scheduled = _scheduled_window(requested_at, cursor_ms)
+        # a day before both can count only for a backfill whose requests took more than a day
+        oldest = min(scheduled.from_date, scheduled.to_date - timedelta(days=late_arrival_days + 1))
+        ledger.forget(before=oldest, cursor_ms=cursor_ms)
+        if day != scheduled.to_date:
+            return
+        reach = ledger.reach(names, scheduled, cursor_ms, lambda moved_ms: _scheduled_window(requested_at, moved_ms))
+        if reach.cursor_ms is None:
+            options.stats.note("backfill cursor", backfill_left_cursor_note(scheduled, reach.missing[0]))
+            return
+        _collected(state, scheduled, cursor_ms, reach.cursor_ms)
+        note = backfill_moved_cursor_note(reach.first_day, reach.last_day, reach.cursor_ms, processing_margin_minutes)
+        options.stats.note("backfill cursor", note)
 
     def _history(client: ExportClient, state: dict[str, Any]) -> Iterator[Any]:
         """The next days of history (a week per load at most), while the hour's query budget

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -97,6 +97,111 @@ def backfill_windows(start: date, end: date, days_per_request: int) -> list[Expo
         windows.append(ExportWindow(day, last, None))
         day = last + timedelta(days=1)
     return windows
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillReach:
+    """What the days backfilled since the cursor are worth to it: every day from ``first_day`` to
+    ``last_day`` (today) had to be asked; ``missing`` were not; with none missing, ``cursor_ms``
+    is where the cursor may move."""
+
+    first_day: date
+    last_day: date
+    missing: list[date]
+    cursor_ms: int | None
+
+
+class BackfillLedger:
+    """The days backfilled since the cursor: when each day's whole-day request started, and for
+    which events. ``record`` is the resource state's own dict, so it is saved with the load that
+    stored the day.
+
+    A request of day D without a processing-time filter returns every event of D that Mixpanel had
+    processed when the request started. So the requests of a run of days stand in for a scheduled
+    collect of those days asked at the earliest of their start times, X, and the cursor may move
+    to X when no event can fall between them, the old cursor and the collects after X:
+
+    - every event processed after the old cursor (less the margin) falls on a day of the next
+      scheduled collect's window (``incremental_window``: the late-arrival reach of
+      ``cursor - margin``, or without a cursor the start date, up to today): all must be asked;
+    - the collects after X ask only for events processed after ``X - margin``, on the days of their
+      own window: an event of a backfilled day of that window processed after its request, but
+      before X, would be skipped. X being the earliest start, no such event exists once that
+      window's days are asked too. It reaches back further than the first when there was no cursor.
+
+    A later X (the last request's) would skip an event of an earlier day processed while the later
+    days were asked; a day left out, an event of that day processed after the old cursor."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+
+    def add(self, names: Sequence[str], day: date, requested_ms: int) -> None:
+        """``day`` of ``names`` was exported whole by a request that started at ``requested_ms``.
+        Days asked for other events start the ledger again: a day counts only for its events."""
+        if self.record.get("names") != sorted(names):
+            self.record.clear()
+            self.record.update({"names": sorted(names), "days": {}})
+        self.record["days"][day.isoformat()] = requested_ms
+
+    def forget(self, *, before: date, cursor_ms: int | None) -> None:
+        """Drop the days that no longer count: asked no later than the cursor, or before
+        ``before`` (a bound on the state's size: a day missing only keeps the cursor where it is)."""
+        days = self.record.get("days", {})
+        self.record["days"] = {
+            day: at for day, at in days.items() if day >= before.isoformat() and (cursor_ms is None or at > cursor_ms)
+        }
+
+    def reach(
+        self,
+        names: Sequence[str],
+        scheduled: ExportWindow,
+        cursor_ms: int | None,
+        window_after: Callable[[int], ExportWindow],
+    ) -> BackfillReach:
+        """Whether the days asked with ``names`` since the cursor (``cursor_ms``) stand in for the
+        ``scheduled`` collect, and for the windows of the collects after the cursor it would leave
+        (``window_after(cursor)``): see the class."""
+        first_day = scheduled.from_date
+        while True:
+            asked = self._asked_since(names, first_day, scheduled.to_date, cursor_ms)
+            missing = [day for day, at in asked.items() if at is None]
+            if missing:
+                return BackfillReach(first_day, scheduled.to_date, missing, None)
+            moved_ms = min(at for at in asked.values() if at is not None)
+            reach = window_after(moved_ms).from_date
+            if reach >= first_day:
+                return BackfillReach(first_day, scheduled.to_date, [], moved_ms)
+            first_day = reach  # the earlier the cursor, the further back its collects look
+
+    def _asked_since(
+        self, names: Sequence[str], first: date, last: date, cursor_ms: int | None
+    ) -> dict[date, int | None]:
+        """When each day from ``first`` to ``last`` was asked with ``names`` after the cursor; None if not."""
+        days = self.record.get("days", {}) if self.record.get("names") == sorted(names) else {}
+        asked: dict[date, int | None] = {}
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            at = days.get(day.isoformat())
+            asked[day] = at if at is not None and (cursor_ms is None or at > cursor_ms) else None
+        return asked
+
+
+def backfill_moved_cursor_note(first_day: date, last_day: date, cursor_ms: int, margin_minutes: int) -> str:
+    """What a backfill that stood in for the next scheduled collect says."""
+    return (
+        f"the backfill asked for every day a collect would ({first_day}..{last_day}): the cursor is now "
+        f"{_utc_minute(cursor_ms)}, and the next collect asks only for events processed since then (less the "
+        f"{margin_minutes}-minute margin)"
+    )
+
+
+def backfill_left_cursor_note(window: ExportWindow, first_missing: date) -> str:
+    """What a backfill up to today says when days of the next collect's ``window`` are missing."""
+    return (
+        f"the cursor did not move: the next collect still asks for {window.from_date}..{window.to_date}, and "
+        f"not every day from {first_missing} was backfilled since the last collect; a backfill from "
+        f"{first_missing} to today would stand in for it"
+    )
 
 
 DAY_MS = 86_400_000
