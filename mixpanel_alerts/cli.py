@@ -185,7 +185,8 @@ def backfill(
 ) -> None:
     """Historical export in rate-limit-safe slices (one day per request); never alerts.
 
-    Does not move the incremental cursor; events already stored are skipped.
+    Moves the incremental cursor only when the days backfilled up to today stand in for the next
+    collect (then the next run downloads only what is new); events already stored are skipped.
     """
     try:
         start, end = date.fromisoformat(start_date), date.fromisoformat(end_date)
