@@ -2,6 +2,10 @@
     config(
         unique_key=['event_name', 'minute_at'],
         on_schema_change='append_new_columns',
+        incremental_strategy=incremental_strategy_name(),
+        partition_column='minute_at',
+        partition_by=partition_by_day('minute_at', 'timestamp'),
+        cluster_by=cluster_by_event('minute_at'),
     )
 }}
 

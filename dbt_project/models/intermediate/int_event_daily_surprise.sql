@@ -2,6 +2,10 @@
     config(
         unique_key=['event_name', 'window_day'],
         on_schema_change='append_new_columns',
+        incremental_strategy=incremental_strategy_name(),
+        partition_column='window_day',
+        partition_by=partition_by_day('window_day', 'date'),
+        cluster_by=cluster_by_event('window_day'),
     )
 }}
 

@@ -4,6 +4,10 @@
         unique_key=['event_name', 'window_end_minute'],
         on_schema_change='append_new_columns',
         pre_hook="{{ forget_recounted_anomalies() }}",
+        incremental_strategy=incremental_strategy_name(),
+        partition_column='window_end_minute',
+        partition_by=partition_by_day('window_end_minute', 'timestamp'),
+        cluster_by=cluster_by_event('window_end_minute'),
     )
 }}
 

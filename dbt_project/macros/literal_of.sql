@@ -1,0 +1,12 @@
+{#- A date or an instant from a query's result as a SQL literal of the same type (UTC); a literal
+    compares with a partition column in a way both warehouses can prune by. -#}
+{% macro literal_of(value) %}
+    {%- if value is none -%}
+        {{ return('null') }}
+    {%- elif value.hour is not defined -%}
+        {{ return("date '" ~ value.strftime('%Y-%m-%d') ~ "'") }}
+    {%- else -%}
+        {%- set moment = value.astimezone(modules.pytz.utc) if value.tzinfo is not none else value -%}
+        {{ return("cast('" ~ moment.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ type_utc_timestamp() ~ ")") }}
+    {%- endif -%}
+{% endmacro %}
