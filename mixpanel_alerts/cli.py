@@ -17,7 +17,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -176,6 +176,7 @@ def collect() -> None:
                 record.collect_result = "failed"
                 raise
             record.collect_result, record.events_loaded = "ok", summary.stats.parse.new_events
+            record.newest_processed_at = summary.newest_processed_at(datetime.now(UTC))
 
 
 @app.command()

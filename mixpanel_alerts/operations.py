@@ -20,7 +20,7 @@ from .core.events_config import EventsConfig
 from .core.times import utc
 from .core.warehouse import undefined_relation_errors
 from .orchestration import session
-from .runs import RunHistory, RunRecord, minutes, sql_time
+from .runs import RunHistory, RunRecord, minutes, newest_in_raw, sql_time
 
 RECENT_RUNS = 5
 
@@ -141,14 +141,9 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
             f"select event_name, kind, first_anomalous_minute, last_anomalous_minute, peak_count, alert_channel "
             f"from {_table(client, 'incidents')} where status = 'open' order by first_anomalous_minute",
         )
+        recorded = [run.newest_processed_at for run in history if run.newest_processed_at is not None]
         names = list(events_config.enabled_names)
-        marks = ", ".join(["%s"] * len(names)) or "null"
-        newest = _rows(
-            client,
-            f"select max(coalesce(mp_processing_time, event_timestamp)) from {_table(client, settings.table)} "
-            f"where event_name in ({marks})",
-            *names,
-        )
+        newest = max(recorded) if recorded else (newest_in_raw(client, settings, names, now) if names else None)
     volume = {str(name): int(count or 0) for name, count in volumes}
     enabled = set(events_config.enabled_names)
     open_incidents = [
@@ -186,7 +181,7 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
         generated_at=now, warehouse=settings.warehouse, runs=history[:RECENT_RUNS], rules=rules,
         open_incidents=open_incidents, notifications=sorted(undelivered, key=lambda item: item["created_at"] or now),
         silences=sorted(active.values(), key=lambda silence: silence.end),
-        newest_processed_at=utc(newest[0][0]) if newest and newest[0][0] else None,
+        newest_processed_at=newest,
         last_collect_ok_at=next((run.ended_at for run in history if run.collect_result == "ok"), None),
     )  # fmt: skip
 

@@ -236,7 +236,8 @@ def judge_health(
     record keeps it."""
     moment = settings.now()
     history = RunHistory(client, settings.warehouse).recent()
-    newest, expected = observe(client, settings, events_config, moment)
+    recorded = [record.newest_processed_at, *(run.newest_processed_at for run in history)]
+    newest, expected = observe(client, settings, events_config, moment, recorded)
     health = assess(
         now=moment, stale=timedelta(minutes=settings.pipeline_stale_minutes), collect_result=record.collect_result,
         collect_error=collect_error, history=history, newest_processed_at=newest, expected_since_newest=expected,
@@ -286,6 +287,7 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
                     alert_step(settings, events_config, reporter, record=record, collect_error=record.error)
             raise
         record.collect_result, record.events_loaded = "ok", summary.stats.parse.new_events
+        record.newest_processed_at = summary.newest_processed_at(datetime.now(UTC))
         as_of = collect_started if datetime.now(UTC) - collect_started > LONG_COLLECT else None
         detect_step(settings, events_config, reporter, dry_run=dry_run, detection_now=as_of, record=record)
 

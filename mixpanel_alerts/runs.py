@@ -206,27 +206,38 @@ def assess(
 
 
 def observe(
-    client: Any, settings: Settings, events_config: EventsConfig, now: datetime
+    client: Any, settings: Settings, events_config: EventsConfig, now: datetime, recorded: Sequence[datetime | None]
 ) -> tuple[datetime | None, float | None]:
-    """From the warehouse: Mixpanel's processing time of the newest event of the enabled rules, and,
-    when it is not fresh, how many events the rules' history expected since it (the fewest over the
-    last days' same span of time; None when too few days are collected to say)."""
+    """Mixpanel's processing time of the newest event of the enabled rules, and, when it is not
+    fresh, how many events the rules' history expected since it (None when too few days are
+    collected to say). The newest processing time comes from what the collects recorded
+    (``recorded``: this run's collect and the runs before), not from the raw table; only a warehouse
+    whose runs recorded none (an earlier version's) reads it, from the late-arrival days' partitions."""
     names = list(events_config.enabled_names)
     if not names:
         return None, None
-    raw = client.make_qualified_table_name(settings.table)
-    marks = ", ".join(["%s"] * len(names))
-    try:
-        rows = client.execute_sql(
-            f"select max(coalesce(mp_processing_time, event_timestamp)) from {raw} where event_name in ({marks})",
-            *names,
-        )
-    except undefined_relation_errors():  # no raw table yet: nothing collected, nothing to judge
-        return None, None
-    newest = utc(rows[0][0]) if rows and rows[0][0] is not None else None
+    known = [utc(moment) for moment in recorded if moment is not None]
+    newest = max(known) if known else newest_in_raw(client, settings, names, now)
     if newest is None or now - newest < FRESH:
         return newest, None  # fresh: what the history expected does not matter (and costs a read)
     return newest, expected_events(client, settings, names, newest, now)
+
+
+def newest_in_raw(client: Any, settings: Settings, names: list[str], now: datetime) -> datetime | None:
+    """The newest processing time among the raw events of ``names`` of the late-arrival days."""
+    raw = client.make_qualified_table_name(settings.table)
+    marks = ", ".join(["%s"] * len(names))
+    since = now - timedelta(days=settings.late_arrival_days + 1)
+    try:
+        rows = client.execute_sql(
+            f"select max(coalesce(mp_processing_time, event_timestamp)) from {raw} "
+            f"where event_timestamp >= %s and event_name in ({marks})",
+            since,
+            *names,
+        )
+    except undefined_relation_errors():  # no raw table yet: nothing collected, nothing to judge
+        return None
+    return utc(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
 def expected_events(client: Any, settings: Settings, names: list[str], start: datetime, end: datetime) -> float | None:

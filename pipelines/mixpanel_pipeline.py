@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import dlt
 import pyarrow as pa
@@ -52,6 +52,14 @@ class CollectSummary:
             f"{self.stats.requests} export request(s), {self.stats.attempts} attempt(s), "
             f"window {', '.join(self.stats.windows) or 'none'}"
         )
+
+    def newest_processed_at(self, now: datetime) -> datetime | None:
+        """Mixpanel's processing time of the newest event this collect fetched (never after
+        ``now``: a processing time from the future says nothing of freshness)."""
+        newest_ms = self.stats.parse.max_processing_ms
+        if newest_ms is None:
+            return None
+        return min(datetime.fromtimestamp(newest_ms / 1000, UTC), now)
 
     def notes(self) -> list[str]:
         """What the user should know about the data this run collected (said once each)."""

@@ -254,6 +254,8 @@ class CollectStats:
     def add(self, other: ParseStats) -> None:
         for name in _SUMMED:
             setattr(self.parse, name, getattr(self.parse, name) + getattr(other, name))
+        newest = [value for value in (self.parse.max_processing_ms, other.max_processing_ms) if value is not None]
+        self.parse.max_processing_ms = max(newest) if newest else None
 
     def note(self, kind: str, text: str) -> None:
         """Add a note unless one of this ``kind`` was added in this run (said once, though each
