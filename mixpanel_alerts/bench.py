@@ -14,7 +14,11 @@ the seconds: machines here are shared and noisy).
    late-arrival lookback, up to ``--history-events`` in all), the models are rebuilt with
    ``--full-refresh``, and an incremental run is timed again. The two incremental times should be
    close: a detection run's work follows recent data, not history.
-6. Baseline vs threshold (``--detect-only`` runs this part alone): ``--rules`` events with
+6. A ``run`` that finds nothing new (``--run-only`` runs this part alone): the simulator serves a day
+   of events for ``--rules`` threshold rules, a first ``mixpanel-alerts run`` collects and detects
+   them, then ``--repeat`` more runs find nothing new (the simulator serves nothing new): their
+   median time (target <= 6 s), and how much of it dbt's parse and build take.
+7. Baseline vs threshold (``--detect-only`` runs this part alone): ``--rules`` events with
    ``--days`` of minute history (synthetic counts with a daily and a weekly rhythm and Poisson-like
    noise, written straight into the raw table by SQL), once as baseline rules and once as threshold
    rules, each in its own DuckDB file: a first ``detect --full-refresh`` of each, then incremental
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,10 +71,10 @@ def _events_config() -> str:
     return json.dumps({"events": rules})
 
 
-def start_simulator(events: int, days: int) -> tuple[subprocess.Popen[str], str]:
+def start_simulator(events: int, days: int, names: list[str] = NAMES) -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable, "-m", "mixpanel_alerts.simulator", "--events", str(events), "--days", str(days),
-        "--names", ",".join(NAMES), "--project-id", PROJECT_ID, "--hour-limit", "1000",
+        "--names", ",".join(names), "--project-id", PROJECT_ID, "--hour-limit", "1000",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         "--repeat", type=int, default=3, help="time collect and read_json (and detect runs) this many times each"
     )
     parser.add_argument("--detect-only", action="store_true", help="only the baseline vs threshold detect timing")
+    parser.add_argument("--run-only", action="store_true", help="only the timing of a run that finds nothing new")
     parser.add_argument("--rules", type=int, default=50, help="rules in the detect timing (default 50)")
     parser.add_argument("--days", type=int, default=35, help="days of minute history in the detect timing (default 35)")
     parser.add_argument("--rate", type=float, default=2.0, help="mean events per minute per rule (default 2)")
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.detect_only:
         for line in bench_detectors(workdir, args.rules, args.days, args.rate, args.repeat):
             print(line)
+        return
+    if args.run_only:
+        print(bench_no_change_run(workdir, args.rules, args.repeat))
         return
     days = 1
     print(f"bench: generating {args.events:,} events in the simulator ...", flush=True)
@@ -215,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         f"detect, incremental:     {detect_large_s:6.2f} s  with {loaded + older:,} events of history "
         f"({detect_large_s / detect_small_s:.2f}x the first)"
     )
+    print(bench_no_change_run(workdir, args.rules, args.repeat))
     for line in bench_detectors(workdir, args.rules, args.days, args.rate, args.repeat):
         print(line)
 
@@ -352,6 +362,47 @@ def computes_baseline(database: Path) -> bool:
                 ).fetchall()
                 return bool(found[0][0])
     return False
+
+
+def bench_no_change_run(workdir: Path, rules: int, repeat: int) -> str:
+    """``mixpanel-alerts run`` with ``rules`` threshold rules when nothing is new: a first run
+    collects and detects a day of events, then ``repeat`` runs find nothing new; their median."""
+    names = bench_rule_names(rules)
+    print(f"bench: a run that finds nothing new, {rules} rules ...", flush=True)
+    simulator, url = start_simulator(200 * rules, 1, names)
+    try:
+        database = workdir / "no-change.duckdb"
+        database.unlink(missing_ok=True)
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(FOREIGN_PREFIXES)},
+            "MIXPANEL_EXPORT_URL": url,
+            "MIXPANEL_PROJECT_ID": PROJECT_ID,
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": SERVICE_ACCOUNT[0],
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": SERVICE_ACCOUNT[1],
+            "MIXPANEL_START_DATE": (datetime.now(UTC).date() - timedelta(days=2)).isoformat(),
+            "EVENTS_CONFIG": detector_config(names, "threshold"),
+            "DUCKDB_PATH": str(database),
+            "WAREHOUSE": "duckdb",
+        }
+        first_s, _, _ = run_own(["mixpanel-alerts", "run"], env, workdir)
+        runs: list[float] = []
+        dbt_runs: list[float] = []
+        for attempt in range(1, repeat + 1):
+            seconds, _, output = run_own(["mixpanel-alerts", "run"], env, workdir)
+            loaded = re.search(r"loaded ([\d,]+)", output)
+            detected = re.search(r"dbt nodes in ([\d.]+) s", output)
+            if loaded is None or loaded.group(1) != "0" or detected is None:
+                raise SystemExit(f"the run after the first one was to find nothing new, and detect:\n{output}")
+            runs.append(seconds)
+            dbt_runs.append(float(detected.group(1)))
+            print(f"bench: run {attempt}: a run that finds nothing new {seconds:.2f} s", flush=True)
+    finally:
+        simulator.terminate()
+        simulator.wait()
+    return (
+        f"run, nothing new:        {statistics.median(runs):6.2f} s  with {rules} rules, dbt's parse and build "
+        f"{statistics.median(dbt_runs):.1f} s of it (median of {repeat}; the first run {first_s:.2f} s; target <= 6 s)"
+    )
 
 
 def bench_detectors(workdir: Path, rules: int, days: int, rate: float, repeat: int) -> list[str]:

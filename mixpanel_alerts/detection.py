@@ -5,6 +5,12 @@ product's environment variables). Each warehouse gets a working copy under the u
 so runs against different warehouses never share dbt's state; the copy is refreshed only when the
 shipped project changes, so dbt's partial parsing keeps working.
 
+dbt parses once: nothing that changes from run to run reaches its parse. The moment a build runs as
+of goes in as ``DETECTION_NOW``, which ``macros/detection_now.sql`` reads only while dbt executes;
+the vars depend on the settings alone. A process keeps the manifests it parsed (``ManifestKey``:
+the project's files, the adapter, the relation names, the vars), so its later dbt commands skip
+dbt's parse altogether (tests, backtests).
+
 The rules come from the validated events configuration (the one source of truth): before every dbt
 command the CLI writes them into the warehouse's own ``alert_rules_config`` table, which the
 ``alert_rules`` model reads. A plain ``dbt build`` in ``dbt_project/`` therefore uses the rules the
@@ -19,8 +25,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +37,12 @@ from .core import signals
 from .core.config import Settings
 from .core.events_config import CHANNEL_PATTERN, EventsConfig
 from .core.state_table import StateTable
+from .core.times import utc
 from .core.warehouse import pipeline_for
 
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+# in a working copy: the digest of the shipped project it was copied from (what its files hold)
+DIGEST_FILE = ".project-digest"
 # the rules as the CLI writes them, in the raw table's dataset; the alert_rules model reads it
 RULES_TABLE = "alert_rules_config"
 RULES_COLUMNS = {
@@ -50,6 +60,8 @@ RULES_COLUMNS = {
 }
 # Scans of all history (uniqueness of the raw table): for `dbt test` by analysts, not every run.
 DETECT_EXCLUDE = ("source:*", "tag:full_history", "test_type:unit")
+# the manifests this process parsed, the most recently used last (a few: each holds the whole project)
+MANIFESTS_KEPT = 4
 
 
 class DetectionError(Exception):
@@ -97,7 +109,7 @@ def prepare_workdir(settings: Settings, base: Path | None = None) -> Path:
     base = base or Path(platformdirs.user_cache_dir("mixpanel-alerts")) / "dbt"
     workdir = base / warehouse_key(settings)
     digest = _tree_digest(source)
-    stamp = workdir / ".project-digest"
+    stamp = workdir / DIGEST_FILE
     if not stamp.is_file() or stamp.read_text() != digest:
         for name in PROJECT_FILES:
             target = workdir / name
@@ -143,8 +155,9 @@ def _comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(tuple(row.get(name) for name in RULES_COLUMNS) for row in rows)
 
 
-def dbt_environment(settings: Settings) -> dict[str, str]:
-    """The variables the shipped profile and project read, from the settings (paths absolute)."""
+def dbt_environment(settings: Settings, detection_now: datetime | None = None) -> dict[str, str]:
+    """The variables the shipped profile and project read, from the settings (paths absolute), and
+    the moment the build runs as of (``DETECTION_NOW``, empty for now)."""
     environment = {
         "WAREHOUSE": settings.warehouse,
         "DUCKDB_PATH": str(settings.duckdb_path.resolve()),
@@ -152,6 +165,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "BIGQUERY_TABLE": settings.table,
         "BIGQUERY_LOCATION": settings.location,
         "MIXPANEL_LATE_ARRIVAL_DAYS": str(settings.late_arrival_days),
+        "DETECTION_NOW": utc(detection_now).strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
     }
     if settings.gcp_project_id:
         environment["GCP_PROJECT_ID"] = settings.gcp_project_id
@@ -159,10 +173,11 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def dbt_variables(settings: Settings) -> Iterator[None]:
+def dbt_variables(settings: Settings, detection_now: datetime | None = None) -> Iterator[None]:
     """The profile's variables in the process environment while dbt runs in it, then as they were."""
-    before = {name: os.environ.get(name) for name in dbt_environment(settings)}
-    os.environ.update(dbt_environment(settings))
+    environment = dbt_environment(settings, detection_now)
+    before = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
         yield
     finally:
@@ -173,12 +188,13 @@ def dbt_variables(settings: Settings) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def detection_vars(settings: Settings, detection_now: datetime | None = None) -> dict[str, Any]:
+def detection_vars(settings: Settings) -> dict[str, Any]:
+    """The dbt vars of every command the product runs: the settings' alone, so they change dbt's
+    parse only when the settings do (the moment is ``DETECTION_NOW``, see ``dbt_environment``)."""
     return {
         "raw_schema": settings.dataset,
         "raw_table": settings.table,
         "lookback_minutes": (settings.late_arrival_days + 1) * 24 * 60,
-        "detection_now": detection_now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
         "slack_channel_pattern": CHANNEL_PATTERN.pattern,
     }
 
@@ -192,22 +208,116 @@ def dbt_arguments(workdir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run_dbt(args: list[str], workdir: Path, settings: Settings) -> Any:
+@dataclasses.dataclass(frozen=True)
+class ManifestKey:
+    """What a parsed manifest of the shipped project depends on: its files, the adapter, the
+    relation names it renders (``database``: the DuckDB file's stem, which names its catalog, or the
+    GCP project; the dataset) and the vars. Not the moment (read only when dbt executes), nor the
+    DuckDB file's folder (in the profile only, for the connection)."""
+
+    project_digest: str
+    target_type: str
+    database: str
+    dataset: str
+    dbt_vars: str
+
+    @classmethod
+    def of(cls, settings: Settings, workdir: Path) -> ManifestKey:
+        bigquery = settings.warehouse == "bigquery"
+        return cls(
+            project_digest=(workdir / DIGEST_FILE).read_text(),
+            target_type=settings.warehouse,
+            database=(settings.gcp_project_id or "") if bigquery else settings.duckdb_path.stem,
+            dataset=settings.dataset,
+            dbt_vars=json.dumps(detection_vars(settings), sort_keys=True),
+        )
+
+
+@dataclasses.dataclass
+class ParsedManifest:
+    manifest: Any
+    # the env vars dbt's parse read, as it recorded them (a running build records more in the manifest)
+    environment: dict[str, str]
+
+    def still_valid(self) -> bool:
+        """Whether the env vars the parse read have the values they had, as dbt's partial parsing
+        checks them (unset then, and read with their default: still unset)."""
+        from dbt.constants import DEFAULT_ENV_PLACEHOLDER
+
+        for name, value in self.environment.items():
+            current = os.environ.get(name)
+            if current != (None if value == DEFAULT_ENV_PLACEHOLDER else value):
+                return False
+        return True
+
+
+_manifests: OrderedDict[ManifestKey, ParsedManifest] = OrderedDict()
+
+
+def keepable(manifest: Any, key: ManifestKey) -> bool:
+    """Whether a manifest can serve later commands: every model is named in the key's database and
+    dataset (a check on the key), none is ephemeral (dbt injects an ephemeral model's CTE into a
+    node once, and would not again on a reused manifest) and there is no seed (it reads its CSV
+    from the working copy it was parsed in)."""
+    nodes = list(manifest.nodes.values())
+    models = [node for node in nodes if str(node.resource_type) == "model"]
+    return (
+        bool(models)
+        and all(node.database == key.database and node.schema == key.dataset for node in models)
+        and not any(node.config.materialized == "ephemeral" for node in models)
+        and not any(str(node.resource_type) == "seed" for node in nodes)
+    )
+
+
+def parsed_manifest(workdir: Path, settings: Settings) -> Any:
+    """The project parsed for this warehouse's naming: kept from an earlier dbt command of this
+    process, else parsed now (dbt's partial parsing, in the working copy) and kept."""
     from dbt.cli.main import dbtRunner
 
-    with dbt_variables(settings):
-        result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])
+    key = ManifestKey.of(settings, workdir)
+    kept = _manifests.get(key)
+    if kept is not None and kept.still_valid():
+        _manifests.move_to_end(key)
+        return kept.manifest
+    args = ["parse", "--vars", key.dbt_vars, "--quiet", "--no-write-json"]
+    manifest = _checked(dbtRunner().invoke([*args, *dbt_arguments(workdir)]), "parse").result
+    if keepable(manifest, key):
+        _manifests[key] = ParsedManifest(manifest, dict(manifest.env_vars))
+        _manifests.move_to_end(key)
+        while len(_manifests) > MANIFESTS_KEPT:
+            _manifests.popitem(last=False)
+    return manifest
+
+
+def forget_manifests() -> None:
+    """Parse again at the next dbt command (the kept manifests dropped)."""
+    _manifests.clear()
+
+
+def _checked(result: Any, command: str) -> Any:
     if isinstance(result.exception, signals.Stopped):  # dbt's runner catches everything: a stop goes on
         raise result.exception
     if result.exception is not None:
-        raise DetectionError(f"dbt {args[0]} failed: {result.exception}")
+        raise DetectionError(f"dbt {command} failed: {result.exception}")
     if not result.success:
         failures = []
         for node in getattr(result.result, "results", []) or []:
             if str(node.status) not in ("success", "pass", "skipped"):
                 failures.append(f"{node.node.name}: {node.status}: {node.message}")
-        raise DetectionError(f"dbt {args[0]} failed: " + ("; ".join(failures) or "see the dbt log above"))
+        raise DetectionError(f"dbt {command} failed: " + ("; ".join(failures) or "see the dbt log above"))
     return result
+
+
+def run_dbt(args: list[str], workdir: Path, settings: Settings, detection_now: datetime | None = None) -> Any:
+    """``dbt ARGS`` in the working copy with the product's vars, as of ``detection_now`` (else
+    now), on the manifest this process parsed for the warehouse's naming (``parsed_manifest``)."""
+    from dbt.cli.main import dbtRunner
+
+    with dbt_variables(settings, detection_now):
+        manifest = parsed_manifest(workdir, settings)
+        dbt_vars = ["--vars", json.dumps(detection_vars(settings), sort_keys=True)]
+        result = dbtRunner(manifest=manifest).invoke([*args, *dbt_vars, *dbt_arguments(workdir)])
+    return _checked(result, args[0])
 
 
 def build_detection(
@@ -224,13 +334,13 @@ def build_detection(
     write_rules(settings, events_config)
     # --no-write-json: nothing reads the working copy's manifest.json or run_results.json (the
     # result comes back in process), and writing them is a quarter of a second every run
-    args = ["build", "--vars", json.dumps(detection_vars(settings, detection_now)), "--quiet", "--no-write-json"]
+    args = ["build", "--quiet", "--no-write-json"]
     for selector in DETECT_EXCLUDE:
         args += ["--exclude", selector]
     if full_refresh:
         args.append("--full-refresh")
     try:
-        result = run_dbt(args, workdir, settings)
+        result = run_dbt(args, workdir, settings, detection_now)
     finally:
         close_duckdb_connection(settings)
     nodes = len(getattr(result.result, "results", []) or [])
@@ -245,7 +355,7 @@ def invoke_dbt(settings: Settings, events_config: EventsConfig, args: list[str])
     workdir = prepare_workdir(settings)
     write_rules(settings, events_config)
     try:
-        with dbt_variables(settings):
+        with dbt_variables(settings, settings.detection_now):
             result = dbtRunner().invoke([*args, *dbt_arguments(workdir)])
         if isinstance(result.exception, signals.Stopped):
             raise result.exception
