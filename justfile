@@ -32,14 +32,15 @@ lint:
     lint-imports
     just lint-sql
 
-# sqlfluff on the dbt models and macros, compiled by dbt (a scratch DuckDB file, the rules written into it first)
+# sqlfluff on the dbt models and macros, compiled by dbt: a scratch DuckDB file, its models built
+# first (the rules written into it; a model's bounds are read from the models before it)
 lint-sql:
     #!/usr/bin/env bash
     set -euo pipefail
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
     export DUCKDB_PATH="$scratch/lint.duckdb" HOME="$scratch"
-    mixpanel-alerts dbt -- parse --quiet
+    mixpanel-alerts dbt -- run --quiet
     cd dbt_project && sqlfluff lint models
 
 # 4 workers: faster here than 2, 6 or 8 on 2 cores, as tests wait on sleeps and sockets but more processes
@@ -79,7 +80,7 @@ bq-emulator:
 bq-emulator-stop:
     @scripts/bq_emulator.sh stop
 
-# collect 1M events vs DuckDB's read_json; detect with history; 50 baseline vs threshold rules (only that: python -m mixpanel_alerts.bench --detect-only)
+# collect 1M events vs DuckDB's read_json; detect with history; a run that finds nothing new (--run-only); 50 baseline vs threshold rules (--detect-only)
 bench events="1000000":
     python -m mixpanel_alerts.bench --events {{events}}
 

@@ -194,7 +194,6 @@ def detection_vars(settings: Settings) -> dict[str, Any]:
     return {
         "raw_schema": settings.dataset,
         "raw_table": settings.table,
-        "lookback_minutes": (settings.late_arrival_days + 1) * 24 * 60,
         "slack_channel_pattern": CHANNEL_PATTERN.pattern,
     }
 

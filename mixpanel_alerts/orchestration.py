@@ -273,8 +273,8 @@ def run(settings: Settings, events_config: EventsConfig, reporter: Reporter, *, 
         # after a long collect, detection as of the moment it asked Mixpanel: the minutes since
         # are not collected yet, and counted as zeros they would read as a drop (a collect that
         # fetched a new event's history, or waited on Mixpanel's rate limit, can take minutes).
-        # A shorter gap lies within the drop settle time (drop_settle_minutes), and a pinned
-        # moment would cost dbt its partial parsing (its vars would change every run).
+        # A shorter gap lies within the drop settle time (drop_settle_minutes). Pinning costs
+        # no parse: the moment reaches dbt as DETECTION_NOW, read only while dbt executes.
         collect_started = datetime.now(UTC)
         try:
             summary = collect_step(settings, events_config, reporter)

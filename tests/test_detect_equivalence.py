@@ -1,6 +1,8 @@
 """Incremental detection equals a full rebuild: after runs minute after minute, late events into
-minutes already counted, an event enabled later with its history, and a changed rule, `detect`
-leaves the same `anomalies` and `incidents` as `detect --full-refresh` of the same data.
+minutes already counted, an event enabled later with its history, a changed rule, events from
+days past any lookback, a rule disabled and enabled again, runs with nothing new, a repeated run
+and a replay of an earlier moment, `detect` leaves the same counts, windows, baselines, daily
+surprise, `anomalies` and `incidents` as `detect --full-refresh` of the same data, at each step.
 
 The warehouse is a real DuckDB file whose raw table is written with SQL (days of minute traffic
 with a daily rhythm, spikes and an outage), so the comparison covers baselines and thresholds
@@ -22,7 +24,7 @@ import pytest
 from tests.conftest import DB_FILE, output_of, query, rule, write_events_config
 
 END = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
-DAYS = 10
+DAYS = 20
 BASELINE = "checkout_completed"
 THRESHOLD = "payment_failed"
 WINDOWED = "page_view"
@@ -38,7 +40,7 @@ INCIDENT_COLUMNS = (
 )
 
 
-def rules(payment_threshold: int = 30) -> dict[str, Any]:
+def rules(payment_threshold: int = 30, windowed: bool = True) -> dict[str, Any]:
     return {
         "events": [
             rule(
@@ -50,7 +52,7 @@ def rules(payment_threshold: int = 30) -> dict[str, Any]:
                 alert_channel="#alerts-checkout",
             ),
             rule(THRESHOLD, alert_threshold=payment_threshold, min_events=1, time_window_minutes=15),
-            rule(WINDOWED, alert_threshold=400, time_window_minutes=5),
+            rule(WINDOWED, enabled=windowed, alert_threshold=400, time_window_minutes=5),
             rule(LATER, detector="baseline", direction="up", alert_threshold=None, time_window_minutes=1),
         ]
     }
@@ -150,6 +152,36 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
         result = run_cli(["detect", *extra], {**env, "DETECTION_NOW": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
         assert result.returncode == 0, output_of(result)
 
+    compared: list[str] = []
+
+    def same_as_full_refresh(at: datetime) -> None:
+        """A copy of the warehouse rebuilt from scratch as of ``at`` holds what detect left."""
+        rebuilt = tmp_path / f"rebuilt-{len(compared)}"
+        rebuilt.mkdir()
+        shutil.copy(database, rebuilt / DB_FILE)
+        shutil.copy(tmp_path / "events_config.json", rebuilt / "events_config.json")
+        moment = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        full = run_cli(["detect", "--full-refresh"], {**env, "DETECTION_NOW": moment}, cwd=rebuilt)
+        assert full.returncode == 0, output_of(full)
+        for table, columns in (
+            ("int_event_counts_per_minute", "event_name, minute_at, event_count"),
+            ("int_event_window_counts", "event_name, minute_at, window_count, minutes_in_window, is_anomalous"),
+            ("int_event_baselines", "*"),
+            ("int_event_daily_surprise", "*"),
+            ("anomalies", ANOMALY_COLUMNS),
+            ("incidents", INCIDENT_COLUMNS),
+        ):
+            incremental, rebuilt_rows = rows(database, table, columns), rows(rebuilt / DB_FILE, table, columns)
+            assert rebuilt_rows, f"the scenario raised no {table}"
+            missing = sorted(set(rebuilt_rows) - set(incremental))[:5]
+            extra = sorted(set(incremental) - set(rebuilt_rows))[:5]
+            assert incremental == rebuilt_rows, json.dumps(
+                {"as_of": moment, "table": table, "only_in_full_refresh": missing, "only_incremental": extra},
+                default=str, indent=1,
+            )  # fmt: skip
+        compared.append(moment)
+        shutil.rmtree(rebuilt)
+
     detect(END - timedelta(hours=2))
     # the next hour arrives minute by minute, with late events into minutes already counted
     for step, minutes in enumerate((20, 40, 60)):
@@ -162,6 +194,7 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
             burst(WINDOWED, END - timedelta(hours=3, minutes=step), 300, f"late{step}"),
         ]))  # fmt: skip
         detect(now)
+    same_as_full_refresh(END - timedelta(hours=1))
     # an event enabled later gets its history: its coverage now begins days earlier
     write_raw(database, traffic(LATER, begin + timedelta(days=2), END - timedelta(hours=6), 3, "history", seed=0.7)
               + coverage(LATER, begin + timedelta(days=2)))  # fmt: skip
@@ -170,19 +203,31 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
     write_events_config(tmp_path, rules(payment_threshold=20))
     write_raw(database, burst(THRESHOLD, END - timedelta(minutes=45), 25, "last"))
     detect(END - timedelta(minutes=40))
-
-    rebuilt = tmp_path / "rebuilt"
-    rebuilt.mkdir()
-    shutil.copy(database, rebuilt / DB_FILE)
-    shutil.copy(tmp_path / "events_config.json", rebuilt / "events_config.json")
-    full = run_cli(["detect", "--full-refresh"], {**env, "DETECTION_NOW": "2026-11-20T14:20:00Z"}, cwd=rebuilt)
-    assert full.returncode == 0, output_of(full)
-
-    for table, columns in (("anomalies", ANOMALY_COLUMNS), ("incidents", INCIDENT_COLUMNS)):
-        incremental, rebuilt_rows = rows(database, table, columns), rows(rebuilt / DB_FILE, table, columns)
-        assert rebuilt_rows, f"the scenario raised no {table}"
-        missing = sorted(set(rebuilt_rows) - set(incremental))[:5]
-        extra = sorted(set(incremental) - set(rebuilt_rows))[:5]
-        assert incremental == rebuilt_rows, json.dumps(
-            {"table": table, "only_in_full_refresh": missing, "only_incremental": extra}, default=str, indent=1
-        )
+    same_as_full_refresh(END - timedelta(minutes=40))
+    # events from days ago arriving now (a backfill, far past any lookback) raise old incidents
+    busy_hour = END - timedelta(days=16, hours=1)  # 16 days ago: the baselines 14 days later learn from it
+    write_raw(database, "".join([
+        burst(THRESHOLD, END - timedelta(days=8), 60, "old"),
+        burst(BASELINE, END - timedelta(days=6, hours=1), 300, "old"),
+        traffic(BASELINE, busy_hour, busy_hour + timedelta(hours=1), 30, "old", seed=0.8),
+    ]))  # fmt: skip
+    detect(END - timedelta(minutes=35))
+    same_as_full_refresh(END - timedelta(minutes=35))
+    # a rule disabled for a run, then enabled again
+    write_events_config(tmp_path, rules(payment_threshold=20, windowed=False))
+    detect(END - timedelta(minutes=30))
+    same_as_full_refresh(END - timedelta(minutes=30))
+    write_events_config(tmp_path, rules(payment_threshold=20))
+    detect(END - timedelta(minutes=25))
+    # nothing new: quiet minutes are counted and the checkout silence since END - 1h is judged
+    # (a drop); the same run twice
+    detect(END - timedelta(minutes=20))
+    detect(END - timedelta(minutes=20))
+    same_as_full_refresh(END - timedelta(minutes=20))
+    assert query(database, "select count(*) from mixpanel_data.incidents where kind = 'drop' and event_name = ?",
+                 [BASELINE]) != [(0,)], "the checkout silence raised no drop"  # fmt: skip
+    # a replay of an earlier moment, then the moment again
+    detect(END - timedelta(minutes=50))
+    same_as_full_refresh(END - timedelta(minutes=50))
+    detect(END - timedelta(minutes=15))
+    same_as_full_refresh(END - timedelta(minutes=15))

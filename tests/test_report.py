@@ -225,9 +225,7 @@ def test_the_renderer_imports_only_the_standard_library_and_the_number_formatter
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
     ours = {"mixpanel_alerts.core.numbers", "mixpanel_alerts.core.times"}
-    assert {name.split(".")[0] for name in imported - ours} - {"__future__"} <= (
-        sys.stdlib_module_names
-    )
+    assert {name.split(".")[0] for name in imported - ours} - {"__future__"} <= (sys.stdlib_module_names)
     assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
 
 

@@ -14,7 +14,7 @@
         select
             cast(null as {{ dbt.type_string() }}) as event_name,
             cast(null as {{ type_utc_timestamp() }}) as collected_from
-        from (select 1 as one) as nothing
+        from (select 1 as one) as no_rows
         where 1 = 0
     {%- else -%}
         select event_name, cast(collected_from as {{ type_utc_timestamp() }}) as collected_from

@@ -15,7 +15,7 @@
             cast(null as json) as properties,
             cast(null as {{ type_utc_timestamp() }}) as mp_processing_time,
             cast(null as {{ type_utc_timestamp() }}) as inserted_at
-        from (select 1 as one) as nothing
+        from (select 1 as one) as no_rows
         where 1 = 0
     {%- else -%}
         select * from {{ raw }}

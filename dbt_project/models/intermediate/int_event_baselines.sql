@@ -6,6 +6,7 @@
         partition_column='window_day',
         partition_by=partition_by_day('window_day', 'date'),
         cluster_by=cluster_by_event('window_day'),
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_after_the_moment(day_column='window_day', hour_column='hour_of_day') }}"],
     )
 }}
 
@@ -14,92 +15,46 @@
     (days 1 to 7 before, and 7, 14, 21 and 28 days before: the same weekday counts twice). Only
     history from strictly before the day is used, and the median and a quantile band are robust: an
     earlier spike or outage does not move them. The band is computed from these quantiles in
-    int_event_window_bands, with the rule's sensitivity. -#}
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) %}
+    int_event_window_bands, with the rule's sensitivity. A run computes the baselines its changed
+    windows touch (int_detection_baseline_targets). -#}
+{%- set low_day = earliest(ref('int_detection_baseline_targets'), 'window_day') -%}
+{%- set history_from = modules.datetime.datetime.combine(
+    low_day - modules.datetime.timedelta(days=28), modules.datetime.time()
+) if low_day is not none else none %}
 
+-- depends_on: {{ ref('int_event_window_counts') }}
+
+-- depends_on: {{ ref('int_detection_plan') }}
 with
 
-rules as (
+targets as (
 
-    select event_name from {{ ref('alert_rules') }}
-    where enabled and detector = 'baseline'
+    select * from {{ ref('int_detection_baseline_targets') }}
 
 ),
 
 windows as (
 
-    select
-        windows.event_name,
-        windows.minute_at,
-        windows.window_count,
-        windows.minutes_in_window >= windows.time_window_minutes as is_complete
-    from {{ ref('int_event_window_counts') }} as windows
-    inner join rules on windows.event_name = rules.event_name
-
-),
-
-hourly as (
-
-    select
-        event_name,
-        {{ utc_date('minute_at') }} as window_day,
-        {{ utc_hour('minute_at') }} as hour_of_day,
-        window_count,
-        is_complete
-    from windows
-
-),
-
-{% if is_incremental() %}
-    computed_before as (
-
+    -- the complete windows of the days the targets learn from (28 days before the earliest one)
+    {% if history_from is not none %}
         select
-            event_name,
-            min(window_day) as first_computed
-        from {{ this }}
-        group by event_name
-
-    ),
-
-    available as (
-
+            windows.event_name,
+            {{ utc_date('windows.minute_at') }} as window_day,
+            {{ utc_hour('windows.minute_at') }} as hour_of_day,
+            windows.window_count
+        from {{ ref('int_event_window_counts') }} as windows
+        where
+            windows.minute_at >= {{ literal_of(history_from) }}
+            and windows.minutes_in_window >= windows.time_window_minutes
+            and windows.event_name in (select targets.event_name from targets)
+    {% else %}
         select
-            event_name,
-            min(window_day) as first_available
-        from hourly
-        group by event_name
-
-    ),
-
-    recompute as (
-
-        -- per event, the first day this run computes: the days the recount touches, or all days
-        -- when the event is new here or its windows now begin earlier (history collected later)
-        select
-            available.event_name,
-            case
-                when computed_before.event_name is null then available.first_available
-                when available.first_available < computed_before.first_computed then available.first_available
-                else {{ utc_date(recount_from) }}
-            end as recompute_from
-        from available
-        left join computed_before on available.event_name = computed_before.event_name
-
-    ),
-{% endif %}
-
-targets as (
-
-    select distinct
-        hourly.event_name,
-        hourly.window_day,
-        hourly.hour_of_day
-    from hourly
-    {% if is_incremental() %}
-        inner join recompute
-            on
-                hourly.event_name = recompute.event_name
-                and hourly.window_day >= recompute.recompute_from
+            cast(null as {{ dbt.type_string() }}) as event_name,
+            cast(null as date) as window_day,
+            0 as hour_of_day,
+            cast(0 as {{ dbt.type_bigint() }}) as window_count
+        from (select 1 as one) as no_rows
+        where 1 = 0
     {% endif %}
 
 ),
@@ -137,12 +92,11 @@ reference as (
         reference_days.history_day,
         history.window_count
     from reference_days
-    inner join hourly as history
+    inner join windows as history
         on
             reference_days.event_name = history.event_name
             and reference_days.hour_of_day = history.hour_of_day
             and reference_days.history_day = history.window_day
-    where history.is_complete
 
 ),
 

@@ -6,182 +6,194 @@
         partition_column='minute_at',
         partition_by=partition_by_day('minute_at', 'timestamp'),
         cluster_by=cluster_by_event('minute_at'),
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_counts_outside_known_data() }}"],
     )
 }}
 
-{%- set last_minute = minute_of(detection_now()) -%}
-{#- recount the lookback, so that a late event recounts its minute -#}
-{%- set lookback_start = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
-{#- Raw events are read from a constant bound (BigQuery then prunes the raw table's partitions): the
-    lookback on an incremental run, unless an event needs older history counted this run (an event
-    not counted yet, paused past the lookback, or whose coverage now begins before its counts). -#}
-{%- set scan_from = "cast('1970-01-01 00:00:00' as " ~ type_utc_timestamp() ~ ")" -%}
-{%- if is_incremental() and execute and not (model is mapping and model.get('resource_type') == 'unit_test') -%}
-    {%- set needs_history -%}
-        select count(*)
-        from {{ ref('alert_rules') }} as rules
-        left join (
-            select event_name, min(minute_at) as first_counted, max(minute_at) as last_counted
-            from {{ this }}
-            group by event_name
-        ) as counted on rules.event_name = counted.event_name
-        left join ({{ event_coverage_or_empty() }}) as coverage on rules.event_name = coverage.event_name
-        where
-            rules.enabled
-            and (
-                counted.event_name is null
-                or {{ minute_of('coverage.collected_from') }} < counted.first_counted
-                or counted.last_counted < {{ add_minutes(lookback_start, -1) }}
-            )
-    {%- endset -%}
-    {%- if run_query(needs_history).columns[0].values()[0] == 0 -%}
-        {%- set scan_from = lookback_start -%}
-    {%- endif -%}
-{%- endif %}
+{#- Events per whole minute for every enabled rule's event, from the minute its data is known
+    (int_detection_plan.known_from): every known minute exists, a quiet one with 0, so a drop to
+    zero is visible; minutes before it are unknown and absent.
+
+    A run counts what int_detection_ranges says: its 'recount' ranges from the raw table (an
+    event's whole history, or the minutes since the last one counted), and its 'delta' minutes,
+    already counted, by adding the events that arrived in them since: those whose inserted_at is
+    after the minute's counted_through (the newest inserted_at it has counted). counted_through
+    makes the addition exact however often a failed run is repeated: an event is added once. -#}
+{%- set ranges = ref('int_detection_ranges') -%}
+{%- set recount_from = earliest(ranges, 'range_from', "kind = 'recount'") -%}
+{%- set delta_from = earliest(ranges, 'range_from', "kind = 'delta'") -%}
+{%- set progress = previous_build('int_detection_progress') -%}
+{%- set watermark = single_value('select max(inserted_through) from ' ~ progress) if progress is not none else none -%}
+{%- set epoch = "cast('1970-01-01 00:00:00' as " ~ type_utc_timestamp() ~ ")" %}
+
+-- depends_on: {{ ref('stg_mixpanel__events') }}
 
 with
 
-rules as (
+plan as (
 
-    select event_name from {{ ref('alert_rules') }}
-    where enabled
-
-),
-
-events as (
-
-    select * from {{ ref('stg_mixpanel__events') }}
+    select * from {{ ref('int_detection_plan') }}
 
 ),
 
-coverage as (
+recount_ranges as (
 
-    select
-        event_name,
-        max(collected_from) as collected_from
-    from ({{ event_coverage_or_empty() }}) as coverage_rows
-    group by event_name
+    select * from {{ ranges }}
+    where kind = 'recount'
 
 ),
 
-counted as (
+recount_minutes as (
 
-    -- what earlier runs counted, per event (nothing on a full refresh)
-    {% if is_incremental() %}
+    select distinct
+        recount_ranges.event_name,
+        cast(minute_at as {{ type_utc_timestamp() }}) as minute_at
+    from recount_ranges
+    cross join {{ range_minutes('recount_ranges.range_from', 'recount_ranges.range_to') }}
+
+),
+
+recounted as (
+
+    {% if recount_from is not none %}
         select
-            event_name,
-            min(minute_at) as first_counted,
-            max(minute_at) as last_counted
-        from {{ this }}
-        group by event_name
+            events.event_name,
+            {{ minute_of('events.event_at') }} as minute_at,
+            count(*) as event_count,
+            max(events.inserted_at) as counted_through
+        from {{ ref('stg_mixpanel__events') }} as events
+        inner join recount_ranges
+            on
+                events.event_name = recount_ranges.event_name
+                and events.event_at >= recount_ranges.range_from
+                and events.event_at < {{ add_minutes('recount_ranges.range_to', 1) }}
+        where events.event_at >= {{ literal_of(recount_from) }}
+        group by events.event_name, {{ minute_of('events.event_at') }}
     {% else %}
         select
             cast(null as {{ dbt.type_string() }}) as event_name,
-            cast(null as {{ type_utc_timestamp() }}) as first_counted,
-            cast(null as {{ type_utc_timestamp() }}) as last_counted
+            cast(null as {{ type_utc_timestamp() }}) as minute_at,
+            cast(0 as {{ dbt.type_bigint() }}) as event_count,
+            cast(null as {{ type_utc_timestamp() }}) as counted_through
         from (select 1 as one) as no_rows
         where 1 = 0
     {% endif %}
 
 ),
 
-first_events as (
+recount_rows as (
 
-    -- the first event stands in for the coverage an event lacks (only needed for events not
-    -- counted yet: the scan of all history is skipped for the others)
+    -- a quiet minute has counted everything loaded so far: later events have a later inserted_at
     select
-        events.event_name,
-        min(events.event_at) as first_event_at
-    from events
-    inner join rules on events.event_name = rules.event_name
-    left join coverage on events.event_name = coverage.event_name
-    left join counted on events.event_name = counted.event_name
-    where
-        coverage.event_name is null
-        and counted.event_name is null
-        and events.event_at >= {{ scan_from }}
-    group by events.event_name
+        recount_minutes.event_name,
+        recount_minutes.minute_at,
+        coalesce(recounted.event_count, 0) as event_count,
+        coalesce(recounted.counted_through, plan.inserted_through) as counted_through
+    from recount_minutes
+    inner join plan on recount_minutes.event_name = plan.event_name
+    left join recounted
+        on
+            recount_minutes.event_name = recounted.event_name
+            and recount_minutes.minute_at = recounted.minute_at
 
 ),
 
-known as (
+{% if is_incremental() and delta_from is not none and watermark is not none %}
 
-    -- the first minute of each event's known data: minutes before it are unknown, not quiet
-    select
-        rules.event_name,
-        {{ minute_of('coalesce(coverage.collected_from, first_events.first_event_at)') }} as known_from
-    from rules
-    left join coverage on rules.event_name = coverage.event_name
-    left join first_events on rules.event_name = first_events.event_name
+    delta_minutes as (
 
-),
+        select
+            event_name,
+            range_from as minute_at
+        from {{ ranges }}
+        where kind = 'delta'
 
-starts as (
+    ),
 
-    -- the first minute this run counts, per event: all its known history on a full refresh, on
-    -- an event not counted yet, or when its known history now begins before what was counted (a
-    -- backfill); else the lookback, or from the last counted minute after a pause
-    select
-        known.event_name,
-        case
-            when counted.event_name is null then known.known_from
-            when known.known_from < counted.first_counted then known.known_from
-            else
-                greatest(
-                    coalesce(known.known_from, {{ lookback_start }}),
-                    least({{ lookback_start }}, {{ add_minutes('counted.last_counted', 1) }})
-                )
-        end as count_from
-    from known
-    left join counted on known.event_name = counted.event_name
+    counted_before as (
 
-),
+        select
+            counts.event_name,
+            counts.minute_at,
+            counts.event_count,
+            coalesce(counts.counted_through, {{ epoch }}) as counted_through
+        from {{ this }} as counts
+        inner join delta_minutes
+            on counts.event_name = delta_minutes.event_name and counts.minute_at = delta_minutes.minute_at
+        where counts.minute_at >= {{ literal_of(delta_from) }}
 
-minutes as (
+    ),
 
-    {{ minute_spine('(select min(count_from) from starts)', last_minute) }}
+    arrived as (
 
-),
+        -- the events loaded since the watermark, in minutes already counted
+        select
+            events.event_name,
+            {{ minute_of('events.event_at') }} as minute_at,
+            events.inserted_at
+        from {{ ref('stg_mixpanel__events') }} as events
+        where
+            events.inserted_at > {{ literal_of(watermark) }}
+            and events.event_at >= {{ literal_of(delta_from) }}
+            and events.event_name in (select delta_minutes.event_name from delta_minutes)
 
-recent_events as (
+    ),
 
-    select
-        events.event_name,
-        {{ minute_of('events.event_at') }} as minute_at
-    from events
-    inner join starts on events.event_name = starts.event_name
-    where
-        events.event_at >= starts.count_from
-        and events.event_at >= {{ scan_from }}
-        and events.event_at < {{ add_minutes(last_minute, 1) }}
+    added as (
 
-),
+        select
+            counted_before.event_name,
+            counted_before.minute_at,
+            count(arrived.inserted_at) as added_events,
+            max(arrived.inserted_at) as newest_added
+        from counted_before
+        inner join arrived
+            on
+                counted_before.event_name = arrived.event_name
+                and counted_before.minute_at = arrived.minute_at
+                and arrived.inserted_at > counted_before.counted_through
+        group by counted_before.event_name, counted_before.minute_at
 
-counted_now as (
+    ),
 
-    select
-        event_name,
-        minute_at,
-        count(*) as event_count
-    from recent_events
-    group by event_name, minute_at
+    delta_rows as (
 
-),
+        select
+            counted_before.event_name,
+            counted_before.minute_at,
+            counted_before.event_count + coalesce(added.added_events, 0) as event_count,
+            case
+                when added.newest_added > counted_before.counted_through then added.newest_added
+                else counted_before.counted_through
+            end as counted_through
+        from counted_before
+        left join added
+            on counted_before.event_name = added.event_name and counted_before.minute_at = added.minute_at
+
+    ),
+
+{% else %}
+
+    delta_rows as (
+
+        select * from recount_rows
+        where 1 = 0
+
+    ),
+
+{% endif %}
 
 final as (
 
-    -- every known minute of every enabled event, quiet minutes included with 0
-    select
-        starts.event_name,
-        cast(minutes.minute_at as {{ type_utc_timestamp() }}) as minute_at,
-        coalesce(counted_now.event_count, 0) as event_count
-    from starts
-    inner join minutes on cast(minutes.minute_at as {{ type_utc_timestamp() }}) >= starts.count_from
-    left join counted_now
-        on
-            starts.event_name = counted_now.event_name
-            and cast(minutes.minute_at as {{ type_utc_timestamp() }}) = counted_now.minute_at
+    select * from recount_rows
+    union all
+    select * from delta_rows
 
 )
 
-select * from final
+select
+    event_name,
+    minute_at,
+    cast(event_count as {{ dbt.type_bigint() }}) as event_count,
+    counted_through
+from final

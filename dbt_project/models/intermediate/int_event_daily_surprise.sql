@@ -6,6 +6,7 @@
         partition_column='window_day',
         partition_by=partition_by_day('window_day', 'date'),
         cluster_by=cluster_by_event('window_day'),
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_after_the_moment(day_column='window_day') }}"],
     )
 }}
 
@@ -13,69 +14,63 @@
     z = (count - median) / sigma_up of the day's complete windows. A bursty event (tweets, a
     marketing push every afternoon) has days whose largest z is 10 or 20 without anything being
     wrong; int_event_window_bands raises the spike bar of such an event to a multiple of its
-    typical daily largest z, so it alerts on what is unusual for it. Incremental: the days the
-    recount touches, and all days of an event not scored here yet or whose baseline now begins
-    earlier. -#}
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) %}
+    typical daily largest z, so it alerts on what is unusual for it. A run scores again the days
+    whose windows or baselines it computed (int_detection_baseline_targets). -#}
+{%- set low_day = earliest(ref('int_detection_baseline_targets'), 'window_day') -%}
+{%- set days_from = modules.datetime.datetime.combine(low_day, modules.datetime.time())
+    if low_day is not none else none %}
 
+-- depends_on: {{ ref('int_event_window_counts') }}
+
+-- depends_on: {{ ref('int_detection_plan') }}
 with
 
-{% if is_incremental() %}
-    history_grown as (
+target_days as (
 
-        -- events whose baseline now begins earlier than their scored days (their history arrived
-        -- over several runs): all their days again, as a full build would score them
-        select baselines.event_name
-        from (
-            select
-                event_name,
-                min(window_day) as first_day
-            from {{ ref('int_event_baselines') }}
-            where history_days >= {{ baseline_min_history_days() }}
-            group by event_name
-        ) as baselines
-        inner join (
-            select
-                event_name,
-                min(window_day) as first_day
-            from {{ this }}
-            group by event_name
-        ) as scored on baselines.event_name = scored.event_name
-        where baselines.first_day < scored.first_day
-
-    ),
-{% endif %}
-
-rules as (
-
-    select event_name from {{ ref('alert_rules') }}
-    where enabled and detector = 'baseline'
+    -- the days whose windows or baselines this run computed again
+    select distinct
+        event_name,
+        window_day
+    from {{ ref('int_detection_baseline_targets') }}
 
 ),
 
 windows as (
 
-    select
-        windows.event_name,
-        windows.minute_at,
-        windows.window_count
-    from {{ ref('int_event_window_counts') }} as windows
-    inner join rules on windows.event_name = rules.event_name
-    where windows.minutes_in_window >= windows.time_window_minutes
-    {% if is_incremental() %}
-        and (
-            {{ utc_date('windows.minute_at') }} >= {{ utc_date(recount_from) }}
-            or windows.event_name not in (select scored.event_name from {{ this }} as scored)
-            or windows.event_name in (select rescored.event_name from history_grown as rescored)
-        )
+    {% if days_from is not none %}
+        select
+            windows.event_name,
+            windows.minute_at,
+            windows.window_count
+        from {{ ref('int_event_window_counts') }} as windows
+        inner join target_days
+            on
+                windows.event_name = target_days.event_name
+                and {{ utc_date('windows.minute_at') }} = target_days.window_day
+        where
+            windows.minute_at >= {{ literal_of(days_from) }}
+            and windows.minutes_in_window >= windows.time_window_minutes
+    {% else %}
+        select
+            cast(null as {{ dbt.type_string() }}) as event_name,
+            cast(null as {{ type_utc_timestamp() }}) as minute_at,
+            cast(0 as {{ dbt.type_bigint() }}) as window_count
+        from (select 1 as one) as no_rows
+        where 1 = 0
     {% endif %}
 
 ),
 
 baselines as (
 
-    select * from {{ ref('int_event_baselines') }}
-    where history_days >= {{ baseline_min_history_days() }}
+    select baselines.*
+    from {{ ref('int_event_baselines') }} as baselines
+    inner join target_days
+        on baselines.event_name = target_days.event_name and baselines.window_day = target_days.window_day
+    where baselines.history_days >= {{ baseline_min_history_days() }}
+    {% if low_day is not none %}
+        and baselines.window_day >= {{ literal_of(low_day) }}
+    {% endif %}
 
 ),
 

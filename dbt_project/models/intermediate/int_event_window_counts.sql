@@ -6,11 +6,21 @@
         partition_column='minute_at',
         partition_by=partition_by_day('minute_at', 'timestamp'),
         cluster_by=cluster_by_event('minute_at'),
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_after_the_moment(minute_column='minute_at') }}"],
     )
 }}
 
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) %}
+{#- For each enabled rule and each minute m, the count over its window: the W whole minutes ending
+    with m (W = time_window_minutes), with the rule's threshold. A run computes the windows that
+    hold a minute it counted (int_detection_windows), from the counts they need only: the ranges' counts,
+    merged where they overlap into islands, each summed as running totals (a window is the
+    difference of two totals W minutes apart). -#}
+{%- set low = earliest(ref('int_detection_windows'), 'window_from') -%}
+{%- set counts_from = (low - modules.datetime.timedelta(days=1)) if low is not none
+    else modules.datetime.datetime(9999, 12, 31) %}
 
+
+-- depends_on: {{ ref('int_detection_plan') }}
 with
 
 rules as (
@@ -20,77 +30,100 @@ rules as (
 
 ),
 
-{% if is_incremental() %}
-    windowed_before as (
+changed as (
 
-        select
-            event_name,
-            min(minute_at) as first_windowed,
-            max(minute_at) as last_windowed
-        from {{ this }}
-        group by event_name
+    select * from {{ ref('int_detection_windows') }}
 
-    ),
+),
 
-    counted as (
+ordered as (
 
-        select
-            event_name,
-            min(minute_at) as first_counted
-        from {{ ref('int_event_counts_per_minute') }}
-        group by event_name
+    -- the count ranges the windows need, [read_from, window_to], merged into islands where they touch
+    select
+        *,
+        max(window_to) over (
+            partition by event_name order by read_from, window_to rows between unbounded preceding and 1 preceding
+        ) as reach_before
+    from changed
 
-    ),
+),
 
-    recount as (
+island_starts as (
 
-        -- per event, the first window this run computes: the recount range, or all the event's
-        -- counts when it is new here or its counts now begin earlier (history collected later),
-        -- and anything after its last window (an event enabled again after a long pause)
-        select
-            counted.event_name,
-            case
-                when windowed_before.event_name is null then counted.first_counted
-                when counted.first_counted < windowed_before.first_windowed then counted.first_counted
-                else least(
-                    greatest(counted.first_counted, {{ recount_from }}),
-                    {{ add_minutes('windowed_before.last_windowed', 1) }}
-                )
-            end as window_from
-        from counted
-        left join windowed_before on counted.event_name = windowed_before.event_name
+    select
+        *,
+        case when reach_before is null or read_from > {{ add_minutes('reach_before', 1) }} then 1 else 0 end
+            as starts_island
+    from ordered
 
-    ),
-{% endif %}
+),
+
+numbered as (
+
+    select
+        *,
+        sum(starts_island) over (
+            partition by event_name order by read_from, window_to rows between unbounded preceding and current row
+        ) as island
+    from island_starts
+
+),
+
+islands as (
+
+    select
+        event_name,
+        island,
+        min(read_from) as island_from,
+        max(window_to) as island_to
+    from numbered
+    group by event_name, island
+
+),
+
+wanted as (
+
+    select distinct
+        changed.event_name,
+        cast(minute_at as {{ type_utc_timestamp() }}) as minute_at
+    from changed
+    cross join {{ range_minutes('changed.window_from', 'changed.window_to') }}
+
+),
 
 counts as (
 
-    select all_counts.*
+    -- bounded by a literal (at the end of time when no window changed): older partitions are not read
+    select
+        all_counts.event_name,
+        all_counts.minute_at,
+        all_counts.event_count,
+        islands.island
     from {{ ref('int_event_counts_per_minute') }} as all_counts
-    {% if is_incremental() %}
-        -- a window reaches at most one day back (time_window_minutes <= 1440)
-        inner join recount
-            on
-                all_counts.event_name = recount.event_name
-                and all_counts.minute_at >= {{ add_minutes('recount.window_from', -1440) }}
-    {% endif %}
+    inner join islands
+        on
+            all_counts.event_name = islands.event_name
+            and all_counts.minute_at >= islands.island_from
+            and all_counts.minute_at <= islands.island_to
+    where all_counts.minute_at >= {{ literal_of(counts_from) }}
 
 ),
 
 running_totals as (
 
-    -- running totals over the known (zero-filled) minutes: a window's count is the difference of
-    -- two running totals W minutes apart, found by an equality join
+    -- running totals over the known (zero-filled) minutes of each island: a window's count is the
+    -- difference of two running totals W minutes apart, found by an equality join
     select
         event_name,
+        island,
         minute_at,
         event_count,
         -- a 64-bit count (DuckDB's sum would widen it to 128 bits, a float in pandas)
         cast(sum(event_count) over (
-            partition by event_name order by minute_at rows between unbounded preceding and current row
+            partition by event_name, island order by minute_at rows between unbounded preceding and current row
         ) as {{ dbt.type_bigint() }}) as running_count,
-        row_number() over (partition by event_name order by minute_at) as running_minutes,
-        min(minute_at) over (partition by event_name) as first_minute
+        row_number() over (partition by event_name, island order by minute_at) as running_minutes,
+        min(minute_at) over (partition by event_name, island) as first_minute
     from counts
 
 ),
@@ -112,14 +145,17 @@ running as (
     -- unknown counts the known minutes of its segment only
     select
         event_name,
+        island,
         minute_at,
         running_count,
         running_minutes,
         first_value(running_count - event_count) over (
-            partition by event_name, segment order by minute_at rows between unbounded preceding and current row
+            partition by event_name, island, segment order by minute_at
+            rows between unbounded preceding and current row
         ) as segment_base_count,
         first_value(running_minutes - 1) over (
-            partition by event_name, segment order by minute_at rows between unbounded preceding and current row
+            partition by event_name, island, segment order by minute_at
+            rows between unbounded preceding and current row
         ) as segment_base_minutes
     from segments
 
@@ -140,18 +176,15 @@ windowed as (
         window_end.running_minutes
         - coalesce(before_window.running_minutes, window_end.segment_base_minutes) as minutes_in_window
     from running as window_end
+    inner join wanted
+        on window_end.event_name = wanted.event_name and window_end.minute_at = wanted.minute_at
     inner join rules on window_end.event_name = rules.event_name
     left join running as before_window
         on
             window_end.event_name = before_window.event_name
+            and window_end.island = before_window.island
             and {{ add_minutes('window_end.minute_at', '-1 * rules.time_window_minutes') }}
             = before_window.minute_at
-    {% if is_incremental() %}
-        inner join recount
-            on
-                window_end.event_name = recount.event_name
-                and window_end.minute_at >= recount.window_from
-    {% endif %}
 
 ),
 

@@ -3,7 +3,7 @@
         materialized='incremental',
         unique_key=['event_name', 'window_end_minute'],
         on_schema_change='append_new_columns',
-        pre_hook="{{ forget_recounted_anomalies() }}",
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_recomputed_anomalies() }}"],
         incremental_strategy=incremental_strategy_name(),
         partition_column='window_end_minute',
         partition_by=partition_by_day('window_end_minute', 'timestamp'),
@@ -14,22 +14,41 @@
 {#- The anomalous windows: outside their band (kind spike or drop), and, for baseline rules, the
     windows that continue such a window on the same side of the expected count, minute after
     minute: a burst is one episode until the count is back at what is expected, not a string of
-    incidents each time it dips into the band (outside_band false, excess null). The runs are
-    read from a day before the recount, so one that began before it continues.
+    incidents each time it dips into the band (outside_band false, excess null). A run computes
+    each event's windows again from the first minute it may see differently
+    (int_detection_starts), reading a day before it, so a run of windows or a burst that began
+    before it continues.
     Repeated bursts (baseline rules watching up): a window past its burst bound (int_event_window_bands)
     right after a minute that was not starts a burst; a window past it while at least
     var baseline_burst_count bursts started within var baseline_burst_hours hours is a spike too,
     its upper bound the burst bound and repeated_bursts that count. -#}
 {%- set burst_minutes = (var('baseline_burst_hours') | int) * 60 -%}
-{%- set recount_from = minute_of(add_minutes(detection_now(), '-' ~ lookback_minutes())) -%}
+{%- set starts = ref('int_detection_starts') -%}
+{%- set low = earliest(starts, 'anomaly_from') -%}
+{%- set started_events = 'select starts_events.event_name from ' ~ starts ~ ' as starts_events' -%}
+{#- a day of context before the first minute computed again: a run or a burst that began before it continues -#}
+{%- set context_from = (low - modules.datetime.timedelta(days=1)) if low is not none
+    else modules.datetime.datetime(9999, 1, 1) %}
 
+-- depends_on: {{ ref('int_event_window_bands') }}
+-- depends_on: {{ ref('int_detection_plan') }}
 with
+
+starts as (
+
+    select * from {{ starts }}
+
+),
 
 windows as (
 
-    select * from {{ ref('int_event_window_bands') }}
-    {% if is_incremental() %}
-        where minute_at >= {{ add_minutes(recount_from, -1440) }}
+    -- the windows with their bands (int_event_window_bands), of the events and days this run
+    -- computes: the same macro, bounded; a unit test gives the view's rows as its fixture
+    {% if unit_testing() %}
+        select * from {{ ref('int_event_window_bands') }}
+    {% else %}
+        select *
+        from ({{ window_bands(since=context_from, events=started_events) }}) as bands
     {% endif %}
 
 ),
@@ -159,6 +178,16 @@ continued as (
 
 ),
 
+recomputed as (
+
+    -- the windows from each event's first minute computed again
+    select continued.*
+    from continued
+    inner join starts on continued.event_name = starts.event_name
+    where continued.follows_outside and continued.minute_at >= starts.anomaly_from
+
+),
+
 final as (
 
     select
@@ -184,11 +213,7 @@ final as (
             when breach = 'drop' then lower_bound - window_count
             when breach = 'spike' then window_count - breached_upper_bound
         end as excess
-    from continued
-    where follows_outside
-    {% if is_incremental() %}
-        and minute_at >= {{ recount_from }}
-    {% endif %}
+    from recomputed
 
 )
 

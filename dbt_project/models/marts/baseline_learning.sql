@@ -12,8 +12,12 @@ rules as (
 
 baselines as (
 
+    -- the newest baselines only: detection's day and the day before (a day's first hour may have
+    -- none yet), so the read stays two days of partitions however long the history
     select * from {{ ref('int_event_baselines') }}
-    where window_day <= {{ utc_date(detection_now()) }}
+    where
+        window_day <= {{ utc_date(detection_now()) }}
+        and window_day >= {{ days_before(utc_date(detection_now()), 1) }}
 
 ),
 

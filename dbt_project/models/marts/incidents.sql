@@ -1,14 +1,54 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['incident_id'],
+        on_schema_change='append_new_columns',
+        incremental_strategy=incremental_strategy_name(),
+        partition_column='first_anomalous_minute',
+        partition_by=partition_by_day('first_anomalous_minute', 'timestamp'),
+        cluster_by=cluster_by_event('first_anomalous_minute'),
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_recomputed_incidents() }}"],
+    )
+}}
+
+{#- Anomalous minutes of one event and one kind less than the cooldown apart form one incident.
+    A run computes again, per event and kind, the incidents that reach the span its anomalies
+    changed in (int_detection_starts, less the cooldown: a minute there may join them) and every
+    incident still open (its status depends on the moment), from the first minute of the earliest
+    of them: incidents wholly before are as a full build leaves them. -#}
+{%- set low = earliest(ref('int_detection_incident_starts'), 'recompute_from') %}
+
+-- depends_on: {{ ref('int_detection_plan') }}
 with
+
+recompute as (
+
+    select * from {{ ref('int_detection_incident_starts') }}
+
+),
 
 anomalies as (
 
-    select * from {{ ref('anomalies') }}
+    select anomalies.*
+    from {{ ref('anomalies') }} as anomalies
+    inner join recompute
+        on anomalies.event_name = recompute.event_name and coalesce(anomalies.kind, 'spike') = recompute.kind
+    where
+        anomalies.window_end_minute >= recompute.recompute_from
+        {% if low is not none %}
+            and anomalies.window_end_minute >= {{ literal_of(low) }}
+        {% else %}
+            and 1 = 0
+        {% endif %}
 
 ),
 
 counts as (
 
     select * from {{ ref('int_event_counts_per_minute') }}
+    {% if low is not none %}
+        where minute_at >= {{ literal_of(low - modules.datetime.timedelta(days=1)) }}
+    {% endif %}
 
 ),
 

@@ -1,0 +1,70 @@
+{{ config(materialized='table') }}
+
+{#- Per event, the first minute whose anomaly this run may see differently: its first changed
+    window (int_detection_windows), the first hour whose baseline it computed again
+    (int_detection_baseline_targets: a daily surprise computed again moves the days after it, which
+    are later still), and the windows that have settled since the last run (a drop needs a window
+    that ended var drop_settle_minutes before the run's minute). anomalies and incidents are
+    computed again from here on, and only here. -#}
+{%- set settle = (var('drop_settle_minutes') | int) + 1 %}
+
+with
+
+windows as (
+
+    select * from {{ ref('int_detection_windows') }}
+
+),
+
+targets as (
+
+    select * from {{ ref('int_detection_baseline_targets') }}
+
+),
+
+plan as (
+
+    select * from {{ ref('int_detection_plan') }}
+    where known_from is not null
+
+),
+
+candidates as (
+
+    select
+        event_name,
+        window_from as start_at
+    from windows
+
+    union all
+
+    select
+        event_name,
+        {{ add_minutes(day_start('window_day'), 'hour_of_day * 60') }} as start_at
+    from targets
+
+    union all
+
+    select
+        event_name,
+        {{ add_minutes('previous_last_counted', -settle) }} as start_at
+    from plan
+    where previous_last_counted is not null and not rewindow_all
+
+),
+
+final as (
+
+    select
+        candidates.event_name,
+        case
+            when min(candidates.start_at) < min(plan.known_from) then min(plan.known_from)
+            else min(candidates.start_at)
+        end as anomaly_from
+    from candidates
+    inner join plan on candidates.event_name = plan.event_name
+    group by candidates.event_name
+
+)
+
+select * from final
