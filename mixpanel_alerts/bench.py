@@ -18,7 +18,15 @@ the seconds: machines here are shared and noisy).
    of events for ``--rules`` threshold rules, a first ``mixpanel-alerts run`` collects and detects
    them, then ``--repeat`` more runs find nothing new (the simulator serves nothing new): their
    median time (target <= 6 s), and how much of it dbt's parse and build take.
-7. Baseline vs threshold (``--detect-only`` runs this part alone): ``--rules`` events with
+7. Flat with history, in proportion to new data (``--history-only`` runs this part alone):
+   ``--rules`` baseline rules with 7, then 180 days of minute history (as in 8), each built with
+   ``detect --full-refresh``; then, from a copy of that state each time, a fixed number of new
+   events arrives (nine in ten in the 5 minutes after the build's moment, one in ten late, in the
+   day before it) and an incremental ``detect`` runs as of 5 minutes later. Its time and the rows
+   dbt's queries scanned (DuckDB's profiler: each query's total_rows_scanned, and its table scans
+   of the raw table), for 10k new events on 7 and on 180 days (targets: both ratios <= 1.2x), and
+   for 1k, 10k and 100k new events on 180 days.
+8. Baseline vs threshold (``--detect-only`` runs this part alone): ``--rules`` events with
    ``--days`` of minute history (synthetic counts with a daily and a weekly rhythm and Poisson-like
    noise, written straight into the raw table by SQL), once as baseline rules and once as threshold
    rules, each in its own DuckDB file: a first ``detect --full-refresh`` of each, then incremental
@@ -40,6 +48,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import requests
@@ -116,10 +125,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--detect-only", action="store_true", help="only the baseline vs threshold detect timing")
     parser.add_argument("--run-only", action="store_true", help="only the timing of a run that finds nothing new")
+    parser.add_argument(
+        "--history-only", action="store_true", help="only detect's time and rows read against history and new data"
+    )
+    parser.add_argument("--profiled-detect", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rules", type=int, default=50, help="rules in the detect timing (default 50)")
     parser.add_argument("--days", type=int, default=35, help="days of minute history in the detect timing (default 35)")
     parser.add_argument("--rate", type=float, default=2.0, help="mean events per minute per rule (default 2)")
     args = parser.parse_args(argv)
+    if args.profiled_detect:
+        profiled_detect()
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mixpanel-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.detect_only:
@@ -128,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.run_only:
         print(bench_no_change_run(workdir, args.rules, args.repeat))
+        return
+    if args.history_only:
+        for line in bench_history(workdir, args.rules, args.rate, args.repeat):
+            print(line)
         return
     days = 1
     print(f"bench: generating {args.events:,} events in the simulator ...", flush=True)
@@ -225,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({detect_large_s / detect_small_s:.2f}x the first)"
     )
     print(bench_no_change_run(workdir, args.rules, args.repeat))
+    for line in bench_history(workdir, args.rules, args.rate, args.repeat):
+        print(line)
     for line in bench_detectors(workdir, args.rules, args.days, args.rate, args.repeat):
         print(line)
 
@@ -455,6 +477,130 @@ def bench_detectors(workdir: Path, rules: int, days: int, rate: float, repeat: i
         f"detect peak RSS:         baseline {max(peaks['baseline'], full['baseline'][1]):6.0f} MB, "
         f"threshold {max(peaks['threshold'], full['threshold'][1]):6.0f} MB",
     ]
+
+
+ROWS_LINE = "bench-rows-scanned"
+
+
+def profiled_detect() -> None:
+    """``mixpanel-alerts detect`` in this process, with DuckDB's profiler on every query dbt runs:
+    the rows they scanned in all, and those of their scans of the raw table, printed last
+    (ROWS_LINE). Measurement only: dbt-duckdb's cursor is wrapped, nothing else changes."""
+    from dbt.adapters.duckdb.environments import local
+
+    from .cli import main as cli_main
+
+    totals = {"rows": 0, "raw": 0, "queries": 0}
+    profiled: set[int] = set()
+    execute = local.DuckDBCursorWrapper.execute
+
+    def raw_rows(operator: dict[str, Any]) -> int:
+        """Rows the plan's scans of the raw table read (its TABLE_SCAN operators)."""
+        table = str((operator.get("extra_info") or {}).get("Table", ""))
+        own = int(operator.get("rows_scanned") or 0) if "mixpanel_events" in table else 0
+        return own + sum(raw_rows(child) for child in operator.get("children") or [])
+
+    def measured(self: local.DuckDBCursorWrapper, sql: str, bindings: Any = None) -> Any:
+        cursor = self._cursor
+        if id(cursor) not in profiled:
+            cursor.execute("pragma enable_profiling = 'no_output'")
+            cursor.execute("set profiling_mode = 'detailed'")
+            profiled.add(id(cursor))
+        result = execute(self, sql, bindings)
+        profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
+        totals["rows"] += int((profile.get("query") or {}).get("total_rows_scanned") or 0)
+        totals["raw"] += sum(raw_rows(operator) for operator in profile.get("operator") or [])
+        totals["queries"] += 1
+        return result
+
+    local.DuckDBCursorWrapper.execute = measured  # type: ignore[method-assign]
+    try:
+        cli_main(["detect"])
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise
+    finally:
+        print(f"{ROWS_LINE} {totals['rows']} {totals['raw']} {totals['queries']}", flush=True)
+
+
+def add_new_events(database: Path, names: list[str], count: int, moment: datetime) -> None:
+    """``count`` new events of ``names``, loaded now: nine in ten in the 5 minutes after
+    ``moment``, one in ten late, in the day before it."""
+    listed = ", ".join(f"'{name}'" for name in names)
+    with duckdb.connect(str(database)) as con:
+        con.execute(
+            f"""
+            insert into mixpanel_data.mixpanel_events
+            select
+                'new-' || i::varchar,
+                ([{listed}])[1 + i % {len(names)}],
+                case
+                    when i % 10 = 0 then timestamptz '{moment:%Y-%m-%d %H:%M:%S}+00'
+                        - to_milliseconds(1 + (i * 7919) % 86400000)
+                    else timestamptz '{moment:%Y-%m-%d %H:%M:%S}+00' + to_milliseconds((i * 7919) % 300000)
+                end,
+                'user-' || (i % 100)::varchar, null, '{{"bench": "new"}}'::json, now(), now()
+            from range({count}) as t(i)
+            """
+        )
+
+
+def bench_history(workdir: Path, rules: int, rate: float, repeat: int) -> list[str]:
+    """An incremental ``detect``'s time and rows read, against history (7 vs 180 days, 10k new
+    events) and against new data (1k, 10k, 100k new events on 180 days); medians of ``repeat``."""
+    names = bench_rule_names(rules)
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    later = end + timedelta(minutes=5)
+    measured: dict[tuple[int, int], tuple[float, int, int]] = {}
+    for days, news in ((7, (10_000,)), (180, (1_000, 10_000, 100_000))):
+        database = workdir / f"history-{days}.duckdb"
+        database.unlink(missing_ok=True)
+        print(f"bench: {days} days of minute history for {rules} baseline rules ...", flush=True)
+        events = write_seasonal_history(database, names, days, rate, end)
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(FOREIGN_PREFIXES)},
+            "MIXPANEL_PROJECT_ID": PROJECT_ID,
+            "WAREHOUSE": "duckdb",
+            "DUCKDB_PATH": str(database),
+            "EVENTS_CONFIG": detector_config(names, "baseline"),
+        }
+        seconds, _, _ = run_own(
+            ["mixpanel-alerts", "detect", "--full-refresh"], {**env, "DETECTION_NOW": _iso(end)}, workdir
+        )
+        print(f"bench: {events:,} events, first build {seconds:.1f} s", flush=True)
+        built = database.with_suffix(".built")
+        shutil.copyfile(database, built)
+        for new in news:
+            runs: list[tuple[float, int, int]] = []
+            for _ in range(repeat):
+                shutil.copyfile(built, database)
+                add_new_events(database, names, new, end)
+                os.sync()
+                command = [sys.executable, "-m", "mixpanel_alerts.bench", "--profiled-detect"]
+                seconds, _, output = run_own(command, {**env, "DETECTION_NOW": _iso(later)}, workdir)
+                rows, raw, _ = (int(value) for value in output.rsplit(ROWS_LINE, 1)[1].split()[:3])
+                runs.append((seconds, rows, raw))
+            median_s = statistics.median(run[0] for run in runs)
+            measured[(days, new)] = (median_s, runs[0][1], runs[0][2])
+            rows_read = runs[0][1]
+            print(f"bench: {days} days, {new:,} new: detect {median_s:.2f} s, {rows_read:,} rows read", flush=True)
+        built.unlink()
+    (short_s, short_rows, short_raw), (long_s, long_rows, long_raw) = measured[(7, 10_000)], measured[(180, 10_000)]
+    lines = [
+        f"detect vs history, {rules} baseline rules, 10,000 new events (median of {repeat}; rows: DuckDB's profiler):",
+        f"  7 days:   {short_s:6.2f} s, {short_rows:>12,} rows read ({short_raw:,} of the raw table)",
+        f"  180 days: {long_s:6.2f} s, {long_rows:>12,} rows read ({long_raw:,} of the raw table)",
+        f"  ratio 180/7 days: time {long_s / short_s:.2f}x, rows read {long_rows / short_rows:.2f}x  (targets <= 1.2x)",
+        "detect vs new data, 180 days stored:",
+    ]
+    for new in (1_000, 10_000, 100_000):
+        seconds, rows, raw = measured[(180, new)]
+        lines.append(f"  {new:>7,} new events: {seconds:6.2f} s, {rows:>12,} rows read ({raw:,} of the raw table)")
+    return lines
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 if __name__ == "__main__":

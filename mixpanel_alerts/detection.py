@@ -27,7 +27,7 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,66 @@ class DetectionError(Exception):
     """dbt could not build the detection models; the message lists what failed."""
 
 
+@dataclasses.dataclass(frozen=True)
+class NodeCost:
+    """What one dbt node of a build cost, as its adapter reported it: BigQuery reports the bytes
+    its job processed and billed and the rows it wrote or returned; dbt-duckdb reports none of
+    these (its response is "OK"), so on DuckDB only the time is known."""
+
+    node: str
+    status: str
+    seconds: float
+    rows_affected: int | None = None
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
+
+    @classmethod
+    def of(cls, node_result: Any) -> NodeCost:
+        response = getattr(node_result, "adapter_response", None) or {}
+
+        def whole(name: str) -> int | None:
+            value = response.get(name)
+            return None if value is None else int(value)
+
+        return cls(
+            node=str(getattr(node_result.node, "name", "?")),
+            status=str(node_result.status),
+            seconds=round(float(getattr(node_result, "execution_time", 0.0) or 0.0), 3),
+            rows_affected=whole("rows_affected"),
+            bytes_processed=whole("bytes_processed"),
+            bytes_billed=whole("bytes_billed"),
+        )
+
+
 @dataclasses.dataclass
 class DetectionResult:
     seconds: float
     nodes: int
     workdir: Path
+    costs: list[NodeCost] = dataclasses.field(default_factory=list)
+
+    def total(self, name: str) -> int | None:
+        """The sum of a cost over the nodes that reported it; None when none did."""
+        values = [getattr(cost, name) for cost in self.costs if getattr(cost, name) is not None]
+        return sum(values) if values else None
+
+    def describe_cost(self) -> str:
+        """The run's total, for its summary line ("" when the adapter reported nothing)."""
+        processed, billed, rows = (self.total(name) for name in ("bytes_processed", "bytes_billed", "rows_affected"))
+        parts = []
+        if processed is not None:
+            parts.append(f"{_megabytes(processed)} processed, {_megabytes(billed or 0)} billed")
+        if rows is not None:
+            parts.append(f"{rows:,} rows written or read")
+        return "; ".join(parts)
+
+    def nodes_json(self) -> str:
+        """Each node's cost, as pipeline_runs.dbt_nodes keeps it."""
+        return json.dumps([dataclasses.asdict(cost) for cost in self.costs], separators=(",", ":"))
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB"
 
 
 def shipped_project_dir() -> Path:
@@ -342,8 +397,13 @@ def build_detection(
         result = run_dbt(args, workdir, settings, detection_now)
     finally:
         close_duckdb_connection(settings)
-    nodes = len(getattr(result.result, "results", []) or [])
-    return DetectionResult(seconds=(datetime.now() - started).total_seconds(), nodes=nodes, workdir=workdir)
+    node_results = list(getattr(result.result, "results", []) or [])
+    return DetectionResult(
+        seconds=(datetime.now() - started).total_seconds(),
+        nodes=len(node_results),
+        workdir=workdir,
+        costs=[NodeCost.of(node_result) for node_result in node_results],
+    )
 
 
 def invoke_dbt(settings: Settings, events_config: EventsConfig, args: list[str]) -> bool:
@@ -395,20 +455,25 @@ def raw_table_exists(settings: Settings) -> bool:
     return True
 
 
-def open_incidents_summary(settings: Settings) -> str:
-    """One line: the anomalous windows and incidents of the enabled rules, and how many are open
-    (the marts keep the history of rules since removed or disabled, which is not news)."""
+def open_incidents_summary(settings: Settings, moment: datetime | None = None) -> str:
+    """One line: the anomalous windows and incidents of the enabled rules that began in the day
+    before ``moment`` (default now), and how many of those are open. Bounded by each table's
+    partition column, so it reads a day's partitions, not the history."""
+    since = utc(moment or datetime.now(UTC)) - timedelta(days=1)
     with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
         anomalies, incidents, rules = (
             client.make_qualified_table_name(name) for name in ("anomalies", "incidents", "alert_rules")
         )
         enabled = f"event_name in (select event_name from {rules} where enabled)"
         with client.execute_query(
-            f"select (select count(*) from {anomalies} where {enabled}), count(*), "
-            f"coalesce(sum(case when status = 'open' then 1 else 0 end), 0) from {incidents} where {enabled}"
+            f"select (select count(*) from {anomalies} where {enabled} and window_end_minute >= %s), count(*), "
+            f"coalesce(sum(case when status = 'open' then 1 else 0 end), 0) from {incidents} "
+            f"where {enabled} and first_anomalous_minute >= %s",
+            since,
+            since,
         ) as cursor:
             anomaly_count, incident_count, open_count = cursor.fetchall()[0]
-    return f"{anomaly_count} anomalous windows, {incident_count} incidents ({open_count} open)"
+    return f"{anomaly_count} anomalous windows, {incident_count} incidents ({open_count} open) in the last 24 h"
 
 
 def learning_lines(settings: Settings) -> list[str]:

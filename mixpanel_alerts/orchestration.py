@@ -172,7 +172,7 @@ def detect_step(
                 )
             as_of = settings.detection_now or detection_now
             result = build_detection(settings, events_config, full_refresh=full_refresh, detection_now=as_of)
-            summary = open_incidents_summary(settings)
+            summary = open_incidents_summary(settings, as_of)
             learning = learning_lines(settings)
         except DetectionError:
             if record is not None:
@@ -180,7 +180,12 @@ def detect_step(
             raise
         if record is not None:
             record.detect_result = "ok"
-        reporter.info(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s; {summary}")
+            record.bytes_processed = result.total("bytes_processed")
+            record.bytes_billed = result.total("bytes_billed")
+            record.rows_affected = result.total("rows_affected")
+            record.dbt_nodes = result.nodes_json()
+        cost = f" ({result.describe_cost()})" if result.describe_cost() else ""
+        reporter.info(f"detect: {result.nodes} dbt nodes in {result.seconds:.1f} s{cost}; {summary}")
         for line in learning:
             # a baseline rule raises no baseline anomaly until it has enough history
             reporter.info(f"detect: {line}")

@@ -55,6 +55,12 @@ COLUMNS = {
     "healthy": ("boolean", "BOOL"),
     "health": ("varchar", "STRING"),
     "error": ("varchar", "STRING"),
+    # the detect step's dbt build, as its adapter reported it (BigQuery: bytes and rows; DuckDB:
+    # none, see detection.NodeCost): the run's totals, and each node's as JSON
+    "bytes_processed": ("bigint", "INT64"),
+    "bytes_billed": ("bigint", "INT64"),
+    "rows_affected": ("bigint", "INT64"),
+    "dbt_nodes": ("varchar", "STRING"),
 }
 HEARTBEAT_TIMEOUT_SECONDS = 10
 HEARTBEAT_ATTEMPTS = 3
@@ -79,6 +85,10 @@ class RunRecord:
     healthy: bool | None = None
     health: str | None = None
     error: str | None = None
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
+    rows_affected: int | None = None
+    dbt_nodes: str | None = None
     # not a column: whether the row is in the table already (the alert step writes it as it ends)
     written: bool = False
 

@@ -432,6 +432,7 @@ def test_day_two_on_bigquery(
 INCREMENTAL_MODELS = {  # model: its partition column
     "int_event_counts_per_minute": "minute_at",
     "int_event_window_counts": "minute_at",
+    "int_event_hour_windows": "window_day",
     "int_event_baselines": "window_day",
     "int_event_daily_surprise": "window_day",
     "anomalies": "window_end_minute",
@@ -453,14 +454,14 @@ def test_a_run_on_bigquery_reads_and_writes_the_partitions_it_changes(
     raw_events(bigquery, dataset, minute, 9)
     write_events_config(tmp_path, {"events": [rule(ERRORS, alert_threshold=5, cooldown_minutes=60)]})
     env = bigquery_env(dataset)
-    assert (first := run_cli(["detect", "--dry-run"], env)).returncode == 0, output_of(first)
+    assert (first := run_cli(["detect"], env)).returncode == 0, output_of(first)
     created = {path.stem: path.read_text() for path in (tmp_path / ".cache").rglob("target/run/**/*.sql")}
     late = minute + timedelta(minutes=1)  # a late event into a minute counted (quiet) by the first run
     bigquery.query(
         f"insert into {dataset}.mixpanel_events select 'late', '{ERRORS}', timestamp '{late.isoformat()}', 'u', "
         "'late', json '{}', current_timestamp(), current_timestamp()"
     ).result()
-    assert (second := run_cli(["detect", "--dry-run"], env)).returncode == 0, output_of(second)
+    assert (second := run_cli(["detect"], env)).returncode == 0, output_of(second)
 
     run_sql = {path.stem: path.read_text() for path in (tmp_path / ".cache").rglob("target/run/**/*.sql")}
     literal = r"(?:cast\('[0-9: -]+' as\s+timestamp\s*\)|date '[0-9-]+')"
@@ -475,6 +476,17 @@ def test_a_run_on_bigquery_reads_and_writes_the_partitions_it_changes(
     # the raw table is read by what arrived: inserted_at after the last run's watermark (a literal)
     changes = run_sql["int_detection_changes"]
     assert re.search(rf"inserted_at > {literal}", changes), changes
+    # the run records what its dbt jobs cost, as BigQuery's job statistics say, per node and in all
+    runs = [dict(row) for row in bigquery.query(
+        f"select bytes_processed, bytes_billed, rows_affected, dbt_nodes from {dataset}.pipeline_runs "
+        "order by started_at"
+    )]  # fmt: skip
+    assert len(runs) == 2
+    nodes = {node["node"]: node for node in json.loads(runs[-1]["dbt_nodes"])}
+    assert set(INCREMENTAL_MODELS) <= set(nodes) and nodes["int_event_counts_per_minute"]["status"] == "success"
+    assert runs[-1]["rows_affected"] == sum(node["rows_affected"] or 0 for node in nodes.values())
+    assert runs[-1]["bytes_processed"] == sum(node["bytes_processed"] or 0 for node in nodes.values())
+    assert f"{runs[-1]['bytes_processed'] / 1e6:,.1f} MB processed" in second.stderr
     counts = bigquery.query(
         f"select minute_at, event_count from {dataset}.int_event_counts_per_minute where event_count > 0 order by 1"
     )

@@ -166,6 +166,7 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
         for table, columns in (
             ("int_event_counts_per_minute", "event_name, minute_at, event_count"),
             ("int_event_window_counts", "event_name, minute_at, window_count, minutes_in_window, is_anomalous"),
+            ("int_event_hour_windows", "event_name, window_day, hour_of_day, cast(window_counts as varchar)"),
             ("int_event_baselines", "*"),
             ("int_event_daily_surprise", "*"),
             ("anomalies", ANOMALY_COLUMNS),

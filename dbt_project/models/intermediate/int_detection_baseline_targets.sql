@@ -1,9 +1,9 @@
 {{ config(materialized='table') }}
 
 {#- The baselines this run computes again, per baseline rule, day and hour of day: those of the
-    hours its changed windows (int_detection_windows) fall in, and of the same hours on the days
-    that learn from them (1 to 7, 14, 21 and 28 days later), up to the run's day. A baseline
-    learns only from earlier days, so no other can change. -#}
+    hours its changed windows (int_detection_windows) fall in (windows_changed), and of the same
+    hours on the days that learn from them (1 to 7, 14, 21 and 28 days later), up to the run's
+    day. A baseline learns only from earlier days, so no other can change. -#}
 
 with
 
@@ -44,14 +44,20 @@ offsets as (
 
 final as (
 
-    select distinct
+    -- windows_changed: the hour's own windows were computed (int_event_hour_windows writes it)
+    select
         hours.event_name,
         {{ days_before(utc_date('hours.hour_at'), '-1 * offsets.days_after') }} as window_day,
-        {{ utc_hour('hours.hour_at') }} as hour_of_day
+        {{ utc_hour('hours.hour_at') }} as hour_of_day,
+        max(case when offsets.days_after = 0 then 1 else 0 end) = 1 as windows_changed
     from hours
     cross join offsets
     inner join plan on hours.event_name = plan.event_name
     where {{ days_before(utc_date('hours.hour_at'), '-1 * offsets.days_after') }} <= {{ utc_date('plan.last_minute') }}
+    group by
+        hours.event_name,
+        {{ days_before(utc_date('hours.hour_at'), '-1 * offsets.days_after') }},
+        {{ utc_hour('hours.hour_at') }}
 
 )
 

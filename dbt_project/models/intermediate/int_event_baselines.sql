@@ -6,7 +6,8 @@
         partition_column='window_day',
         partition_by=partition_by_day('window_day', 'date'),
         cluster_by=cluster_by_event('window_day'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_after_the_moment(day_column='window_day', hour_column='hour_of_day') }}"],
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(day_column='window_day') }}",
+            "{{ forget_after_the_moment(day_column='window_day', hour_column='hour_of_day') }}"],
     )
 }}
 
@@ -15,14 +16,13 @@
     (days 1 to 7 before, and 7, 14, 21 and 28 days before: the same weekday counts twice). Only
     history from strictly before the day is used, and the median and a quantile band are robust: an
     earlier spike or outage does not move them. The band is computed from these quantiles in
-    int_event_window_bands, with the rule's sensitivity. A run computes the baselines its changed
-    windows touch (int_detection_baseline_targets). -#}
+    int_event_window_bands, with the rule's sensitivity. The windows come a row per hour
+    (int_event_hour_windows). A run computes the baselines its changed windows touch
+    (int_detection_baseline_targets). -#}
 {%- set low_day = earliest(ref('int_detection_baseline_targets'), 'window_day') -%}
-{%- set history_from = modules.datetime.datetime.combine(
-    low_day - modules.datetime.timedelta(days=28), modules.datetime.time()
-) if low_day is not none else none %}
+{%- set history_from = (low_day - modules.datetime.timedelta(days=28)) if low_day is not none
+    else modules.datetime.date(9999, 12, 31) %}
 
--- depends_on: {{ ref('int_event_window_counts') }}
 
 -- depends_on: {{ ref('int_detection_plan') }}
 with
@@ -33,29 +33,14 @@ targets as (
 
 ),
 
-windows as (
+hour_windows as (
 
-    -- the complete windows of the days the targets learn from (28 days before the earliest one)
-    {% if history_from is not none %}
-        select
-            windows.event_name,
-            {{ utc_date('windows.minute_at') }} as window_day,
-            {{ utc_hour('windows.minute_at') }} as hour_of_day,
-            windows.window_count
-        from {{ ref('int_event_window_counts') }} as windows
-        where
-            windows.minute_at >= {{ literal_of(history_from) }}
-            and windows.minutes_in_window >= windows.time_window_minutes
-            and windows.event_name in (select targets.event_name from targets)
-    {% else %}
-        select
-            cast(null as {{ dbt.type_string() }}) as event_name,
-            cast(null as date) as window_day,
-            0 as hour_of_day,
-            cast(0 as {{ dbt.type_bigint() }}) as window_count
-        from (select 1 as one) as no_rows
-        where 1 = 0
-    {% endif %}
+    -- the hours the targets learn from (28 days before the earliest one): a literal bound
+    select hour_windows.*
+    from {{ ref('int_event_hour_windows') }} as hour_windows
+    where
+        hour_windows.window_day >= {{ literal_of(history_from) }}
+        and hour_windows.event_name in (select targets.event_name from targets)
 
 ),
 
@@ -90,13 +75,14 @@ reference as (
         reference_days.window_day,
         reference_days.hour_of_day,
         reference_days.history_day,
-        history.window_count
+        window_count  -- noqa: RF02
     from reference_days
-    inner join windows as history
+    inner join hour_windows
         on
-            reference_days.event_name = history.event_name
-            and reference_days.hour_of_day = history.hour_of_day
-            and reference_days.history_day = history.window_day
+            reference_days.event_name = hour_windows.event_name
+            and reference_days.hour_of_day = hour_windows.hour_of_day
+            and reference_days.history_day = hour_windows.window_day
+    cross join {{ unnest_values('hour_windows.window_counts', 'window_count') }}
 
 ),
 
@@ -137,3 +123,4 @@ final as (
 )
 
 select * from final
+{{ in_time_order('window_day') }}

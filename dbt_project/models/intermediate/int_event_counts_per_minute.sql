@@ -6,7 +6,7 @@
         partition_column='minute_at',
         partition_by=partition_by_day('minute_at', 'timestamp'),
         cluster_by=cluster_by_event('minute_at'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_counts_outside_known_data() }}"],
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='minute_at') }}"],
     )
 }}
 
@@ -197,3 +197,4 @@ select
     cast(event_count as {{ dbt.type_bigint() }}) as event_count,
     counted_through
 from final
+{{ in_time_order('minute_at') }}

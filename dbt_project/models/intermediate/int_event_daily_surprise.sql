@@ -6,7 +6,8 @@
         partition_column='window_day',
         partition_by=partition_by_day('window_day', 'date'),
         cluster_by=cluster_by_event('window_day'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_after_the_moment(day_column='window_day') }}"],
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(day_column='window_day') }}",
+            "{{ forget_after_the_moment(day_column='window_day') }}"],
     )
 }}
 
@@ -103,3 +104,4 @@ final as (
 )
 
 select * from final
+{{ in_time_order('window_day') }}

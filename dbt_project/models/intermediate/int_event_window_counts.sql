@@ -6,7 +6,8 @@
         partition_column='minute_at',
         partition_by=partition_by_day('minute_at', 'timestamp'),
         cluster_by=cluster_by_event('minute_at'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_after_the_moment(minute_column='minute_at') }}"],
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='minute_at') }}",
+            "{{ forget_after_the_moment(minute_column='minute_at') }}"],
     )
 }}
 
@@ -206,3 +207,4 @@ final as (
 )
 
 select * from final
+{{ in_time_order('minute_at') }}

@@ -3,7 +3,8 @@
         materialized='incremental',
         unique_key=['event_name', 'window_end_minute'],
         on_schema_change='append_new_columns',
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_recomputed_anomalies() }}"],
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='window_end_minute') }}",
+            "{{ forget_recomputed_anomalies() }}"],
         incremental_strategy=incremental_strategy_name(),
         partition_column='window_end_minute',
         partition_by=partition_by_day('window_end_minute', 'timestamp'),
@@ -218,3 +219,4 @@ final as (
 )
 
 select * from final
+{{ in_time_order('window_end_minute') }}

@@ -7,7 +7,8 @@
         partition_column='first_anomalous_minute',
         partition_by=partition_by_day('first_anomalous_minute', 'timestamp'),
         cluster_by=cluster_by_event('first_anomalous_minute'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_recomputed_incidents() }}"],
+        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='first_anomalous_minute') }}",
+            "{{ forget_recomputed_incidents() }}"],
     )
 }}
 
@@ -193,3 +194,4 @@ final as (
 )
 
 select * from final
+{{ in_time_order('first_anomalous_minute') }}

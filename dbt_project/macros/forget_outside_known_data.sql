@@ -1,0 +1,28 @@
+{#- Before an incremental run: an event counted again from scratch (int_detection_plan.recount_all)
+    loses its rows outside its known data now (its data now begins later, or the moment went
+    back), as a full refresh would not have them. The rows are named by a minute column, or by a
+    day column (rows of days wholly before the known data). Reads nothing unless such an event
+    exists. -#}
+{% macro forget_outside_known_data(minute_column=none, day_column=none) %}
+    {%- set plan = ref('int_detection_plan') -%}
+    {%- if is_incremental() and (single_value("select count(*) from " ~ plan ~ " where recount_all") or 0) > 0 -%}
+        delete from {{ this }} as target
+        where exists (
+            select 1
+            from {{ plan }} as plan
+            where
+                plan.recount_all
+                and plan.event_name = target.event_name
+                and (
+                    plan.known_from is null
+                    {% if minute_column is not none %}
+                        or target.{{ minute_column }} < plan.known_from
+                        or target.{{ minute_column }} > plan.last_minute
+                    {% else %}
+                        or target.{{ day_column }} < {{ utc_date('plan.known_from') }}
+                        or target.{{ day_column }} > {{ utc_date('plan.last_minute') }}
+                    {% endif %}
+                )
+        )
+    {%- endif -%}
+{% endmacro %}
