@@ -80,7 +80,7 @@ bq-emulator:
 bq-emulator-stop:
     @scripts/bq_emulator.sh stop
 
-# collect 1M events vs DuckDB's read_json; detect with history; a run that finds nothing new (--run-only); 50 baseline vs threshold rules (--detect-only)
+# collect 1M events vs DuckDB's read_json; detect vs history and new data (--history-only); a run that finds nothing new (--run-only); 50 baseline vs threshold rules (--detect-only)
 bench events="1000000":
     python -m mixpanel_alerts.bench --events {{events}}
 

@@ -214,7 +214,9 @@ def backfill(
 
 
 DRY_RUN = typer.Option("--dry-run", help="render the alerts that would be sent; send and record nothing")
-FULL_REFRESH = typer.Option("--full-refresh", help="rebuild every minute of history, not only the lookback")
+FULL_REFRESH = typer.Option(
+    "--full-refresh", help="rebuild every minute of history, not only what changed since the last run"
+)
 
 
 @app.command()
@@ -223,8 +225,9 @@ def detect(full_refresh: Annotated[bool, FULL_REFRESH] = False, dry_run: Annotat
     incidents) on the warehouse chosen by WAREHOUSE, then the alert step: one Slack message per
     new incident (the terminal when Slack is not configured), never twice.
 
-    Incremental runs recount the last MIXPANEL_LATE_ARRIVAL_DAYS + 1 days of minutes, so late
-    events recount their minute while each run's work stays proportional to recent data.
+    Incremental runs recount only what changed since the last one: the minutes that received
+    events (late ones too), the windows and baselines that depend on them, and the minutes since
+    the last run (quiet ones too, so drops are judged), so a run's work follows new data, not history.
     """
     settings, events_config = configuration()
     with exit_codes(settings) as redact:

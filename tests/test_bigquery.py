@@ -464,7 +464,7 @@ def test_a_run_on_bigquery_reads_and_writes_the_partitions_it_changes(
     assert (second := run_cli(["detect"], env)).returncode == 0, output_of(second)
 
     run_sql = {path.stem: path.read_text() for path in (tmp_path / ".cache").rglob("target/run/**/*.sql")}
-    literal = r"(?:cast\('[0-9: -]+' as\s+timestamp\s*\)|date '[0-9-]+')"
+    literal = r"(?:cast\('[0-9: .-]+' as\s+timestamp\s*\)|date '[0-9-]+')"
     for model, column in INCREMENTAL_MODELS.items():
         sql = run_sql[model]
         assert re.search(rf"merge into .*{model}", sql, re.S | re.I), f"{model}: not merged\n{sql[:400]}"

@@ -143,6 +143,9 @@ def test_rerun_changes_nothing(pipeline: Callable[[], None], db_path: Path) -> N
     # the counts may gain the minutes that passed between the runs, never change the old ones
     for table in ("int_event_counts_per_minute", "int_event_window_counts"):
         assert set(before[table]) <= set(after[table])
+    # nothing was loaded since the last run: it read no raw row as arrived (the watermark is exact
+    # to the microsecond, and a load's rows share one inserted_at)
+    assert query(db_path, "select count(*) from mixpanel_data.int_detection_changes") == [(0,)]
 
 
 def test_late_event_recounts_its_minute_and_keeps_the_incident_id(
@@ -156,6 +159,10 @@ def test_late_event_recounts_its_minute_and_keeps_the_incident_id(
     sim.add_events(burst(ERRORS, late_minute, 1, processed_at=datetime.now(UTC)))
     pipeline()
     assert (ERRORS, late_minute, 6, 1) in anomalies(db_path)
+    # the run read what arrived since the last one: the late event, not the earlier load again
+    assert query(db_path, "select event_name, minute_at, arrived_events from mixpanel_data.int_detection_changes") == [
+        (ERRORS, late_minute, 1)
+    ]
     rows = query(
         db_path,
         "select incident_id, anomalous_minutes, total_events from mixpanel_data.incidents where event_name = ? "

@@ -1,4 +1,5 @@
-{#- A date or an instant from a query's result as a SQL literal of the same type (UTC); a literal
+{#- A date or an instant from a query's result as a SQL literal of the same type (UTC, to the
+    microsecond: a watermark cut to the second would read its last load again); a literal
     compares with a partition column in a way both warehouses can prune by. -#}
 {% macro literal_of(value) %}
     {%- if value is none -%}
@@ -7,6 +8,7 @@
         {{ return("date '" ~ value.strftime('%Y-%m-%d') ~ "'") }}
     {%- else -%}
         {%- set moment = value.astimezone(modules.pytz.utc) if value.tzinfo is not none else value -%}
-        {{ return("cast('" ~ moment.strftime('%Y-%m-%d %H:%M:%S') ~ "' as " ~ type_utc_timestamp() ~ ")") }}
+        {%- set shape = '%Y-%m-%d %H:%M:%S.%f' if moment.microsecond else '%Y-%m-%d %H:%M:%S' -%}
+        {{ return("cast('" ~ moment.strftime(shape) ~ "' as " ~ type_utc_timestamp() ~ ")") }}
     {%- endif -%}
 {% endmacro %}
