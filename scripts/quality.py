@@ -12,6 +12,11 @@
 4. ``mixpanel-alerts backtest --json`` replays one rule per series (default baseline settings).
 5. Each incident's first anomalous minute is mapped back to the series' own time and the series'
    scorer (``score.py``) prints its line.
+6. A new event: the second half of the first series, under a name of its own, replayed with the
+   others. Every event's data is recorded as collected from the first replayed day
+   (``event_coverage``, as the history fetch of an event added to the configuration records it), so
+   the new event's known history begins weeks before its first event. Its incidents in its first
+   7 days are printed (target 0: a new event learns, it does not alert); it is not scored.
 """
 
 from __future__ import annotations
@@ -180,6 +185,34 @@ def series_events(series: Series, first_day: date, last_day: date) -> Iterator[S
                 yield SimEvent(series.event_name, time_ms, time_ms + PROCESSING_DELAY_MS, properties)
 
 
+NEW_EVENT_DAYS = 7
+
+
+def new_event_case(all_series: Sequence[Series]) -> Series:
+    """The first series' second half as an event of its own: it begins mid-history."""
+    source = all_series[0]
+    half = source.points[len(source.points) // 2 :]
+    return Series(f"new event ({source.key}, second half)", f"{source.event_name}_new", half, source.shift)
+
+
+def new_event_line(report: Path, case: Series) -> str:
+    """The new event's incidents in its first NEW_EVENT_DAYS days."""
+    first = case.replay_starts[0]
+    until = first + timedelta(days=NEW_EVENT_DAYS)
+    replayed = json.loads(report.read_text())["incidents"]
+    early = [
+        incident
+        for incident in replayed
+        if incident["event_name"] == case.event_name and first <= parse_time(incident["first_anomalous_minute"]) < until
+    ]
+    kinds = Counter(incident["kind"] for incident in early)
+    detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "none"
+    return (
+        f"quality: {case.key}: first event {first:%Y-%m-%d %H:%M}, its data known from weeks before: "
+        f"{len(early)} incident(s) in its first {NEW_EVENT_DAYS} days ({detail}; target 0)"
+    )
+
+
 def replay_days(all_series: Sequence[Series]) -> tuple[date, date]:
     first = min(series.replay_starts[0] for series in all_series)
     last = max(series.replay_starts[-1] + timedelta(minutes=POINT_MINUTES - 1) for series in all_series)
@@ -299,6 +332,21 @@ def backfill(all_series: Sequence[Series], env: dict[str, str], workdir: Path, d
     return timings
 
 
+def record_coverage(database: Path, all_series: Sequence[Series], first_day: date) -> None:
+    """Every event's data collected from ``first_day``: what the history fetch records for an
+    event added to the configuration, whether or not it existed then."""
+    with duckdb.connect(str(database)) as con:
+        con.execute(
+            "create table if not exists mixpanel_data.event_coverage "
+            "(event_name varchar, collected_from timestamptz, updated_at timestamptz)"
+        )
+        con.execute("delete from mixpanel_data.event_coverage")
+        con.executemany(
+            "insert into mixpanel_data.event_coverage values (?, ?, now())",
+            [(series.event_name, datetime.combine(first_day, datetime.min.time(), UTC)) for series in all_series],
+        )
+
+
 def check_load(database: Path, all_series: Sequence[Series]) -> None:
     """Every event of every series is in the raw table, once."""
     with duckdb.connect(str(database), read_only=True) as con:
@@ -370,18 +418,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     database = workdir / "quality.duckdb"
     database.unlink(missing_ok=True)
-    env = product_env(database, events_config(all_series, args.direction, args.events_config_extra))
-    first_day, last_day = replay_days(all_series)
+    new_event = new_event_case(all_series)
+    replayed = [*all_series, new_event]
+    env = product_env(database, events_config(replayed, args.direction, args.events_config_extra))
+    first_day, last_day = replay_days(replayed)
     shifts = sorted({series.shift.days // 7 for series in all_series})
     print(f"quality: {len(all_series)} series, days {first_day}..{last_day} (shifted {shifts} weeks)", flush=True)
     try:
-        timings = backfill(all_series, env, workdir, args.days_per_run)
-        check_load(database, all_series)
+        timings = backfill(replayed, env, workdir, args.days_per_run)
+        check_load(database, replayed)
+        record_coverage(database, replayed, first_day)
         if not args.load_only:
             report = workdir / "backtest.json"
             span = ["--start-date", first_day.isoformat(), "--end-date", last_day.isoformat()]
             timings.backtest = run_cli(["backtest", *span, "--json", str(report)], env, workdir)
             print(f"quality ({rules_label(args)}): {score_backtest(report, all_series, scorer)}")
+            print(new_event_line(report, new_event))
         print(
             f"quality: times: generation {timings.generation:.0f} s, backfill {timings.backfill:.0f} s, "
             f"backtest {timings.backtest:.0f} s, total {time.perf_counter() - started:.0f} s"

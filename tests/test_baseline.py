@@ -50,7 +50,7 @@ def minutes(start: datetime, end: datetime) -> list[datetime]:
 
 def series(now_minute: datetime) -> tuple[list[SimEvent], dict[str, datetime]]:
     """Checkout: the rhythm from 8 days ago to now, with a spike yesterday at 03:10 (3 minutes of
-    32) and an outage yesterday from 12:00 to 12:14. Signup: 1 a minute from 06:00 two days ago,
+    32) and an outage yesterday from 12:00 to 12:14. Signup: 1 a minute from 00:00 two days ago,
     and a burst of 60 half an hour ago."""
     today = now_minute.replace(hour=0, minute=0)
     yesterday = today - timedelta(days=1)
@@ -69,7 +69,7 @@ def series(now_minute: datetime) -> tuple[list[SimEvent], dict[str, datetime]]:
         if moments["outage"] <= minute < moments["outage"] + timedelta(minutes=15):
             count = 0
         events += minute_events(CHECKOUT, minute, count)
-    for minute in minutes(moments["signup_known"].replace(hour=6), now_minute):
+    for minute in minutes(moments["signup_known"], now_minute):
         events += minute_events(SIGNUP, minute, 60 if minute == moments["burst"] else 1)
     return events, moments
 
@@ -78,9 +78,10 @@ def series(now_minute: datetime) -> tuple[list[SimEvent], dict[str, datetime]]:
 def detected(
     tmp_path_factory: pytest.TempPathFactory, stopping_servers: list[threading.Thread]
 ) -> Iterator[tuple[dict[str, datetime], str, dict[str, str], Path]]:
-    """Collect the series from its first day, give signup the coverage of an event added two days
-    ago (its data known from then), and detect as of the last minute of data: once for the module,
-    whose tests only read the warehouse (or run what must change nothing)."""
+    """Collect the series from its first day, give signup the coverage of an event whose history
+    begins a day before its first event (added to tracking two days ago), and detect as of the last
+    minute of data: once for the module, whose tests only read the warehouse (or run what must
+    change nothing)."""
     directory = tmp_path_factory.mktemp("baseline")
     sim = start_simulator()
     now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
@@ -110,7 +111,7 @@ def detected(
     with duckdb.connect(str(directory / DB_FILE)) as con:
         con.execute(
             "update mixpanel_data.event_coverage set collected_from = ? where event_name = ?",
-            [moments["signup_known"], SIGNUP],
+            [moments["signup_known"] - timedelta(days=1), SIGNUP],
         )
     result = run_cli(["detect"], env)
     assert result.returncode == 0, output_of(result)
@@ -175,16 +176,13 @@ def test_minutes_before_an_event_is_known_are_not_zeros(
             "select event_name, min(minute_at) from mixpanel_data.int_event_counts_per_minute group by 1",
         )
     )
-    # signup's data is known from its coverage (00:00 two days ago, quiet until 06:00), not from
-    # checkout's first day; checkout's from its own first day
+    # signup's collected data begins a day before its first event: it is known from its first
+    # event (two days ago), not as a day of zeros from its coverage, nor from checkout's first day
     assert first == {CHECKOUT: moments["start"], SIGNUP: moments["signup_known"]}
-    quiet = query(
+    assert query(
         db_path,
-        "select count(*), sum(event_count) from mixpanel_data.int_event_counts_per_minute "
-        "where event_name = ? and minute_at < ?",
-        [SIGNUP, moments["signup_known"].replace(hour=6)],
-    )
-    assert quiet == [(360, 0)]
+        "select event_name, first_event_minute, known_from from mixpanel_data.int_detection_progress order by 1",
+    ) == [(CHECKOUT, moments["start"], moments["start"]), (SIGNUP, moments["signup_known"], moments["signup_known"])]
 
 
 def test_a_learning_rule_named_like_terminal_markup_is_printed_as_written(

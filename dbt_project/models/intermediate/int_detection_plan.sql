@@ -3,8 +3,12 @@
 {#- What this detection run does for each enabled rule, from what the runs before did
     (int_detection_progress) and what arrived since (int_detection_changes):
 
-    - known_from: the first minute of the event's known data (event_coverage.collected_from, else
-      its first event): minutes before it are unknown, not quiet;
+    - first_event_minute: the minute of the event's first event ever in the warehouse (a scan of
+      its history once, when the rule is new here; then the earliest of it and what arrived since);
+    - known_from: the first minute of the event's known data: its first event's, or the start of
+      its collected data (event_coverage.collected_from) if that is later. Minutes before it are
+      unknown, not quiet: an event that did not exist yet had no zeros to learn from, so a brand-new
+      event learns and does not alert; none before its first event;
     - recount_all: count the event's whole known history from the raw table: it is new here, its
       known data now begins elsewhere (history collected later, a span given up), or the moment went
       back (a replay); on a full refresh, every event;
@@ -17,12 +21,14 @@
 {%- set last_minute = minute_of(detection_now()) -%}
 {%- set progress = previous_build('int_detection_progress') -%}
 {%- set epoch = "cast('1970-01-01 00:00:00' as " ~ type_utc_timestamp() ~ ")" -%}
-{%- set unseen_without_coverage = single_value(
+{#- a record from before first_event_minute existed: every event's first event is looked for once -#}
+{%- set recorded_first_events = execute and progress is not none
+    and 'first_event_minute' in (adapter.get_columns_in_relation(progress) | map(attribute='name') | map('lower') | list) -%}
+{%- set unseen = single_value(
     "select count(*) from " ~ ref('alert_rules') ~ " as rules"
-    ~ " left join (" ~ event_coverage_or_empty() ~ ") as coverage on rules.event_name = coverage.event_name"
-    ~ (" left join " ~ progress ~ " as previous on rules.event_name = previous.event_name" if progress is not none else "")
-    ~ " where rules.enabled and coverage.event_name is null"
-    ~ (" and previous.event_name is null" if progress is not none else "")
+    ~ (" left join " ~ progress ~ " as previous on rules.event_name = previous.event_name" if recorded_first_events else "")
+    ~ " where rules.enabled"
+    ~ (" and previous.event_name is null" if recorded_first_events else "")
 ) if execute else 0 -%}
 
 -- depends_on: {{ ref('stg_mixpanel__events') }}
@@ -55,6 +61,8 @@ previous as (
         select
             event_name,
             known_from,
+            {{ 'first_event_minute' if recorded_first_events else 'cast(null as ' ~ type_utc_timestamp() ~ ')' }}
+                as first_event_minute,
             last_counted,
             fingerprint,
             inserted_through
@@ -63,6 +71,7 @@ previous as (
         select
             cast(null as {{ dbt.type_string() }}) as event_name,
             cast(null as {{ type_utc_timestamp() }}) as known_from,
+            cast(null as {{ type_utc_timestamp() }}) as first_event_minute,
             cast(null as {{ type_utc_timestamp() }}) as last_counted,
             cast(null as {{ dbt.type_string() }}) as fingerprint,
             cast(null as {{ type_utc_timestamp() }}) as inserted_through
@@ -85,16 +94,18 @@ changes as (
 
 first_events as (
 
-    -- the first event stands in for the coverage an event lacks: a scan of its history, once
-    {% if unseen_without_coverage | int > 0 %}
+    -- the first event of an event new here (or of every event, the first time): a scan of its
+    -- history, once; later runs keep it from the record and what arrives
+    {% if unseen | int > 0 %}
         select
             events.event_name,
             min(events.event_at) as first_event_at
         from {{ ref('stg_mixpanel__events') }} as events
         inner join rules on events.event_name = rules.event_name
-        left join coverage on events.event_name = coverage.event_name
-        left join previous on events.event_name = previous.event_name
-        where coverage.event_name is null and previous.event_name is null
+        {% if recorded_first_events %}
+            left join previous on events.event_name = previous.event_name
+            where previous.event_name is null
+        {% endif %}
         group by events.event_name
     {% else %}
         select
@@ -125,21 +136,19 @@ high_water as (
 
 ),
 
-known as (
+first_seen as (
 
     select
         rules.event_name,
         rules.fingerprint,
         case
-            when coverage.collected_from is not null then {{ minute_of('coverage.collected_from') }}
-            -- events arrived before the known data (or the first ones of an event that had none)
-            when
-                previous.event_name is not null
-                and (previous.known_from is null or changes.first_changed < previous.known_from)
-                then changes.first_changed
-            when previous.event_name is not null then previous.known_from
-            else {{ minute_of('first_events.first_event_at') }}
-        end as known_from
+            when first_events.event_name is not null then {{ minute_of('first_events.first_event_at') }}
+            when previous.first_event_minute is null then changes.first_changed
+            when changes.first_changed is null then previous.first_event_minute
+            when changes.first_changed < previous.first_event_minute then changes.first_changed
+            else previous.first_event_minute
+        end as first_event_minute,
+        {{ minute_of('coverage.collected_from') }} as covered_from
     from rules
     left join coverage on rules.event_name = coverage.event_name
     left join previous on rules.event_name = previous.event_name
@@ -148,10 +157,26 @@ known as (
 
 ),
 
+known as (
+
+    -- known from its first event, or from the start of its collected data if that is later
+    select
+        event_name,
+        fingerprint,
+        first_event_minute,
+        case
+            when covered_from is not null and covered_from > first_event_minute then covered_from
+            else first_event_minute
+        end as known_from
+    from first_seen
+
+),
+
 judged as (
 
     select
         known.event_name,
+        known.first_event_minute,
         known.known_from,
         known.fingerprint,
         previous.last_counted as previous_last_counted,
@@ -170,6 +195,7 @@ final as (
 
     select
         judged.event_name,
+        judged.first_event_minute,
         judged.known_from,
         judged.fingerprint,
         judged.previous_last_counted,

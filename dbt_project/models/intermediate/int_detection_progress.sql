@@ -2,8 +2,8 @@
 
 {#- What this detection run did, per enabled rule, for the next run to start from (read there as the
     previous build, int_detection_plan): where the event's known data begins, the last minute it
-    counted, the rule's fingerprint, and the newest inserted_at of the raw events it counted (the
-    watermark: the next run reads only raw rows inserted after it). Built last (its depends_on):
+    counted, its first event's minute, the rule's fingerprint, and the newest inserted_at of the
+    raw events it counted (the watermark: the next run reads only raw rows inserted after it). Built last (its depends_on):
     a run that fails before leaves the previous record, and the next run does that work again. -#}
 
 -- depends_on: {{ ref('incidents') }}
@@ -21,6 +21,7 @@ final as (
 
     select
         event_name,
+        first_event_minute,
         known_from,
         fingerprint,
         inserted_through,
