@@ -89,12 +89,13 @@ def digest_message(channel: str, incidents: Sequence[Incident], *, delay: Delay 
 def closed_message(
     event_name: str, first_minute: datetime | None, reason: str, *, delay: Delay | None = None
 ) -> Message:
-    """An incident closed without being over: its event is no longer monitored. ``reason`` is ours
-    (alerts/plan.py), escaped all the same."""
+    """An incident closed without being over: its event is no longer monitored, or the data no
+    longer shows it (alerts/plan.py's VANISHED). ``reason`` is ours, escaped all the same."""
+    how = "no longer in the data" if reason.startswith("the data no longer shows it") else "no longer monitored"
 
     def sentence(name: str) -> str:
         return (
-            f":white_check_mark: resolved (no longer monitored): {name}, anomalous since "
+            f":white_check_mark: resolved ({how}): {name}, anomalous since "
             f"{_when(first_minute)}, is closed: {entities(reason)}. No further alert or notice follows for it."
         )
 

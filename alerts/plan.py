@@ -71,7 +71,9 @@ def plan(
       silence still follow them.
     - ``rules`` (event -> enabled, from the configuration): an incident whose alert was sent and
       which disappeared because its rule was disabled or removed gets a resolved notice that says
-      so (``Due.closed``), instead of staying open in Slack for ever.
+      so (``Due.closed``), instead of staying open in Slack for ever. One that disappeared while its
+      rule is still monitored (late events filled a drop in, or its rule changed) gets one too,
+      saying the data no longer shows it (``VANISHED``).
     """
     result = Plan()
     silences = silences or {}
@@ -171,6 +173,9 @@ def resolved_notice(firing: Notification, now: datetime) -> Notification:
     )  # fmt: skip
 
 
+VANISHED = "the data no longer shows it: events that arrived late filled it in, or its rule changed"
+
+
 def unmonitored_reason(event_name: str, rules: Mapping[str, bool]) -> str | None:
     """Why an event is no longer monitored, or None if it is."""
     if rules.get(event_name):
@@ -183,8 +188,9 @@ def unmonitored_reason(event_name: str, rules: Mapping[str, bool]) -> str | None
 def _close_unmonitored(
     known: dict[str, Notification], live: set[str], rules: Mapping[str, bool], now: datetime, result: Plan
 ) -> None:
-    """Resolved notices for sent alerts whose incident disappeared because its rule is no longer
-    monitored: once per incident (a continued incident's chain shares one ``dedup_key``)."""
+    """Resolved notices for sent alerts whose incident disappeared, because its rule is no longer
+    monitored or because the data no longer shows it (``VANISHED``): once per incident (a continued
+    incident's chain shares one ``dedup_key``)."""
     chains: dict[str, list[Notification]] = {}
     for notification in known.values():
         if notification.kind in ("firing", "resolved"):
@@ -193,9 +199,9 @@ def _close_unmonitored(
     for firing in list(known.values()):
         if firing.kind != "firing" or firing.status != "sent" or firing.incident_id in live:
             continue
-        reason = unmonitored_reason(firing.event_name, rules)
+        reason = unmonitored_reason(firing.event_name, rules) or VANISHED
         chain = chains.get(firing.dedup_key or firing.notification_id, [])
-        if reason is None or any(item.incident_id in live or item.incident_id in resolved_incidents for item in chain):
+        if any(item.incident_id in live or item.incident_id in resolved_incidents for item in chain):
             continue
         if max(chain, key=lambda item: utc(item.updated_at or now)) is not firing:
             continue  # an earlier link of a continued incident: its newest link closes it
@@ -209,8 +215,8 @@ def _close_unmonitored(
     for resolved in known.values():
         if resolved.kind == "resolved" and resolved.status in UNDELIVERED and resolved.incident_id not in live:
             alert = known.get(f"{resolved.incident_id}:firing")
-            reason = unmonitored_reason(resolved.event_name, rules)
-            waiting = alert is not None and alert.status == "sent" and reason is not None
+            reason = unmonitored_reason(resolved.event_name, rules) or VANISHED
+            waiting = alert is not None and alert.status == "sent"
             if waiting and not any(due.notification is resolved for due in result.due):
                 result.due.append(Due(resolved, None, after=alert, closed=reason))
 

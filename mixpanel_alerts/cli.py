@@ -17,7 +17,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -576,6 +576,13 @@ def print_status(report: Status) -> None:
         f"collect {ago(report.last_collect_ok_at, now)}",
         markup=False,
     )
+    if report.drops_held_from is not None and report.lag is not None and report.lag >= timedelta(minutes=5):
+        # minutes past the data collected are the pipeline's news, not the events'
+        out.print(
+            f"drops: held from {report.drops_held_from:%Y-%m-%d %H:%M} UTC until the data collected reaches past "
+            "it (spikes are judged as usual)",
+            markup=False,
+        )
     runs = Table("started (UTC)", "command", "collect", "detect", "alerts", "loaded", "sent", "held", "error",
                  title="last runs", title_justify="left")  # fmt: skip
     for run in report.runs:

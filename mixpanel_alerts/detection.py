@@ -210,9 +210,13 @@ def _comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(tuple(row.get(name) for name in RULES_COLUMNS) for row in rows)
 
 
-def dbt_environment(settings: Settings, detection_now: datetime | None = None) -> dict[str, str]:
-    """The variables the shipped profile and project read, from the settings (paths absolute), and
-    the moment the build runs as of (``DETECTION_NOW``, empty for now)."""
+def dbt_environment(
+    settings: Settings, detection_now: datetime | None = None, data_through: datetime | None = None
+) -> dict[str, str]:
+    """The variables the shipped profile and project read, from the settings (paths absolute), the
+    moment the build runs as of (``DETECTION_NOW``, empty for now) and the newest data collected
+    (``DETECTION_DATA_THROUGH``, empty when unknown: drops are judged up to it, see
+    macros/drops_judged_before.sql)."""
     environment = {
         "WAREHOUSE": settings.warehouse,
         "DUCKDB_PATH": str(settings.duckdb_path.resolve()),
@@ -221,6 +225,7 @@ def dbt_environment(settings: Settings, detection_now: datetime | None = None) -
         "BIGQUERY_LOCATION": settings.location,
         "MIXPANEL_LATE_ARRIVAL_DAYS": str(settings.late_arrival_days),
         "DETECTION_NOW": utc(detection_now).strftime("%Y-%m-%d %H:%M:%S") if detection_now else "",
+        "DETECTION_DATA_THROUGH": utc(data_through).strftime("%Y-%m-%d %H:%M:%S") if data_through else "",
     }
     if settings.gcp_project_id:
         environment["GCP_PROJECT_ID"] = settings.gcp_project_id
@@ -228,9 +233,11 @@ def dbt_environment(settings: Settings, detection_now: datetime | None = None) -
 
 
 @contextlib.contextmanager
-def dbt_variables(settings: Settings, detection_now: datetime | None = None) -> Iterator[None]:
+def dbt_variables(
+    settings: Settings, detection_now: datetime | None = None, data_through: datetime | None = None
+) -> Iterator[None]:
     """The profile's variables in the process environment while dbt runs in it, then as they were."""
-    environment = dbt_environment(settings, detection_now)
+    environment = dbt_environment(settings, detection_now, data_through)
     before = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)
     try:
@@ -362,12 +369,19 @@ def _checked(result: Any, command: str) -> Any:
     return result
 
 
-def run_dbt(args: list[str], workdir: Path, settings: Settings, detection_now: datetime | None = None) -> Any:
+def run_dbt(
+    args: list[str],
+    workdir: Path,
+    settings: Settings,
+    detection_now: datetime | None = None,
+    data_through: datetime | None = None,
+) -> Any:
     """``dbt ARGS`` in the working copy with the product's vars, as of ``detection_now`` (else
-    now), on the manifest this process parsed for the warehouse's naming (``parsed_manifest``)."""
+    now), drops judged up to ``data_through`` (the newest data collected, when known), on the
+    manifest this process parsed for the warehouse's naming (``parsed_manifest``)."""
     from dbt.cli.main import dbtRunner
 
-    with dbt_variables(settings, detection_now):
+    with dbt_variables(settings, detection_now, data_through):
         manifest = parsed_manifest(workdir, settings)
         dbt_vars = ["--vars", json.dumps(detection_vars(settings), sort_keys=True)]
         result = dbtRunner(manifest=manifest).invoke([*args, *dbt_vars, *dbt_arguments(workdir)])
@@ -380,6 +394,7 @@ def build_detection(
     *,
     full_refresh: bool = False,
     detection_now: datetime | None = None,
+    data_through: datetime | None = None,
     workdir_base: Path | None = None,
 ) -> DetectionResult:
     """``dbt build`` of the rules seed, the detection models and their tests."""
@@ -394,7 +409,7 @@ def build_detection(
     if full_refresh:
         args.append("--full-refresh")
     try:
-        result = run_dbt(args, workdir, settings, detection_now)
+        result = run_dbt(args, workdir, settings, detection_now, data_through)
     finally:
         close_duckdb_connection(settings)
     node_results = list(getattr(result.result, "results", []) or [])

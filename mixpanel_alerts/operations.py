@@ -74,6 +74,10 @@ def end_silences(settings: Settings, events_config: EventsConfig, event_name: st
     return ended
 
 
+# dbt_project.yml's drop_settle_minutes: the minutes a window waits for its events before a drop
+DROP_SETTLE_MINUTES = 2
+
+
 @dataclasses.dataclass
 class Status:
     generated_at: datetime
@@ -89,6 +93,15 @@ class Status:
     @property
     def lag(self) -> timedelta | None:
         return self.generated_at - self.newest_processed_at if self.newest_processed_at else None
+
+    @property
+    def drops_held_from(self) -> datetime | None:
+        """The first minute no drop is judged on yet because the data collected stops short of it
+        (macros/drops_judged_before.sql: the newest data's minute less the settle time), when that
+        is earlier than the settle time alone holds; None when the data is current."""
+        if self.newest_processed_at is None or self.lag is None or self.lag < timedelta(minutes=1):
+            return None
+        return utc(self.newest_processed_at).replace(second=0, microsecond=0) - timedelta(minutes=DROP_SETTLE_MINUTES)
 
     def document(self) -> dict[str, Any]:
         """``status --json``: times ISO 8601 UTC."""
@@ -110,6 +123,7 @@ class Status:
                 "newest_processed_at": self.newest_processed_at,
                 "lag_seconds": int(self.lag.total_seconds()) if self.lag is not None else None,
                 "last_collect_ok_at": self.last_collect_ok_at,
+                "drops_held_from": self.drops_held_from,
             },
             "health": {"healthy": last.healthy, "summary": last.health} if last else None,
             "runs": [run.row() for run in self.runs],

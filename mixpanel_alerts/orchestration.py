@@ -29,6 +29,7 @@ from .core.credentials import mixpanel_credentials
 from .core.duckdb_file import file_problem
 from .core.errors import StepError, WarehouseBusyError, WarehouseError, first_line, unwrap
 from .core.events_config import EventsConfig
+from .core.times import utc
 from .core.warehouse import pipeline_for, single_writer, warehouse_ready
 from .detection import (
     DetectionError,
@@ -171,7 +172,10 @@ def detect_step(
                     "(run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)"
                 )
             as_of = settings.detection_now or detection_now
-            result = build_detection(settings, events_config, full_refresh=full_refresh, detection_now=as_of)
+            data_through = newest_collected(settings, record)
+            result = build_detection(
+                settings, events_config, full_refresh=full_refresh, detection_now=as_of, data_through=data_through
+            )
             summary = open_incidents_summary(settings, as_of)
             learning = learning_lines(settings)
         except DetectionError:
@@ -191,6 +195,19 @@ def detect_step(
             reporter.info(f"detect: {line}")
         alerts = alert_step(settings, events_config, reporter, dry_run=dry_run, record=record)
         return DetectOutcome(alerts, dry_run)
+
+
+def newest_collected(settings: Settings, record: RunRecord | None) -> datetime | None:
+    """The newest Mixpanel processing time collected: this run's collect and the collects before
+    (``pipeline_runs``, a small table); None when no collect recorded one (a warehouse filled
+    another way: a detect's own record only repeats what it read). Drops are judged only on
+    minutes before it (macros/drops_judged_before.sql)."""
+    with session(settings, "reading the runs before") as client:
+        history = RunHistory(client, settings.warehouse).recent()
+    recorded = [record.newest_processed_at if record is not None else None]
+    recorded += [run.newest_processed_at for run in history if run.collect_result == "ok"]
+    moments = [utc(moment) for moment in recorded if moment is not None]
+    return max(moments) if moments else None
 
 
 def alert_step(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -372,3 +373,67 @@ def test_detection_now_pins_the_moment_detection_runs_as_of(
     unpinned = run_cli(["detect"], make_env(sim, ALERT_LOOKBACK_MINUTES="5"))
     assert unpinned.returncode == 0, output_of(unpinned)  # type: ignore[attr-defined]
     assert query(db_path, "select status from mixpanel_data.incidents") == [("over",)]
+
+
+def steady(
+    name: str, start: datetime, end: datetime, per_minute: int, *, processed_at: datetime | None = None
+) -> list[SimEvent]:
+    """``per_minute`` events in every whole minute from ``start`` to ``end`` (excluded), each
+    processed by Mixpanel as it happened, or at ``processed_at``."""
+    events: list[SimEvent] = []
+    minute = start
+    while minute < end:
+        events += burst(name, minute, per_minute, processed_at=processed_at or minute + timedelta(seconds=30))
+        minute += timedelta(minutes=1)
+    return events
+
+
+def test_drops_wait_for_the_data_and_one_event_silent_alone_is_a_drop(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    db_path: Path,
+) -> None:  # fmt: skip
+    """Two events at 4 a minute, each with a floor of 5 per 5 minutes. When Mixpanel's data stops
+    15 minutes ago for both (the pipeline's news, not the events'), the minutes since are counted
+    as zeros but no drop is judged on them. Once the data reaches the present again with only one
+    of them in it, the silent one is a drop, from the minute its events stopped."""
+    floor = {"alert_threshold": 1000, "min_events": 5, "time_window_minutes": 5, "cooldown_minutes": 60}
+    write_events_config(tmp_path, {"events": [rule(CHECKOUT, **floor), rule(ERRORS, **floor)]})
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    stopped = now - timedelta(minutes=15)
+    sim.add_events(steady(CHECKOUT, now - timedelta(minutes=60), stopped, 4))
+    sim.add_events(steady(ERRORS, now - timedelta(minutes=60), stopped, 4))
+    env = make_env(sim)
+
+    held = run_cli(["run"], env)
+    assert held.returncode == 0, output_of(held)
+    zeros = query(
+        db_path,
+        "select count(*) from mixpanel_data.int_event_counts_per_minute where minute_at >= ? and event_count = 0",
+        [stopped],
+    )
+    assert zeros[0][0] >= 2 * 13, "the quiet minutes are counted"
+    assert query(db_path, "select count(*) from mixpanel_data.anomalies where kind = 'drop'") == [(0,)]
+    status = run_cli(["status"], env)
+    newest = stopped - timedelta(seconds=30)  # the last event's processing time
+    held_from = newest.replace(second=0) - timedelta(minutes=2)
+    assert f"drops: held from {held_from:%Y-%m-%d %H:%M} UTC" in output_of(status)
+
+    # the data reaches the present again: checkout's last 15 minutes arrive, errors has none
+    sim.add_events(steady(CHECKOUT, stopped, now, 4, processed_at=datetime.now(UTC)))
+    found = run_cli(["run"], env)
+    assert found.returncode == 0, output_of(found)
+    incidents = query(db_path, "select event_name, kind, first_anomalous_minute from mixpanel_data.incidents")
+    # the first window holding a silent minute (stopped) has 16 events; the one ending at stopped + 3
+    # holds one minute of 4: below 5
+    assert incidents == [(ERRORS, "drop", stopped + timedelta(minutes=3))], output_of(found)
+    sent = "select kind, status from mixpanel_data.alert_notifications where event_name = ? order by created_at, kind"
+    assert query(db_path, sent, [ERRORS]) == [("firing", "sent")]
+
+    # errors' events were only late: they arrive, the drop is no longer in the data, and its alert
+    # is resolved in its thread saying so
+    sim.add_events(steady(ERRORS, stopped, now, 4, processed_at=datetime.now(UTC)))
+    filled = run_cli(["run"], env)
+    assert filled.returncode == 0, output_of(filled)
+    assert query(db_path, "select count(*) from mixpanel_data.incidents") == [(0,)]
+    assert query(db_path, sent, [ERRORS]) == [("firing", "sent"), ("resolved", "sent")]
+    assert "resolved (no longer in the data)" in output_of(filled)

@@ -202,7 +202,10 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
     detect(END - timedelta(minutes=50))
     # a changed rule: its whole history is judged by the new threshold
     write_events_config(tmp_path, rules(payment_threshold=20))
-    write_raw(database, burst(THRESHOLD, END - timedelta(minutes=45), 25, "last"))
+    # and payments keep arriving, a few a minute, to END - 20 min, loaded now: rows ahead of the
+    # next runs' moments, counted as their minutes come
+    steady = traffic(THRESHOLD, END - timedelta(minutes=44), END - timedelta(minutes=20), 1, "steady", seed=0.3)
+    write_raw(database, burst(THRESHOLD, END - timedelta(minutes=45), 25, "last") + steady)
     detect(END - timedelta(minutes=40))
     same_as_full_refresh(END - timedelta(minutes=40))
     # events from days ago arriving now (a backfill, far past any lookback) raise old incidents

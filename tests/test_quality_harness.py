@@ -268,5 +268,10 @@ def test_the_load_through_the_product_is_exact(series_dir, tmp_path, capsys):
             "select event_name, strftime(min(event_timestamp), '%a %H:%M:%S'), count(*) "
             f"from {quality.RAW_TABLE} group by 1 order by 1"
         ).fetchall()
-    assert rows == [("nab_aaa", "Thu 23:47:00", 123), ("nab_bbb", "Fri 00:02:00", 10)]
-    assert "raw table matches the series: 133 events" in capsys.readouterr().out
+    # the new-event case: the first series' second half under its own name
+    assert rows == [
+        ("nab_aaa", "Thu 23:47:00", 123),
+        ("nab_aaa_new", "Fri 00:02:00", 108),
+        ("nab_bbb", "Fri 00:02:00", 10),
+    ]
+    assert "raw table matches the series: 241 events" in capsys.readouterr().out

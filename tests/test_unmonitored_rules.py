@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mixpanel_alerts.alerts.plan import plan
+from mixpanel_alerts.alerts.plan import VANISHED, plan
 from mixpanel_alerts.simulator import ExportSimulator
-from tests.alert_plan_builders import EVENT, LOOKBACK, NOW, OTHER_EVENT, ledger_of, sent
+from tests.alert_plan_builders import EVENT, LOOKBACK, NOW, OTHER_EVENT, incident, ledger_of, sent
 from tests.alert_runs import CHECKOUT, ERRORS, ledger, spike, status_of
 from tests.conftest import output_of, rule, write_events_config
 from tests.slack_fake import SlackFake
@@ -68,12 +68,25 @@ def test_a_sent_alert_whose_rule_is_no_longer_monitored_gets_one_closing_notice(
     assert plan([], ledger_of(alert, due.notification), now=NOW, lookback=LOOKBACK, rules=rules).due == []
 
 
-def test_no_closing_notice_while_the_rule_is_monitored_or_after_a_resolved_notice() -> None:
+def test_no_closing_notice_while_the_incident_is_there_or_after_a_resolved_notice() -> None:
     alert = sent()
-    assert plan([], ledger_of(alert), now=NOW, lookback=LOOKBACK, rules={EVENT: True}).due == []
+    assert plan([incident()], ledger_of(alert), now=NOW, lookback=LOOKBACK, rules={EVENT: True}).due == []
     done = sent(kind="resolved")
+    assert plan([], ledger_of(alert, done), now=NOW, lookback=LOOKBACK, rules={EVENT: True}).due == []
     assert plan([], ledger_of(alert, done), now=NOW, lookback=LOOKBACK, rules={EVENT: False}).due == []
     assert plan([], ledger_of(alert), now=NOW, lookback=LOOKBACK).due == [], "no rules given: nothing closed"
+
+
+def test_a_sent_alert_whose_incident_the_data_no_longer_shows_is_resolved_in_its_thread() -> None:
+    """Late events filled a drop in (or its rule changed): the rule is monitored, the incident is
+    gone. Its alert gets a resolved notice that says so, once; not a silent withdrawal."""
+    alert = sent()
+    result = plan([], ledger_of(alert), now=NOW, lookback=LOOKBACK, rules={EVENT: True})
+    assert len(result.due) == 1 and result.withdrawn == 0
+    due = result.due[0]
+    assert due.notification.kind == "resolved" and due.after is alert and due.closed == VANISHED
+    due.notification.status = "sent"
+    assert plan([], ledger_of(alert, due.notification), now=NOW, lookback=LOOKBACK, rules={EVENT: True}).due == []
 
 
 def test_a_continued_incident_is_closed_once() -> None:

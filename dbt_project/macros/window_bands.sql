@@ -69,8 +69,7 @@ joined as (
         windows.minutes_in_window,
         (
             windows.minutes_in_window >= windows.time_window_minutes
-            and windows.minute_at
-            < {{ add_minutes(minute_of(detection_now()), -1 * (var('drop_settle_minutes') | int)) }}
+            and windows.minute_at < {{ drops_judged_before() }}
         ) as is_complete,
         rules.detector,
         rules.direction,

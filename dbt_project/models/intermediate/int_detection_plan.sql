@@ -16,14 +16,18 @@
       changed (rule_fingerprint), or recount_all;
     - previous_last_counted: the last minute the runs before counted, from which new minutes are
       counted (quiet ones too: a drop is judged on them);
+    - drops_before, previous_drops_before: the minute before which windows may be judged drops in
+      this run and the last (drops_judged_before: the collected data's newest minute, if earlier than
+      the run's, less the settle time); the windows between them are judged again;
     - inserted_through: the newest inserted_at of the raw events counted once this run is done,
       the watermark of the next run's changes. -#}
 {%- set last_minute = minute_of(detection_now()) -%}
 {%- set progress = previous_build('int_detection_progress') -%}
 {%- set epoch = "cast('1970-01-01 00:00:00' as " ~ type_utc_timestamp() ~ ")" -%}
+{%- set recorded = (adapter.get_columns_in_relation(progress) | map(attribute='name') | map('lower') | list)
+    if execute and progress is not none else [] -%}
 {#- a record from before first_event_minute existed: every event's first event is looked for once -#}
-{%- set recorded_first_events = execute and progress is not none
-    and 'first_event_minute' in (adapter.get_columns_in_relation(progress) | map(attribute='name') | map('lower') | list) -%}
+{%- set recorded_first_events = 'first_event_minute' in recorded -%}
 {%- set unseen = single_value(
     "select count(*) from " ~ ref('alert_rules') ~ " as rules"
     ~ (" left join " ~ progress ~ " as previous on rules.event_name = previous.event_name" if recorded_first_events else "")
@@ -64,6 +68,8 @@ previous as (
             {{ 'first_event_minute' if recorded_first_events else 'cast(null as ' ~ type_utc_timestamp() ~ ')' }}
                 as first_event_minute,
             last_counted,
+            {{ 'drops_before' if 'drops_before' in recorded
+                else add_minutes('last_counted', -1 * (var('drop_settle_minutes') | int)) }} as drops_before,
             fingerprint,
             inserted_through
         from {{ progress }}
@@ -73,6 +79,7 @@ previous as (
             cast(null as {{ type_utc_timestamp() }}) as known_from,
             cast(null as {{ type_utc_timestamp() }}) as first_event_minute,
             cast(null as {{ type_utc_timestamp() }}) as last_counted,
+            cast(null as {{ type_utc_timestamp() }}) as drops_before,
             cast(null as {{ dbt.type_string() }}) as fingerprint,
             cast(null as {{ type_utc_timestamp() }}) as inserted_through
         from (select 1 as one) as no_rows
@@ -180,6 +187,7 @@ judged as (
         known.known_from,
         known.fingerprint,
         previous.last_counted as previous_last_counted,
+        previous.drops_before as previous_drops_before,
         (
             previous.event_name is null
             or coalesce(previous.known_from, {{ epoch }}) != coalesce(known.known_from, {{ epoch }})
@@ -199,9 +207,11 @@ final as (
         judged.known_from,
         judged.fingerprint,
         judged.previous_last_counted,
+        judged.previous_drops_before,
         judged.recount_all,
         judged.recount_all or judged.rule_changed as rewindow_all,
         {{ last_minute }} as last_minute,
+        {{ drops_judged_before() }} as drops_before,
         high_water.inserted_through
     from judged
     cross join high_water

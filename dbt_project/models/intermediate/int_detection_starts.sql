@@ -4,9 +4,8 @@
     window (int_detection_windows), the first hour whose baseline it computed again
     (int_detection_baseline_targets: a daily surprise computed again moves the days after it, which
     are later still), and the windows that have settled since the last run (a drop needs a window
-    that ended var drop_settle_minutes before the run's minute). anomalies and incidents are
+    before drops_judged_before: settled, and within the data collected). anomalies and incidents are
     computed again from here on, and only here. -#}
-{%- set settle = (var('drop_settle_minutes') | int) + 1 %}
 
 with
 
@@ -47,9 +46,9 @@ candidates as (
 
     select
         event_name,
-        {{ add_minutes('previous_last_counted', -settle) }} as start_at
+        {{ add_minutes('previous_drops_before', -1) }} as start_at
     from plan
-    where previous_last_counted is not null and not rewindow_all
+    where previous_drops_before is not null and not rewindow_all
 
 ),
 

@@ -16,7 +16,8 @@
     spread puts q50 - k_down * sigma_down below 0, yet its falling silent is an outage. Bounds are whole
     counts (a count is above x exactly when it is above floor(x)); a learned lower bound below 0
     is 0: no drop is possible then. A drop needs a complete window (every minute known) that
-    ended var drop_settle_minutes before the current minute (whose events are still arriving).
+    ended before drops_judged_before: var drop_settle_minutes before the current minute (whose
+    events are still arriving), or before the newest data collected if that is earlier.
     burst_bound (baseline rules watching up): q50 + baseline_k_burst * sigma_up, the lower bar of
     repeated bursts (models/marts/anomalies.sql). -#}
 

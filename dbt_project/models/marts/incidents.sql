@@ -148,11 +148,13 @@ over_flags as (
 
     select
         *,
-        -- a drop's newest minute lags the current one by the settle time and the minute in
-        -- progress, so a drop still going on is not over after a short cooldown
-        {{ minutes_between('last_anomalous_minute', detection_now()) }}
-        - case when kind = 'drop' then {{ (var('drop_settle_minutes') | int) + 1 }} else 0 end
-        >= cooldown_minutes as is_over
+        -- a drop's newest minute lags the current one by the settle time, the minute in progress
+        -- and any delay of the data collected (drops_judged_before), so a drop still going on is
+        -- not over after a short cooldown, nor while the data stops short of it
+        case
+            when kind = 'drop' then {{ minutes_between('last_anomalous_minute', drops_judged_before()) }} - 1
+            else {{ minutes_between('last_anomalous_minute', detection_now()) }}
+        end >= cooldown_minutes as is_over
     from grouped
 
 ),
