@@ -10,6 +10,12 @@ period (or now, if that is earlier), so no event after it is seen.
 
 A detection model is computed from strictly earlier history, so one full build gives each window
 what a run at that minute would have computed; incidents are grouped as a run would group them.
+
+From the same build: for the HTML report, each rule's series and the minutes around its listed
+incidents; for each threshold rule, the threshold that would have given a target number of
+incidents a week (``tuning``, from the window counts). A period without events of the enabled
+rules stops before the build (``NoDataError``); one in which every rule learned throughout is
+``Backtest.all_learning``, which the CLI reports as a failure.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.config import ConfigError, Settings
+from .core.errors import StepError
 from .core.events_config import EventRule, EventsConfig
 from .core.scratch import scratch_dir
 from .core.sql import sql_string, sql_string_list
@@ -33,6 +40,8 @@ from .core.times import iso_utc, utc
 from .core.warehouse import pipeline_for, undefined_relation_errors
 from .detection import build_detection
 from .orchestration import turn
+from .report import LISTED_INCIDENTS
+from .tuning import LOWEST_THRESHOLD, Suggestion, incident_curve, suggest_threshold
 
 # the baseline's history before the period (the collector fetches as much for a new event), and
 # one day more: a window reaches at most one day back
@@ -45,6 +54,10 @@ FIRST_INCIDENTS_SHOWN = 5
 # at most this many points per rule in the HTML report's series (twice that with the envelopes)
 SERIES_POINTS = 4000
 OPTIONAL_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound")
+# each listed incident's own chart in the report: these hours either side of it, as Slack's chart
+CONTEXT_HOURS = 3
+LONGEST_CONTEXT_INCIDENT_HOURS = 18
+TARGET_PER_WEEK = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,16 +92,28 @@ def replica_settings(settings: Settings, work: Path) -> Settings:
     return settings.model_copy(update={"duckdb_path": work / "backtest.duckdb"})
 
 
-def copy_history(settings: Settings, replica: Settings, names: list[str], since: datetime, until: datetime) -> int:
-    """The raw events of ``names`` in [since, until) and the coverage table into the replica, in a
-    run's turn (a run writing meanwhile would make the copy inconsistent); the events copied."""
+@dataclasses.dataclass(frozen=True)
+class Copied:
+    """The events copied: all of them, and those in the period (the rest are its history)."""
+
+    events: int
+    in_period: int
+
+
+class NoDataError(StepError):
+    """The period holds no event of the enabled rules: a replay would only say "0 incidents"."""
+
+
+def copy_history(settings: Settings, replica: Settings, names: list[str], since: datetime, period: Period) -> Copied:
+    """The raw events of ``names`` from ``since`` to the end of the period and the coverage table
+    into the replica, in a run's turn (a run writing meanwhile would make the copy inconsistent)."""
     with turn(settings, "backtest (copying the history)"):
         if settings.warehouse == "bigquery":
-            return _copy_bigquery(settings, replica, names, since, until)
-        return _copy_duckdb(settings, replica, names, since, until)
+            return _copy_bigquery(settings, replica, names, since, period)
+        return _copy_duckdb(settings, replica, names, since, period)
 
 
-def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since: datetime, until: datetime) -> int:
+def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since: datetime, period: Period) -> Copied:
     import duckdb
 
     if not settings.duckdb_path.exists():
@@ -104,14 +129,18 @@ def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since:
                 "select table_name from duckdb_tables() where database_name = 'live' and schema_name = ?", [schema]
             ).fetchall()
         }
-        copied = 0
+        copied = Copied(0, 0)
         if settings.table in present:
             con.execute(
                 f'create table "{schema}"."{settings.table}" as select * from live."{schema}"."{settings.table}" '
                 f"where event_name in ({sql_string_list(names)}) and event_timestamp >= ? and event_timestamp < ?",
-                [since, until],
+                [since, period.ends],
             )
-            copied = con.execute(f'select count(*) from "{schema}"."{settings.table}"').fetchall()[0][0]
+            ((events, in_period),) = con.execute(
+                f'select count(*), count(*) filter (where event_timestamp >= ?) from "{schema}"."{settings.table}"',
+                [period.begins],
+            ).fetchall()
+            copied = Copied(int(events), int(in_period))
         if COVERAGE_TABLE in present:
             # the copy's data begins at `since`: before it, unknown (not quiet) for every event
             con.execute(
@@ -120,10 +149,10 @@ def _copy_duckdb(settings: Settings, replica: Settings, names: list[str], since:
                 [since],
             )
         con.execute("detach live")
-    return int(copied)
+    return copied
 
 
-def _copy_bigquery(settings: Settings, replica: Settings, names: list[str], since: datetime, until: datetime) -> int:
+def _copy_bigquery(settings: Settings, replica: Settings, names: list[str], since: datetime, period: Period) -> Copied:
     from google.api_core.exceptions import NotFound
 
     with pipeline_for(replica) as pipeline, pipeline.sql_client() as client:
@@ -135,16 +164,18 @@ def _copy_bigquery(settings: Settings, replica: Settings, names: list[str], sinc
             return f"`{project}.{settings.dataset}.{table}`"
 
         raw = client.make_qualified_table_name(settings.table)
-        copied = 0
+        copied = Copied(0, 0)
         try:
             client.execute_sql(
                 f"create or replace table {raw} as select * from {live(settings.table)} "
                 f"where event_name in ({sql_string_list(names)}) and event_timestamp >= %s and event_timestamp < %s",
                 since,
-                until,
+                period.ends,
             )
-            rows = client.execute_sql(f"select count(*) from {raw}") or [(0,)]
-            copied = int(rows[0][0])
+            rows = client.execute_sql(
+                f"select count(*), sum(case when event_timestamp >= %s then 1 else 0 end) from {raw}", period.begins
+            ) or [(0, 0)]
+            copied = Copied(int(rows[0][0]), int(rows[0][1] or 0))
         except NotFound:
             client.execute_sql(f"drop table if exists {raw}")
         coverage = client.make_qualified_table_name(COVERAGE_TABLE)
@@ -264,18 +295,75 @@ def read_series(
     for name, minute, low_count, high_count, expected_count, lower_bound, upper_bound in rows or []:
         if name not in names:
             continue
-        if expected_count is not None and lower_bound is None and upper_bound is not None:
-            lower_bound = 0  # a rule that watches spikes only: its band reaches down to nothing
-        point = {
-            "minute": iso_utc(minute),
-            "expected": _number(expected_count),
-            "lower": _number(lower_bound),
-            "upper": _number(upper_bound),
-        }
+        point = _band_point(minute, expected_count, lower_bound, upper_bound)
         series[name].append({**point, "count": int(low_count)})
         if high_count != low_count:
             series[name].append({**point, "count": int(high_count)})
     return series
+
+
+def _band_point(minute: datetime, expected: Any, lower: Any, upper: Any) -> dict[str, Any]:
+    if expected is not None and lower is None and upper is not None:
+        lower = 0  # a rule that watches spikes only: its band reaches down to nothing
+    return {"minute": iso_utc(minute), "expected": _number(expected), "lower": _number(lower), "upper": _number(upper)}
+
+
+def context_span(incident: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The minutes an incident's own chart shows: CONTEXT_HOURS before its first anomalous minute
+    to CONTEXT_HOURS after its last (after LONGEST_CONTEXT_INCIDENT_HOURS of it, for a longer one)."""
+    first = datetime.fromisoformat(incident["first_anomalous_minute"])
+    last = min(
+        datetime.fromisoformat(incident["last_anomalous_minute"]),
+        first + timedelta(hours=LONGEST_CONTEXT_INCIDENT_HOURS),
+    )
+    return first - timedelta(hours=CONTEXT_HOURS), last + timedelta(hours=CONTEXT_HOURS, minutes=1)
+
+
+def read_incident_context(client: Any, name: str, incidents: list[dict[str, Any]]) -> None:
+    """Each incident's minutes around it (``context_span``), per minute with its band, as its
+    ``context``: the series of the small chart the report draws beside it, as Slack's chart does."""
+    if not incidents:
+        return
+    table, present = _bands_table(client)
+    expected, lower, upper = (
+        column if column in present else "null" for column in ("expected_count", "lower_bound", "upper_bound")
+    )
+    spans = [context_span(incident) for incident in incidents]
+    within = " or ".join(["(minute_at >= %s and minute_at < %s)"] * len(spans))
+    rows = client.execute_sql(
+        f"select minute_at, window_count, {expected}, {lower}, {upper} from {table} "
+        f"where event_name = %s and ({within}) order by minute_at",
+        name,
+        *(moment for span in spans for moment in span),
+    )
+    points = [(utc(row[0]), {**_band_point(row[0], *row[2:]), "count": int(row[1] or 0)}) for row in rows or []]
+    for incident, (begins, ends) in zip(incidents, spans, strict=True):
+        incident["context"] = [point for minute, point in points if begins <= minute < ends]
+        incident["context_from"], incident["context_to"] = iso_utc(begins), iso_utc(ends)
+
+
+def read_window_counts(client: Any, name: str, since: datetime, until: datetime) -> list[tuple[datetime, int]]:
+    """The rule's window count of each minute in [since, until) above the lowest threshold, in
+    time order (a lower one never starts an incident, nor keeps one going, at any threshold)."""
+    table, _ = _bands_table(client)
+    rows = client.execute_sql(
+        f"select minute_at, window_count from {table} "
+        "where event_name = %s and minute_at >= %s and minute_at < %s and window_count > %s order by minute_at",
+        name,
+        since,
+        until,
+        LOWEST_THRESHOLD,
+    )
+    return [(utc(minute), int(count)) for minute, count in rows or []]
+
+
+def threshold_suggestion(client: Any, rule: EventRule, period: Period, target_per_week: float) -> Suggestion | None:
+    """For a threshold rule, the threshold that would have given at most ``target_per_week``
+    incidents a week over the period, from the replay's window counts (``tuning``)."""
+    since = period.begins - timedelta(minutes=rule.cooldown_minutes)
+    minutes = read_window_counts(client, rule.name, since, period.ends)
+    curve = incident_curve(minutes, rule.cooldown_minutes, period.begins)
+    return suggest_threshold(curve, period.weeks, target_per_week)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,6 +427,7 @@ class Backtest:
     events_copied: int
     seconds: float
     rules: list[dict[str, Any]]
+    target_per_week: float = TARGET_PER_WEEK
 
     @property
     def incidents(self) -> list[dict[str, Any]]:
@@ -346,6 +435,11 @@ class Backtest:
             (incident for rule in self.rules for incident in rule["incidents"]),
             key=lambda incident: (incident["first_anomalous_minute"], incident["event_name"]),
         )
+
+    @property
+    def all_learning(self) -> bool:
+        """Every rule a baseline that learned for the whole period: no baseline judged a window."""
+        return all(rule["learning_all_period"] for rule in self.rules)
 
     def json_document(self) -> dict[str, Any]:
         keys = ("event_name", "kind", "first_anomalous_minute", "last_anomalous_minute", "peak_count", "expected_count")
@@ -358,8 +452,17 @@ class Backtest:
             "start_date": self.period.start.isoformat(),
             "end_date": self.period.end.isoformat(),
             "warehouse": self.warehouse,
+            "target_per_week": self.target_per_week,
             "rules": self.rules,
         }
+
+
+def learning_all_period(rule: EventRule, learning: dict[str, Learning] | None) -> bool:
+    """A baseline rule without a baseline in any minute of the period."""
+    if rule.detector != "baseline":
+        return False
+    state = (learning or {}).get(rule.name)
+    return state is None or state.learned_from is None
 
 
 def run_backtest(
@@ -369,10 +472,14 @@ def run_backtest(
     *,
     say: Callable[[str], None],
     with_series: bool = False,
+    target_per_week: float = TARGET_PER_WEEK,
 ) -> Backtest:
-    """Replay the enabled rules over ``period``; ``say`` reports progress (stderr)."""
+    """Replay the enabled rules over ``period``; ``say`` reports progress (stderr). Raises
+    NoDataError when the period holds no event of the enabled rules."""
     if period.end < period.start:
         raise ConfigError(f"--end-date {period.end} is before --start-date {period.start}")
+    if not target_per_week > 0:
+        raise ConfigError(f"--target-per-week {target_per_week:g}: give a number of incidents above 0")
     started = time.monotonic()
     now = detection_moment(period, settings.now())
     rules = list(events_config.enabled)
@@ -382,8 +489,18 @@ def run_backtest(
         replica = replica_settings(settings, work)
         where = replica.dataset if settings.warehouse == "bigquery" else "a private copy"
         say(f"backtest: copying the events of {len(names)} rule(s) since {since:%Y-%m-%d} into {where}")
-        copied = copy_history(settings, replica, names, since, period.ends)
-        say(f"backtest: {copied:,} events copied in {time.monotonic() - started:.1f} s; building the detection models")
+        copied = copy_history(settings, replica, names, since, period)
+        if copied.in_period == 0:
+            raise NoDataError(
+                f"backtest: no event of the {len(names)} enabled rule(s) from {period.start} to {period.end} (UTC) "
+                f"in the warehouse ({copied.events:,} in the {HISTORY_DAYS + WINDOW_DAYS} days before): collect or "
+                f"backfill the period first (mixpanel-alerts backfill --start-date {since:%Y-%m-%d} "
+                f"--end-date {period.end})"
+            )
+        say(
+            f"backtest: {copied.events:,} events copied ({copied.in_period:,} in the period) in "
+            f"{time.monotonic() - started:.1f} s; building the detection models"
+        )
         with ticking(say, "dbt build of the detection models"):
             result = build_detection(
                 replica, events_config, full_refresh=True, detection_now=now, workdir_base=work / "dbt"
@@ -391,11 +508,20 @@ def run_backtest(
         say(f"backtest: {result.nodes} dbt nodes in {result.seconds:.1f} s; reading the incidents")
         with pipeline_for(replica) as pipeline, pipeline.sql_client() as client:
             incidents = read_incidents(client, period, set(names))
-            series = read_series(client, period, set(names), settings.warehouse) if with_series else {}
+            by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for incident in incidents:
+                by_rule[incident["event_name"]].append(incident)
+            series: dict[str, list[dict[str, Any]]] = {}
+            if with_series:
+                series = read_series(client, period, set(names), settings.warehouse)
+                for name in names:
+                    read_incident_context(client, name, by_rule.get(name, [])[:LISTED_INCIDENTS])
             learning = read_learning(client, period)
-    by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for incident in incidents:
-        by_rule[incident["event_name"]].append(incident)
+            suggestions = {
+                rule.name: threshold_suggestion(client, rule, period, target_per_week)
+                for rule in rules
+                if rule.detector == "threshold"
+            }
     report_rules = [
         {
             "event_name": rule.name,
@@ -408,9 +534,11 @@ def run_backtest(
             "description": rule.description or "",
             "alert_channel": rule.alert_channel,
             "learning": learning_note(rule, learning),
+            "learning_all_period": learning_all_period(rule, learning),
             "weeks": period.weeks,
             "series": series.get(rule.name, []),
             "incidents": by_rule.get(rule.name, []),
+            "suggestion": _suggestion_fields(suggestions.get(rule.name)),
         }
         for rule in rules
     ]
@@ -418,10 +546,15 @@ def run_backtest(
         period=period,
         detection_now=now,
         warehouse=settings.warehouse,
-        events_copied=copied,
+        events_copied=copied.events,
         seconds=time.monotonic() - started,
         rules=report_rules,
+        target_per_week=target_per_week,
     )
+
+
+def _suggestion_fields(suggestion: Suggestion | None) -> dict[str, Any] | None:
+    return None if suggestion is None else dataclasses.asdict(suggestion)
 
 
 def _count(value: float | None) -> str:
@@ -430,8 +563,23 @@ def _count(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.1f}".removesuffix(".0")
 
 
+def suggestion_line(rule: dict[str, Any], target_per_week: float) -> str | None:
+    """A threshold rule's suggested threshold in words; None for a baseline rule."""
+    if rule["detector"] != "threshold":
+        return None
+    target = f"at most {target_per_week:g} incident(s) a week"
+    suggestion = rule.get("suggestion")
+    if suggestion is None:
+        return f"suggested alert_threshold for {target}: none (no window count above {LOWEST_THRESHOLD} in the period)"
+    return (
+        f"suggested alert_threshold for {target}: {suggestion['alert_threshold']:,} "
+        f"({suggestion['incidents']} incident(s) in the period, {suggestion['per_week']:.1f} per week)"
+    )
+
+
 def summary_lines(backtest: Backtest) -> list[str]:
-    """Per rule: its detector, its incidents (and per week), the first few, a learning note."""
+    """Per rule: its detector, its incidents (and per week), the first few, a learning note, the
+    suggested threshold of a threshold rule."""
     period = backtest.period
     total = len(backtest.incidents)
     lines = [
@@ -461,4 +609,17 @@ def summary_lines(backtest: Backtest) -> list[str]:
             lines.append(f"    … and {len(incidents) - FIRST_INCIDENTS_SHOWN} more")
         if rule["learning"]:
             lines.append(f"    {rule['learning']}")
+        suggestion = suggestion_line(rule, backtest.target_per_week)
+        if suggestion:
+            lines.append(f"    {suggestion}")
     return lines
+
+
+def all_learning_message(backtest: Backtest) -> str:
+    """Why a replay in which every rule still learned judged nothing, and what to do."""
+    since = backtest.period.begins - timedelta(days=HISTORY_DAYS)
+    return (
+        f"backtest: every rule was still learning for the whole of {backtest.period.start}..{backtest.period.end}: "
+        "no baseline had enough earlier days of data to judge a window (each rule's note above says how many "
+        f"it had). Backfill from {since:%Y-%m-%d} (mixpanel-alerts backfill), or replay a later period"
+    )

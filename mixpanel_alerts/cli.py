@@ -29,7 +29,7 @@ from rich.markup import escape
 
 from . import orchestration
 from .alerts.silences import parse_duration
-from .backtest import Backtest, Period, run_backtest, summary_lines
+from .backtest import TARGET_PER_WEEK, Backtest, Period, all_learning_message, run_backtest, summary_lines
 from .checks import run_checks
 from .core import logs
 from .core.config import ConfigError, Redactor, Settings, load_dotenv, load_settings
@@ -337,7 +337,12 @@ BACKTEST_END = typer.Option("--end-date", help="last day to replay, YYYY-MM-DD (
 BACKTEST_JSON = typer.Option(
     "--json", help='write {"incidents": [{event_name, kind, first_anomalous_minute, ...}]} here (times UTC)'
 )
-BACKTEST_HTML = typer.Option("--html", help="write a self-contained HTML report here: a chart per rule")
+BACKTEST_HTML = typer.Option(
+    "--html", help="write a self-contained HTML report here: a chart per rule and one per incident listed"
+)
+BACKTEST_TARGET = typer.Option(
+    "--target-per-week", help="threshold rules: suggest the threshold that gives at most this many incidents a week"
+)
 
 
 @app.command()
@@ -346,6 +351,7 @@ def backtest(
     end_date: Annotated[str, BACKTEST_END],
     json_file: Annotated[Path | None, BACKTEST_JSON] = None,
     html_file: Annotated[Path | None, BACKTEST_HTML] = None,
+    target_per_week: Annotated[float, BACKTEST_TARGET] = TARGET_PER_WEEK,
 ) -> None:
     """Replay the current rules over stored history, as if detect had run every minute.
 
@@ -353,7 +359,9 @@ def backtest(
     models are built from scratch into a private copy (DuckDB: a scratch file; BigQuery: the
     dataset BIGQUERY_DATASET_backtest) of the raw events of the enabled rules, from 28 days before
     --start-date (the baseline's history) to the end of --end-date. Prints, per rule, its incidents
-    (per week) and the first few; progress goes to stderr. Collect or backfill the period first.
+    (per week) and the first few, and for a threshold rule the threshold that would have given
+    --target-per-week; progress goes to stderr. Collect or backfill the period first: a period
+    without events, or in which every rule was still learning, exits 1.
     """
     try:
         period = Period(date.fromisoformat(start_date), date.fromisoformat(end_date))
@@ -361,20 +369,30 @@ def backtest(
         fail("--start-date and --end-date must be dates in YYYY-MM-DD format", 2)
     if period.end < period.start:
         fail(f"--end-date {period.end} is before --start-date {period.start}", 2)
+    if not target_per_week > 0:
+        fail(f"--target-per-week {target_per_week:g}: give a number of incidents above 0", 2)
     settings, events_config = configuration()
     with exit_codes(settings) as redact:
         if not events_config.enabled:
             raise ConfigError(f"{events_config.source} enables no event: there is nothing to replay")
         with orchestration.translated(settings, "backtest"):
             result = run_backtest(
-                settings, events_config, period, say=ConsoleReporter(redact).info, with_series=html_file is not None
+                settings,
+                events_config,
+                period,
+                say=ConsoleReporter(redact).info,
+                with_series=html_file is not None,
+                target_per_week=target_per_week,
             )
-        write_backtest(result, json_file, html_file)
+        if not result.all_learning:
+            write_backtest(result, json_file, html_file)
     for line in summary_lines(result):
         if logs.is_json():  # the summary is the command's result: stdout, as LOG_FORMAT wants it
             print(logs.json_line(redact(line)), flush=True)
         else:
             print(redact(line))
+    if result.all_learning:
+        fail(all_learning_message(result), 1, redact)
 
 
 def write_backtest(result: Backtest, json_file: Path | None, html_file: Path | None) -> None:

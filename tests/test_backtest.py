@@ -140,6 +140,8 @@ def test_backtest_replays_the_period_and_touches_nothing(loaded: Loaded, tmp_pat
     assert snapshot(db_path) == before, "the live tables and the ledger are unchanged"
     assert len(slack_fake.requests) == requests_before, "no Slack request"
     assert f"{ERRORS!r} (threshold): 2 incident(s), 7.0 per week" in result.stdout
+    # the highest window count (9) gives none; any lower threshold gives more than 1 a week x 2 days
+    assert "suggested alert_threshold for at most 1 incident(s) a week: 9 (0 incident(s)" in result.stdout
     assert "backtest: " in result.stderr, "progress on stderr"
 
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
@@ -147,6 +149,18 @@ def test_backtest_replays_the_period_and_touches_nothing(loaded: Loaded, tmp_pat
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE), "self-contained"
     assert "<!channel>" not in page and "<!here>" not in page, "configuration text is escaped"
     assert "<svg" in page
+    assert page.count("<figure>") == 3, "a chart of the hours around each incident"
+
+
+def test_a_period_without_events_says_so_and_exits_1(loaded: Loaded, tmp_path: Path) -> None:
+    """Before, it printed "0 incident(s)" for every rule and exited 0."""
+    day = loaded.day - timedelta(days=60)
+    period = ["--start-date", day.date().isoformat(), "--end-date", (day + timedelta(days=6)).date().isoformat()]
+    result = cli_runner(loaded.directory)(["backtest", *period, "--json", str(tmp_path / "out.json")], loaded.env)
+    assert result.returncode == 1, output_of(result)
+    assert f"no event of the 2 enabled rule(s) from {day.date()}" in result.stderr
+    assert "mixpanel-alerts backfill --start-date" in result.stderr
+    assert "0 incident(s)" not in result.stdout and not (tmp_path / "out.json").exists()
 
 
 def test_a_backtest_twice_gives_the_same_incidents(loaded: Loaded, tmp_path: Path) -> None:
@@ -189,7 +203,7 @@ def test_backtest_help_explains_the_options(
 ) -> None:
     result = run_cli(["backtest", "--help"], make_env())
     assert result.returncode == 0
-    for option in ("--start-date", "--end-date", "--json", "--html"):
+    for option in ("--start-date", "--end-date", "--json", "--html", "--target-per-week"):
         assert option in result.stdout
     assert "sends nothing" in result.stdout.lower()
 
@@ -251,6 +265,71 @@ def test_a_baseline_rule_replays_spikes_and_drops_with_what_was_expected(
     assert slack_fake.requests == []
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<!channel>" not in page and "learning" in page
+
+
+def test_a_period_in_which_every_rule_learns_says_so_and_exits_1(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Three days of a baseline rule's event, replayed: no hour has its 7 days of history yet."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = today - timedelta(days=4)
+    sim.add_events([event for offset in range(3) for event in steady(CHECKOUT_FLOW, first + timedelta(days=offset), 2,
+                                                                         range(11, 13))])  # fmt: skip
+    write_events_config(tmp_path, {"events": [{"name": CHECKOUT_FLOW, "enabled": True, "alert_channel": "#alerts",
+                                               "time_window_minutes": 15, "detector": "baseline"}]})  # fmt: skip
+    env = make_env(sim, MIXPANEL_START_DATE=first.date().isoformat())
+    collected = run_cli(["collect"], env)
+    assert collected.returncode == 0, output_of(collected)
+    period = ["--start-date", first.date().isoformat(), "--end-date", (first + timedelta(days=2)).date().isoformat()]
+    result = run_cli(["backtest", *period, "--json", "out.json", "--html", "report.html"], env)
+    assert result.returncode == 1, output_of(result)
+    assert "every rule was still learning for the whole of" in result.stderr
+    assert f"'{CHECKOUT_FLOW}' (baseline, up): 0 incident(s)" in result.stdout
+    assert "no baseline alerts in the whole period" in result.stdout, "the rule's own note"
+    assert not (tmp_path / "out.json").exists() and not (tmp_path / "report.html").exists()
+
+
+ERROR_BURSTS = "api_error"
+BURST_SIZES = [20, 35, 8, 50, 12, 27, 41, 15, 30, 9, 44, 22, 18, 38]  # one a day, two weeks
+
+
+def test_the_suggested_threshold_gives_the_target_when_replayed(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A burst a day for two weeks; for one incident a week (two in the period) the backtest
+    suggests 41, computed from its window counts. Replayed through dbt with 41 the rule gives 2
+    incidents, with 40 it gives 3: the suggestion is the lowest threshold within the target."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = today - timedelta(days=len(BURST_SIZES) + 1)
+    sim.add_events([event for day, size in enumerate(BURST_SIZES)
+                    for event in burst(ERROR_BURSTS, first + timedelta(days=day, hours=12), size)])  # fmt: skip
+
+    def configure(threshold: int) -> None:
+        config = {"events": [rule(ERROR_BURSTS, alert_threshold=threshold, time_window_minutes=5)]}
+        write_events_config(tmp_path, config)
+
+    configure(10)
+    env = make_env(sim, MIXPANEL_START_DATE=first.date().isoformat())
+    collected = run_cli(["collect"], env)
+    assert collected.returncode == 0, output_of(collected)
+    period = ["--start-date", first.date().isoformat(),
+              "--end-date", (first + timedelta(days=len(BURST_SIZES) - 1)).date().isoformat()]  # fmt: skip
+
+    def replay(threshold: int, *options: str) -> str:
+        configure(threshold)
+        result = run_cli(["backtest", *period, *options], env)
+        assert result.returncode == 0, output_of(result)
+        return result.stdout
+
+    first_replay = replay(10, "--html", "report.html")
+    assert f"{ERROR_BURSTS!r} (threshold): 12 incident(s), 6.0 per week" in first_replay
+    suggestion = "suggested alert_threshold for at most 1 incident(s) a week: 41 (2 incident(s) in the period, 1.0 per"
+    assert suggestion in first_replay
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "41 (2 incidents, 1.0/week)" in page and "suggested (41)" in page
+    assert f"{ERROR_BURSTS!r} (threshold): 2 incident(s)" in replay(41)
+    assert f"{ERROR_BURSTS!r} (threshold): 3 incident(s)" in replay(40)
+    assert "a week: 35 (4 incident(s)" in replay(41, "--target-per-week", "2")
 
 
 def table_has_rows(db_path: Path, table: str) -> bool:

@@ -107,17 +107,19 @@ def test_summary_counts_incidents_per_week_and_kind() -> None:
     incidents = [incident("spike", m) for m in (10, 20, 30)] + [incident("drop", 40)]
     page = Page(render_backtest_html(backtest(rule(weeks=3.0, incidents=incidents, learning="learning: 3 of 7 days"))))
     cells = [text.strip() for text in page.text if text.strip()]
-    assert cells[cells.index("5 min") + 1 : cells.index("5 min") + 5] == ["4", "1.3", "3 / 1", "learning: 3 of 7 days"]
+    row = cells[cells.index("5 min") + 1 : cells.index("5 min") + 6]
+    assert row == ["4", "1.3", "3 / 1", "\u2013", "learning: 3 of 7 days"]  # no suggested threshold: a baseline
 
 
 @pytest.mark.parametrize("name", [*HOSTILE_NAMES, "<script>alert(1)</script>"], ids=repr)
 def test_text_from_the_data_never_becomes_markup(name: str) -> None:
-    hostile = rule(name, description=name, alert_channel=name, learning=name)
+    hostile = rule(name, description=name, alert_channel=name, learning=name, incidents=[with_context(600)])
     markup = render_backtest_html(backtest(hostile) | {"warehouse": name})
     page = Page(markup)
     assert not page.tags("script")
     assert [tag for tag, _ in page.elements if tag not in ALLOWED_TAGS] == []
     assert page.tags("svg")[0]["aria-label"] == f"{name}: window counts and incidents"
+    assert page.tags("svg")[1]["aria-label"] == f"{name}: the spike from 2026-10-01 10:00 UTC"
     assert "".join(page.text).count(name) >= 5  # heading, summary, description, channel, learning
     if any(char in name for char in '<>&"'):
         assert name not in markup
@@ -125,6 +127,7 @@ def test_text_from_the_data_never_becomes_markup(name: str) -> None:
 
 ALLOWED_TAGS = {
     *("html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "section", "span", "bdi", "a"),
+    *("div", "figure", "figcaption"),
     *("table", "colgroup", "col", "tr", "th", "td"),
     *("svg", "g", "rect", "line", "polyline", "polygon", "circle", "text", "tspan"),
 }
@@ -186,12 +189,12 @@ def test_edge_cases_render_a_whole_page(rules: list[dict[str, Any]]) -> None:
 
 
 def test_lines_band_and_legend_follow_the_rule() -> None:
-    threshold = rule(detector="threshold", alert_threshold=500, min_events=None, series=series(1440, band=False))
+    threshold = rule(detector="threshold", alert_threshold=150, min_events=None, series=series(1440, band=False))
     page = Page(render_backtest_html(backtest(threshold, rule())))
     first, second = (
         markup for markup in re.findall(r"<svg.*?</svg>", render_backtest_html(backtest(threshold, rule())))
     )
-    assert "threshold (500)" in first and "expected band" not in first and "minimum" not in first
+    assert "threshold (150)" in first and "expected band" not in first and "minimum" not in first
     assert "expected band" in second and "minimum (10)" in second and "threshold" not in second
     assert len(page.tags("polygon", fill=report.COLOURS["band"])) == 1
 
@@ -272,3 +275,99 @@ def test_each_rule_is_labelled_by_what_it_watches(fields: dict[str, Any], label:
     cells = [text.strip() for text in page.text if text.strip()]
     assert cells.count(label) == 2, cells  # the summary's row and the section's first fact
     assert "(up)" not in markup.replace("baseline (up)", "")
+
+
+def with_context(minute: int, kind: str = "spike", length: int = 1, hours: int = 3) -> dict[str, Any]:
+    """An incident with the minutes ``hours`` either side of it (a count of 100 in a band of
+    50-150, the incident's minutes at its peak), as ``backtest`` reads them."""
+    found = incident(kind, minute, length)
+    begins, ends = minute - hours * 60, minute + length + hours * 60
+    points = series(ends)[max(0, begins) :]
+    for point in points[hours * 60 : hours * 60 + length]:
+        point["count"] = found["peak_count"]
+    return found | {"context": points, "context_from": iso(START + timedelta(minutes=begins)),
+                    "context_to": iso(START + timedelta(minutes=ends))}  # fmt: skip
+
+
+def charts(markup: str) -> list[str]:
+    return re.findall(r"<svg.*?</svg>", markup)
+
+
+def axis_top(svg: str) -> float:
+    """The highest label of a chart's count axis, as a number."""
+    labels = re.findall(r'text-anchor="end">([\d.,]+k?)</text>', svg)
+    value = labels[-1].replace(",", "")
+    return float(value[:-1]) * 1000 if value.endswith("k") else float(value)
+
+
+@pytest.mark.parametrize(
+    ("upper", "top", "cut"),
+    [(150.0, 200.0, False), (5_000.0, 250.0, True), (None, 125.0, False)],
+    ids=["band-inside", "band-50x-the-counts", "no-band"],
+)
+def test_the_count_axis_follows_the_counts_and_a_cut_band_is_marked(upper: float | None, top: float, cut: bool) -> None:
+    """A bursty event's band can reach 50 times its counts: the axis follows the counts (100 here,
+    the band shown up to twice them), the band is cut at the top, a zigzag marks the cut and the
+    legend says how far it reaches. Before, the axis reached 5,000 and the counts hugged the floor."""
+    points = [point | {"upper": upper, "lower": None if upper is None else 50.0} for point in series(1440)]
+    markup = render_backtest_html(backtest(rule(series=points, incidents=[], min_events=None)))
+    (svg,) = charts(markup)
+    assert axis_top(svg) == top
+    zigzags = Page(svg).tags("polyline", stroke=report.COLOURS["cut"])
+    assert bool(zigzags) == cut
+    assert ("band cut (up to 5,000)" in svg) == cut
+    if cut:  # the teeth run along the top edge of the plot, the whole day
+        ys = {float(pair.split(",")[1]) for pair in (zigzags[0]["points"] or "").split()}
+        xs = [float(pair.split(",")[0]) for pair in (zigzags[0]["points"] or "").split()]
+        assert ys == {report.TOP, report.TOP + report.CUT_TOOTH_H}
+        assert xs[0] == report.LEFT and xs[-1] >= report.LEFT + report.PLOT_W - 1
+
+
+@pytest.mark.parametrize(
+    ("threshold", "drawn"), [(150, True), (10_000, False)], ids=["near-the-counts", "100x-the-counts"]
+)
+def test_a_threshold_far_above_the_counts_is_named_not_drawn(threshold: int, drawn: bool) -> None:
+    far = rule(detector="threshold", alert_threshold=threshold, min_events=None, series=series(600, band=False),
+               incidents=[])  # fmt: skip
+    (svg,) = charts(render_backtest_html(backtest(far)))
+    assert bool(Page(svg).tags("line", stroke=report.COLOURS["threshold"], x1=str(report.LEFT))) == drawn
+    assert axis_top(svg) == (200.0 if drawn else 125.0)
+    assert (f"threshold ({threshold:,}, above)" in svg) == (not drawn)
+
+
+def test_each_listed_incident_gets_a_chart_of_the_hours_around_it() -> None:
+    """Three hours either side, per minute, with the band and the incident shaded; as many as
+    the incidents listed (10), in the order of the list."""
+    found = [with_context(minute) for minute in range(200, 200 + 12 * 400, 400)]
+    markup = render_backtest_html(backtest(rule(series=series(6000), incidents=found[::-1])))
+    _, *small = charts(markup)
+    assert len(small) == report.LISTED_INCIDENTS
+    first = Page(small[0])
+    assert first.tags("svg")[0]["viewbox"] == f"0 0 {report.INCIDENT_FRAME.width} {report.INCIDENT_FRAME.height}"
+    assert first.tags("svg")[0]["aria-label"] == "Checkout Completed: the spike from 2026-10-01 03:20 UTC"
+    times = [label for label in first.text if re.fullmatch(r"\d\d:\d\d", label)]
+    assert times == ["02:00", "04:00", "06:00"]  # of 00:20 to 06:21
+    assert len(first.tags("g", **{"class": "spike"})) == 1  # its own, not its neighbours 6 hours away
+    assert len(first.tags("polygon", fill=report.COLOURS["band"])) == 1
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", markup)
+    assert re.sub("<[^>]+>", "", captions[0]) == "spike 2026-10-01 03:20 UTC, 1 min: peak 900, expected 100"
+    assert axis_top(small[0]) == 1000  # the peak of 900 is on the axis
+
+
+def test_incidents_without_their_hours_get_no_chart() -> None:
+    markup = render_backtest_html(backtest(rule()))
+    assert len(charts(markup)) == 1 and "<figure" not in markup
+
+
+def test_a_threshold_rule_shows_its_suggested_threshold() -> None:
+    suggestion = {"alert_threshold": 41, "incidents": 2, "per_week": 1.0, "target_per_week": 1.0}
+    threshold = rule("Payment Failed", detector="threshold", alert_threshold=20, min_events=None,
+                     series=series(1440, count=30, band=False), suggestion=suggestion, weeks=2.0)  # fmt: skip
+    page = Page(render_backtest_html(backtest(threshold, rule()) | {"target_per_week": 1.0}))
+    cells = [text.strip() for text in page.text if text.strip()]
+    assert "suggested threshold (\u2264 1/week)" in cells
+    assert cells.count("41 (2 incidents, 1.0/week)") == 1  # the threshold rule's row
+    assert cells.count("\u2013") >= 1  # the baseline rule's
+    assert any("suggested alert_threshold for at most 1 incident a week" in cell for cell in cells)
+    assert "suggested (41)" in "".join(cells)  # the line on its chart
+    assert len(page.tags("line", stroke=report.COLOURS["suggested"], x1=str(report.LEFT))) == 1
