@@ -17,6 +17,12 @@
    (``event_coverage``, as the history fetch of an event added to the configuration records it), so
    the new event's known history begins weeks before its first event. Its incidents in its first
    7 days are printed (target 0: a new event learns, it does not alert); it is not scored.
+7. Outages: on the series named in OUTAGE_SERIES (FB, GOOG, IBM), 45 minutes of zero events at a
+   busy time (the weekday hour of day with the highest median count, in the last third of the
+   series, a day away from every labelled window). The minutes from each outage's start to the
+   first drop incident that begins in the 3 hours after it are printed; incidents of that event in
+   the hour before to 3 hours after are left out of the scorer's input (they are not labelled).
+   Drops need ``--direction both`` (or down): with the default direction (up) none is raised.
 """
 
 from __future__ import annotations
@@ -186,6 +192,84 @@ def series_events(series: Series, first_day: date, last_day: date) -> Iterator[S
 
 
 NEW_EVENT_DAYS = 7
+OUTAGE_SERIES = ("_FB.", "_GOOG.", "_IBM.")
+OUTAGE_MINUTES = 45
+OUTAGE_WAIT = timedelta(hours=3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outage:
+    series: Series
+    start: datetime  # in the series' own time; the replay's is start + series.shift
+
+
+def labelled_windows(series_dir: Path) -> dict[str, list[tuple[datetime, datetime]]]:
+    windows = nab_dir_of(series_dir) / "windows.json"
+    if not windows.is_file():
+        return {}
+    labelled = json.loads(windows.read_text())
+    return {key: [(parse_time(a), parse_time(b)) for a, b in spans] for key, spans in labelled.items()}
+
+
+def with_outage(series: Series, windows: Sequence[tuple[datetime, datetime]]) -> tuple[Series, Outage] | None:
+    """``series`` with OUTAGE_MINUTES of zeros at a busy time away from its labelled windows."""
+    by_hour: dict[int, list[int]] = {}
+    for at, count in series.points:
+        if at.weekday() < 5:
+            by_hour.setdefault(at.hour, []).append(count)
+    busiest = max(by_hour, key=lambda hour: sorted(by_hour[hour])[len(by_hour[hour]) // 2])
+    first, last = series.points[0][0], series.points[-1][0]
+    third = first + (last - first) * 2 / 3
+    candidates = [
+        at
+        for at, _ in series.points
+        if at >= third
+        and at.weekday() < 5
+        and at.hour == busiest
+        and at + timedelta(hours=4) < last
+        and all(at + timedelta(days=1) < a or at - timedelta(days=1) > b for a, b in windows)
+    ]
+    if not candidates:
+        return None
+    start = candidates[0]
+    end = start + timedelta(minutes=OUTAGE_MINUTES)
+    points = tuple((at, 0 if start <= at < end else count) for at, count in series.points)
+    changed = dataclasses.replace(series, points=points)
+    return changed, Outage(changed, start)
+
+
+def outage_lines(report: Path, outages: Sequence[Outage]) -> list[str]:
+    """Per outage, the minutes from its start to the first drop incident beginning within OUTAGE_WAIT."""
+    replayed = json.loads(report.read_text())["incidents"]
+    lines = []
+    for outage in outages:
+        start = outage.start.replace(second=0) + outage.series.shift
+        drops = sorted(
+            parse_time(incident["first_anomalous_minute"])
+            for incident in replayed
+            if incident["event_name"] == outage.series.event_name
+            and incident["kind"] == "drop"
+            and start <= parse_time(incident["first_anomalous_minute"]) < start + OUTAGE_WAIT
+        )
+        found = f"drop after {(drops[0] - start).total_seconds() / 60:.0f} min" if drops else "no drop within 3 h"
+        median = sorted(count for _, count in outage.series.points)[len(outage.series.points) // 2]
+        lines.append(
+            f"quality: outage {outage.series.key} {outage.start:%a %Y-%m-%d %H:%M} ({OUTAGE_MINUTES} min of 0, "
+            f"series median {median} a window): {found}"
+        )
+    return lines
+
+
+def unlabelled_outage_incidents(incidents: dict[str, list[str]], outages: Sequence[Outage]) -> None:
+    """Leave out of the scorer's input the incidents around each outage (they are not labelled)."""
+    for outage in outages:
+        start = outage.start.replace(second=0)
+        kept = [
+            at
+            for at in incidents.get(outage.series.key, [])
+            if not start - timedelta(hours=1) <= parse_time(at) < start + OUTAGE_WAIT
+        ]
+        incidents[outage.series.key] = kept
 
 
 def new_event_case(all_series: Sequence[Series]) -> Series:
@@ -367,11 +451,12 @@ def score(scorer: Path, incidents_file: Path) -> str:
     return result.stdout.strip()
 
 
-def score_backtest(report: Path, all_series: Sequence[Series], scorer: Path) -> str:
+def score_backtest(report: Path, all_series: Sequence[Series], scorer: Path, outages: Sequence[Outage] = ()) -> str:
     """Write ``incidents.json`` beside the backtest's report, print the incidents per series and
     return the scorer's line."""
     replayed = json.loads(report.read_text())["incidents"]
     incidents = incidents_by_series(replayed, all_series)
+    unlabelled_outage_incidents(incidents, outages)
     incidents_file = report.with_name("incidents.json")
     incidents_file.write_text(json.dumps(incidents, indent=1))
     kinds = Counter((incident["event_name"], incident["kind"]) for incident in replayed)
@@ -401,6 +486,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--days-per-run", type=int, default=7, help="days per backfill run (default: %(default)s)")
     parser.add_argument("--load-only", action="store_true", help="stop after the load and its check")
+    parser.add_argument("--no-outages", action="store_true", help="replay the series without injected outages")
     return parser.parse_args(argv)
 
 
@@ -414,6 +500,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--load-only stops after the load"
         )
     all_series = load_series(args.series_dir, datetime.now(UTC).date())
+    outages: list[Outage] = []
+    if not args.no_outages:
+        windows = labelled_windows(args.series_dir)
+        for index, series in enumerate(all_series):
+            if any(marker in series.key for marker in OUTAGE_SERIES):
+                injected = with_outage(series, windows.get(series.key, []))
+                if injected is not None:
+                    all_series[index], outage = injected
+                    outages.append(outage)
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="mixpanel-quality-"))
     workdir.mkdir(parents=True, exist_ok=True)
     database = workdir / "quality.duckdb"
@@ -432,8 +527,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             report = workdir / "backtest.json"
             span = ["--start-date", first_day.isoformat(), "--end-date", last_day.isoformat()]
             timings.backtest = run_cli(["backtest", *span, "--json", str(report)], env, workdir)
-            print(f"quality ({rules_label(args)}): {score_backtest(report, all_series, scorer)}")
+            print(f"quality ({rules_label(args)}): {score_backtest(report, all_series, scorer, outages)}")
             print(new_event_line(report, new_event))
+            for line in outage_lines(report, outages):
+                print(line)
         print(
             f"quality: times: generation {timings.generation:.0f} s, backfill {timings.backfill:.0f} s, "
             f"backtest {timings.backtest:.0f} s, total {time.perf_counter() - started:.0f} s"
