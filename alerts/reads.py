@@ -24,7 +24,7 @@ INCIDENT_COLUMNS = (
     "cooldown_minutes",
 )  # fmt: skip
 # what the alert says was expected; read when the models have them (older builds do not)
-EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts")
+EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts", "quiet_minutes")
 
 
 class Warehouse:
@@ -49,8 +49,9 @@ class Warehouse:
             values["kind"] = values.get("kind") or "spike"
             for name in ("expected_count", "lower_bound", "upper_bound"):
                 values[name] = None if values.get(name) is None else float(values[name])
-            if values.get("repeated_bursts") is not None:
-                values["repeated_bursts"] = int(values["repeated_bursts"])
+            for name in ("repeated_bursts", "quiet_minutes"):
+                if values.get(name) is not None:
+                    values[name] = int(values[name])
             incidents.append(Incident(**values))
         return incidents
 

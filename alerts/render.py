@@ -86,6 +86,7 @@ class Incident:
     # a baseline spike of repeated bursts: how many bursts past upper_bound started within the
     # model's hours (var baseline_burst_hours); none for a single breach of the band
     repeated_bursts: int | None = None
+    quiet_minutes: int | None = None  # a quiet stretch's span (models/marts/anomalies.sql)
 
     @property
     def window(self) -> str:
@@ -285,6 +286,8 @@ def expectation(incident: Incident) -> str:
         if incident.repeated_bursts and incident.upper_bound is not None:
             bursts, bound = ordinal(incident.repeated_bursts), rounded(incident.upper_bound)
             repeated = f", its {bursts} burst past {bound} in a few hours"
+        if incident.kind == "drop" and incident.quiet_minutes:
+            repeated = f", and too few over the last {incident.quiet_minutes} min to be chance"
         return f"expected {band(incident)} at this time on a {when:%A}{repeated}"
     if incident.kind == "drop":
         if incident.lower_bound is None:

@@ -22,8 +22,16 @@
     Repeated bursts (baseline rules watching up): a window past its burst bound (int_event_window_bands)
     right after a minute that was not starts a burst; a window past it while at least
     var baseline_burst_count bursts started within var baseline_burst_hours hours is a spike too,
-    its upper bound the burst bound and repeated_bursts that count. -#}
+    its upper bound the burst bound and repeated_bursts that count.
+    Quiet stretches (baseline rules watching down): over each span of var baseline_quiet_spans
+    minutes (at least 3 windows long, every minute known, the baseline known for every window),
+    the events counted and expected (the windows' counts and expected counts summed, over the
+    window length); a complete window whose span got at most var baseline_quiet_fraction of what
+    was expected, with Poisson odds of so few below e^-var baseline_quiet_evidence (a Chernoff
+    bound: expected - count - count * ln(expected / count)), is a drop too (quiet_minutes: the
+    longest such span): evidence that accumulates, where one window of a modest event is not. -#}
 {%- set burst_minutes = (var('baseline_burst_hours') | int) * 60 -%}
+{%- set epoch_minute = minutes_between("cast('1970-01-01' as " ~ type_utc_timestamp() ~ ")", 'minute_at') -%}
 {%- set starts = ref('int_detection_starts') -%}
 {%- set low = earliest(starts, 'anomaly_from') -%}
 {%- set started_events = 'select starts_events.event_name from ' ~ starts ~ ' as starts_events' -%}
@@ -94,6 +102,68 @@ burst_counts as (
 
 ),
 
+quiet_sums as (
+
+    select
+        *
+        {%- for span in var('baseline_quiet_spans') %},
+        sum(window_count) over (
+            partition by event_name order by {{ epoch_minute }}
+            range between {{ span - 1 }} preceding and current row
+        ) as span_count_{{ span }},
+        sum(expected_count) over (
+            partition by event_name order by {{ epoch_minute }}
+            range between {{ span - 1 }} preceding and current row
+        ) as span_expected_{{ span }},
+        count(expected_count) over (
+            partition by event_name order by {{ epoch_minute }}
+            range between {{ span - 1 }} preceding and current row
+        ) as span_known_{{ span }}
+        {%- endfor %}
+    from burst_counts
+
+),
+
+quiet_spans as (
+
+    -- per span: the events in it and expected, as window sums over the window length
+    select
+        *
+        {%- for span in var('baseline_quiet_spans') %},
+        case
+            when
+                detector = 'baseline' and not is_learning and direction in ('down', 'both') and is_complete
+                and span_known_{{ span }} = {{ span }} and time_window_minutes * 3 <= {{ span }}
+                then 1.0 * span_count_{{ span }} / time_window_minutes
+        end as quiet_count_{{ span }},
+        1.0 * span_expected_{{ span }} / time_window_minutes as quiet_expected_{{ span }}
+        {%- endfor %}
+    from quiet_sums
+
+),
+
+quiet as (
+
+    select
+        *,
+        case
+            {%- for span in var('baseline_quiet_spans') | reverse %}
+                when
+                    quiet_count_{{ span }} is not null
+                    and quiet_expected_{{ span }} >= {{ var('baseline_quiet_evidence') }}
+                    and quiet_count_{{ span }} <= {{ var('baseline_quiet_fraction') }} * quiet_expected_{{ span }}
+                    and quiet_expected_{{ span }} - quiet_count_{{ span }} - case
+                        when quiet_count_{{ span }} > 0
+                            then quiet_count_{{ span }} * ln(quiet_expected_{{ span }} / quiet_count_{{ span }})
+                        else 0
+                    end >= {{ var('baseline_quiet_evidence') }}
+                    then {{ span }}
+            {%- endfor %}
+        end as quiet_minutes
+    from quiet_spans
+
+),
+
 repeated as (
 
     -- a repeated burst: past the burst bound, inside the band, while enough bursts began recently
@@ -101,7 +171,7 @@ repeated as (
         *,
         kind is null and is_burst
         and recent_bursts >= {{ var('baseline_burst_count') | int }} as is_repeated_burst
-    from burst_counts
+    from quiet
 
 ),
 
@@ -111,7 +181,11 @@ breached as (
     -- bar it crossed
     select
         *,
-        case when is_repeated_burst then 'spike' else kind end as breach,
+        case
+            when is_repeated_burst then 'spike'
+            when kind is null and quiet_minutes is not null then 'drop'
+            else kind
+        end as breach,
         case when is_repeated_burst then recent_bursts end as repeated_bursts,
         case when is_repeated_burst then burst_bound else upper_bound end as breached_upper_bound
     from repeated
@@ -211,9 +285,13 @@ final as (
         breach is not null as outside_band,
         -- how far past the band: above the upper bound for a spike, below the lower for a drop
         case
+            -- a quiet stretch's window may be inside its own band: how far below the expected count
+            when breach = 'drop' and kind is null
+                then greatest(cast(ceil(expected_count - window_count) as {{ dbt.type_bigint() }}), 1)
             when breach = 'drop' then lower_bound - window_count
             when breach = 'spike' then window_count - breached_upper_bound
-        end as excess
+        end as excess,
+        case when breach = 'drop' and kind is null then quiet_minutes end as quiet_minutes
     from recomputed
 
 )

@@ -116,6 +116,7 @@ grouped as (
         max(case when peak_rank = 1 then lower_bound end) as lower_bound,
         max(case when peak_rank = 1 then upper_bound end) as upper_bound,
         max(repeated_bursts) as repeated_bursts,
+        max(quiet_minutes) as quiet_minutes,
         max(detector) as detector,
         max(description) as description,
         max(alert_threshold) as alert_threshold,
@@ -184,6 +185,7 @@ final as (
         grouped.lower_bound,
         grouped.upper_bound,
         grouped.repeated_bursts,
+        grouped.quiet_minutes,
         grouped.detector,
         grouped.description
     from over_flags as grouped
