@@ -105,21 +105,21 @@ burst_counts as (
 quiet_sums as (
 
     select
+        {% for span in var('baseline_quiet_spans') %}
+            sum(window_count) over (
+                partition by event_name order by {{ epoch_minute }}
+                range between {{ span - 1 }} preceding and current row
+            ) as span_count_{{ span }},
+            sum(expected_count) over (
+                partition by event_name order by {{ epoch_minute }}
+                range between {{ span - 1 }} preceding and current row
+            ) as span_expected_{{ span }},
+            count(expected_count) over (
+                partition by event_name order by {{ epoch_minute }}
+                range between {{ span - 1 }} preceding and current row
+            ) as span_known_{{ span }},
+        {% endfor %}
         *
-        {%- for span in var('baseline_quiet_spans') %},
-        sum(window_count) over (
-            partition by event_name order by {{ epoch_minute }}
-            range between {{ span - 1 }} preceding and current row
-        ) as span_count_{{ span }},
-        sum(expected_count) over (
-            partition by event_name order by {{ epoch_minute }}
-            range between {{ span - 1 }} preceding and current row
-        ) as span_expected_{{ span }},
-        count(expected_count) over (
-            partition by event_name order by {{ epoch_minute }}
-            range between {{ span - 1 }} preceding and current row
-        ) as span_known_{{ span }}
-        {%- endfor %}
     from burst_counts
 
 ),
@@ -128,16 +128,16 @@ quiet_spans as (
 
     -- per span: the events in it and expected, as window sums over the window length
     select
+        {% for span in var('baseline_quiet_spans') %}
+            case
+                when
+                    detector = 'baseline' and not is_learning and direction in ('down', 'both') and is_complete
+                    and span_known_{{ span }} = {{ span }} and time_window_minutes * 3 <= {{ span }}
+                    then 1.0 * span_count_{{ span }} / time_window_minutes
+            end as quiet_count_{{ span }},
+            1.0 * span_expected_{{ span }} / time_window_minutes as quiet_expected_{{ span }},
+        {% endfor %}
         *
-        {%- for span in var('baseline_quiet_spans') %},
-        case
-            when
-                detector = 'baseline' and not is_learning and direction in ('down', 'both') and is_complete
-                and span_known_{{ span }} = {{ span }} and time_window_minutes * 3 <= {{ span }}
-                then 1.0 * span_count_{{ span }} / time_window_minutes
-        end as quiet_count_{{ span }},
-        1.0 * span_expected_{{ span }} / time_window_minutes as quiet_expected_{{ span }}
-        {%- endfor %}
     from quiet_sums
 
 ),
