@@ -86,12 +86,16 @@ def digest_message(channel: str, incidents: Sequence[Incident], *, delay: Delay 
     return Message(text=text, blocks=blocks[:MAX_BLOCKS])
 
 
+# why a sent alert's incident closed while its rule is still monitored (alerts/plan.py)
+VANISHED = "the data no longer shows it: events that arrived late filled it in, or its rule changed"
+
+
 def closed_message(
     event_name: str, first_minute: datetime | None, reason: str, *, delay: Delay | None = None
 ) -> Message:
     """An incident closed without being over: its event is no longer monitored, or the data no
-    longer shows it (alerts/plan.py's VANISHED). ``reason`` is ours, escaped all the same."""
-    how = "no longer in the data" if reason.startswith("the data no longer shows it") else "no longer monitored"
+    longer shows it (VANISHED). ``reason`` is ours (alerts/plan.py), escaped all the same."""
+    how = "no longer in the data" if reason == VANISHED else "no longer monitored"
 
     def sentence(name: str) -> str:
         return (

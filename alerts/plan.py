@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from mixpanel_alerts.core.times import utc
 
 from .ledger import UNDELIVERED, Notification
+from .notices import VANISHED
 from .render import Delay, Incident
 from .silences import Silence
 
@@ -171,9 +172,6 @@ def resolved_notice(firing: Notification, now: datetime) -> Notification:
         sent_at=None, slack_ts=None, created_at=now, updated_at=now, maybe_sent=False, dedup_key=notification_id,
         digest_id=None,
     )  # fmt: skip
-
-
-VANISHED = "the data no longer shows it: events that arrived late filled it in, or its rule changed"
 
 
 def unmonitored_reason(event_name: str, rules: Mapping[str, bool]) -> str | None:
