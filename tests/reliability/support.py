@@ -337,20 +337,27 @@ def normalize_committed(tmpdir: Path) -> bool:
 
 
 def signal_when(
-    spawned: Spawned, numbers: tuple[int, ...], there: Callable[[], bool], timeout: float = 180
+    spawned: Spawned,
+    numbers: tuple[int, ...],
+    there: Callable[[], bool],
+    timeout: float = 180,
+    together: bool = False,
 ) -> tuple[Finished, float, bool]:
     """Send the first of ``numbers`` once ``there()`` holds (frozen, checked, signalled, let go),
     then each other a tenth of a second after the one before: the run's end, the seconds from the
-    last signal to its exit, and whether the first landed there."""
+    last signal to its exit, and whether the first landed there. ``together`` sends them all while
+    the run is frozen (distinct signals: two of one kind pending at once are one), so the second
+    arrives while the first is being handled however fast the stop would have been."""
     deadline = time.monotonic() + timeout
     while spawned.running() and not there() and time.monotonic() < deadline:
         time.sleep(0.003)
     os.killpg(spawned.process.pid, signal.SIGSTOP)
     landed = there()
     sent = time.monotonic()
-    os.kill(spawned.process.pid, numbers[0])
+    for number in numbers if together else numbers[:1]:
+        os.kill(spawned.process.pid, number)
     os.killpg(spawned.process.pid, signal.SIGCONT)
-    for number in numbers[1:]:
+    for number in () if together else numbers[1:]:
         time.sleep(0.1)
         sent = time.monotonic()
         os.kill(spawned.process.pid, number)

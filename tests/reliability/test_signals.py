@@ -178,9 +178,10 @@ def test_a_second_signal_while_stopping_ends_the_run_at_once(
     scratch_tmp: Path,
     figure: Callable[[str], None],
 ) -> None:
-    """SIGTERM while dlt loads 200k events: the stop waits for the load job (dlt gives its pool 2 s
-    to finish), and a second SIGTERM a tenth of a second later ends the run at once; the next
-    collect stores every event once."""
+    """SIGTERM and SIGINT together while 200k events load: the first starts the stop (which may
+    wait for the load), the second, arriving while it is handled, ends the run at once; the next
+    collect stores every event once. Sent while the run is frozen, so that a stop quicker than the
+    gap between two signals (DuckDB cancels its insert) cannot end the run before the second."""
     events = 200_000
     sim = start_sim(per_hour_limit=10_000)
     sim.add_events(recent_traffic(events, seed=53))
@@ -189,21 +190,22 @@ def test_a_second_signal_while_stopping_ends_the_run_at_once(
 
     spawned = runner.spawn(["run"], env)
     loading = in_step("load", spawned, tmp_path, sim)
-    stopped, seconds, landed = signal_when(spawned, (signal.SIGTERM, signal.SIGTERM), loading)
+    stopped, seconds, landed = signal_when(spawned, (signal.SIGTERM, signal.SIGINT), loading, together=True)
     recovery = runner.run(["collect"], env)
 
     output = stopped.output.splitlines()
     stop_lines = [line for line in output if line.startswith("stopped by ")]
     rows, ids = event_totals(tmp_path / "mixpanel.duckdb")
     figure(
-        f"a second SIGTERM 0.1 s after the first, in collect (load) of {events} events (landed {landed}): exit "
+        f"SIGTERM and SIGINT together, in collect (load) of {events} events (landed {landed}): exit "
         f"{stopped.code} {seconds:.2f} s after the second; next collect exit {recovery.code}: events expected "
         f"{events}, stored {rows}, distinct {ids}"
     )
     assert landed, stopped.output
-    assert stopped.code == 143, stopped.output
+    assert stopped.code in (130, 143), stopped.output
     assert seconds < 0.5, stopped.output
-    expected = f"stopped by SIGTERM during collect (load), ended at once by a second signal; {AFTERWARDS}"
+    name = {130: "SIGINT", 143: "SIGTERM"}[stopped.code]  # the kernel hands over the lower number first
+    expected = f"stopped by {name} during collect (load), ended at once by a second signal; {AFTERWARDS}"
     assert stop_lines == [expected], stopped.output
     assert recovery.code == 0, recovery.output
     assert (rows, ids) == (events, events)
