@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -62,6 +63,8 @@ RULES_COLUMNS = {
 DETECT_EXCLUDE = ("source:*", "tag:full_history", "test_type:unit")
 # the manifests this process parsed, the most recently used last (a few: each holds the whole project)
 MANIFESTS_KEPT = 4
+# in a working copy's target folder: its last parse, for the next process (see stored_manifest)
+MANIFEST_FILE = "manifest.pickle"
 
 
 class DetectionError(Exception):
@@ -336,18 +339,77 @@ def parsed_manifest(workdir: Path, settings: Settings) -> Any:
     from dbt.cli.main import dbtRunner
 
     key = ManifestKey.of(settings, workdir)
-    kept = _manifests.get(key)
+    kept = _manifests.get(key) or stored_manifest(workdir, key)
     if kept is not None and kept.still_valid():
+        _manifests[key] = kept
         _manifests.move_to_end(key)
         return kept.manifest
     args = ["parse", "--vars", key.dbt_vars, "--quiet", "--no-write-json"]
     manifest = _checked(dbtRunner().invoke([*args, *dbt_arguments(workdir)]), "parse").result
     if keepable(manifest, key):
-        _manifests[key] = ParsedManifest(manifest, dict(manifest.env_vars))
+        parsed = ParsedManifest(manifest, dict(manifest.env_vars))
+        _manifests[key] = parsed
         _manifests.move_to_end(key)
         while len(_manifests) > MANIFESTS_KEPT:
             _manifests.popitem(last=False)
+        store_manifest(workdir, key, parsed)
     return manifest
+
+
+def _manifest_stamp(key: ManifestKey) -> tuple[Any, ...]:
+    """What a stored manifest must have been parsed for: the key and the versions of dbt and its
+    adapters (a pickle holds their classes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: list[str | None] = []
+    for package in ("dbt-core", "dbt-adapters", "dbt-duckdb", "dbt-bigquery"):
+        try:
+            versions.append(version(package))
+        except PackageNotFoundError:
+            versions.append(None)
+    return (dataclasses.astuple(key), tuple(versions))
+
+
+def stored_manifest(workdir: Path, key: ManifestKey) -> ParsedManifest | None:
+    """The working copy's last parse, if it was made for ``key`` with this dbt: a new process
+    (every scheduled run) loads it in about 10 ms, where dbt's partial parsing takes a second or
+    more. Anything unreadable is no manifest (the caller parses)."""
+    from dbt.contracts.graph.manifest import Manifest
+
+    path = workdir / "target" / MANIFEST_FILE
+    try:
+        with path.open("rb") as stored:
+            # our own cache, in the user's own cache folder
+            stamp, fields, environment = pickle.load(stored)
+        if stamp != _manifest_stamp(key):
+            return None
+        return ParsedManifest(Manifest(**fields), environment)
+    except FileNotFoundError:
+        return None
+    except Exception:  # a file cut short, or pickled by another version of a class: parse again
+        return None
+
+
+def store_manifest(workdir: Path, key: ManifestKey, parsed: ParsedManifest) -> None:
+    """Keep ``parsed`` for the next process (written aside, then renamed: a reader sees the old
+    file or the new one). A cache: a failure to write it is no error."""
+    path = workdir / "target" / MANIFEST_FILE
+    partial = path.with_name(f"{MANIFEST_FILE}.{os.getpid()}")
+    # the manifest's public fields (its own pickling puts some in the wrong places, dbt-core 1.11);
+    # the lookups, lock and caches behind them are made again as they are used
+    manifest = parsed.manifest
+    fields = {
+        field.name: getattr(manifest, field.name)
+        for field in dataclasses.fields(manifest)
+        if not field.name.startswith("_")
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as out:
+            pickle.dump((_manifest_stamp(key), fields, parsed.environment), out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+    except Exception:
+        partial.unlink(missing_ok=True)
 
 
 def forget_manifests() -> None:

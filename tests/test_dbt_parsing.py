@@ -79,7 +79,8 @@ def test_the_next_process_parses_nothing_when_only_the_moment_changed(
     db_path: Path,
 ) -> None:  # fmt: skip
     """As cron runs it: a process per run, each pinned to its own moment (a replay, a run after a
-    long collect). dbt's partial parsing finds nothing changed, so the saved manifest stays as it was."""
+    long collect). The next process loads the manifest the first one stored in the working copy:
+    dbt does not parse at all, and its own saved manifest stays as it was."""
     from mixpanel_alerts.detection import forget_manifests
 
     spike = spike_scenario(sim, tmp_path)
@@ -93,9 +94,38 @@ def test_the_next_process_parses_nothing_when_only_the_moment_changed(
     assert later.returncode == 0, output_of(later)
     assert incident_status(db_path) == [("over",)]
     this_detect = dbt_log(tmp_path)[len(log) :]
-    assert "Partial parsing enabled, no changes found, skipping parsing" in this_detect, this_detect
-    assert "Unable to do partial parsing" not in this_detect, this_detect
+    assert RUNS.search(this_detect), this_detect  # its build is in the log
+    assert not PARSES.search(this_detect), this_detect
     assert saved_manifest(tmp_path) == saved
+
+
+def test_a_stored_manifest_that_cannot_serve_is_parsed_again(
+    sim: ExportSimulator, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path,
+    db_path: Path,
+) -> None:  # fmt: skip
+    """The manifest a process stores for the next is a cache: cut short, it is parsed again; made
+    for other settings (another raw table), it is not used; either way the run's answer is right."""
+    from mixpanel_alerts.detection import MANIFEST_FILE, forget_manifests
+
+    spike = spike_scenario(sim, tmp_path)
+    forget_manifests()
+    first = run_cli(["run"], make_env(sim, DETECTION_NOW=iso(spike + timedelta(minutes=2))))
+    assert first.returncode == 0, output_of(first)
+    (stored,) = (tmp_path / ".cache" / "mixpanel-alerts" / "dbt").glob(f"*/target/{MANIFEST_FILE}")
+    stored.write_bytes(stored.read_bytes()[:1000])  # a write cut short by a crash
+    log = dbt_log(tmp_path)
+
+    cut = run_cli(["detect"], make_env(sim, DETECTION_NOW=iso(spike + timedelta(minutes=30))), subprocess=True)
+    assert cut.returncode == 0, output_of(cut)
+    assert incident_status(db_path) == [("over",)]
+    assert PARSES.search(dbt_log(tmp_path)[len(log) :])  # parsed again, and stored again
+    assert len(stored.read_bytes()) > 100_000
+    log = dbt_log(tmp_path)
+
+    other = make_env(sim, DETECTION_NOW=iso(spike + timedelta(minutes=30)), BIGQUERY_TABLE="other_events")
+    elsewhere = run_cli(["detect"], other, subprocess=True)
+    assert elsewhere.returncode == 0, output_of(elsewhere)
+    assert PARSES.search(dbt_log(tmp_path)[len(log) :])  # another raw table: another manifest
 
 
 @pytest.mark.slow

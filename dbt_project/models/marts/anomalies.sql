@@ -95,7 +95,7 @@ burst_counts as (
         *,
         sum(starts_burst) over (
             partition by event_name
-            order by {{ minutes_between("cast('1970-01-01' as " ~ type_utc_timestamp() ~ ")", 'minute_at') }}
+            order by {{ epoch_minute }}
             range between {{ burst_minutes - 1 }} preceding and current row
         ) as recent_bursts
     from burst_starts
@@ -104,20 +104,23 @@ burst_counts as (
 
 quiet_sums as (
 
+    -- over the last span rows, which are the span's minutes when the first of them is span - 1
+    -- minutes back (a frame of rows: a range frame on a computed key is several times slower)
     select
         {% for span in var('baseline_quiet_spans') %}
             sum(window_count) over (
-                partition by event_name order by {{ epoch_minute }}
-                range between {{ span - 1 }} preceding and current row
+                partition by event_name order by minute_at
+                rows between {{ span - 1 }} preceding and current row
             ) as span_count_{{ span }},
             sum(expected_count) over (
-                partition by event_name order by {{ epoch_minute }}
-                range between {{ span - 1 }} preceding and current row
+                partition by event_name order by minute_at
+                rows between {{ span - 1 }} preceding and current row
             ) as span_expected_{{ span }},
             count(expected_count) over (
-                partition by event_name order by {{ epoch_minute }}
-                range between {{ span - 1 }} preceding and current row
+                partition by event_name order by minute_at
+                rows between {{ span - 1 }} preceding and current row
             ) as span_known_{{ span }},
+            lag(minute_at, {{ span - 1 }}) over (partition by event_name order by minute_at) as span_first_{{ span }},
         {% endfor %}
         *
     from burst_counts
@@ -133,6 +136,7 @@ quiet_spans as (
                 when
                     detector = 'baseline' and not is_learning and direction in ('down', 'both') and is_complete
                     and span_known_{{ span }} = {{ span }} and time_window_minutes * 3 <= {{ span }}
+                    and {{ minutes_between('span_first_' ~ span, 'minute_at') }} = {{ span - 1 }}
                     then 1.0 * span_count_{{ span }} / time_window_minutes
             end as quiet_count_{{ span }},
             1.0 * span_expected_{{ span }} / time_window_minutes as quiet_expected_{{ span }},
