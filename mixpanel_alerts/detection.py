@@ -260,6 +260,7 @@ def detection_vars(settings: Settings) -> dict[str, Any]:
         "raw_schema": settings.dataset,
         "raw_table": settings.table,
         "slack_channel_pattern": CHANNEL_PATTERN.pattern,
+        "detection_timezone": settings.detection_timezone,
     }
 
 

@@ -23,6 +23,10 @@
    first drop incident that begins in the 3 hours after it are printed; incidents of that event in
    the hour before to 3 hours after are left out of the scorer's input (they are not labelled).
    Drops need ``--direction both`` (or down): with the default direction (up) none is raised.
+8. The weekly case (``scripts/weekly_case.py``; ``--no-weekly`` leaves it out): a business-hours
+   event in New York across the 2026-11-01 DST change with partial outages on weekday afternoons,
+   replayed with DETECTION_TIMEZONE=America/New_York and in UTC: the minutes to each drop, the
+   false incidents a week, and those in the two weeks after the change against the two before.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ from typing import Any
 import duckdb
 
 from mixpanel_alerts.simulator import ExportSimulator, SimEvent
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import weekly_case
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SERIES_DIR = REPO.parent / "shared" / "detection"
@@ -487,6 +494,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--days-per-run", type=int, default=7, help="days per backfill run (default: %(default)s)")
     parser.add_argument("--load-only", action="store_true", help="stop after the load and its check")
     parser.add_argument("--no-outages", action="store_true", help="replay the series without injected outages")
+    parser.add_argument("--no-weekly", action="store_true", help="leave out the weekly case (scripts/weekly_case.py)")
     return parser.parse_args(argv)
 
 
@@ -531,6 +539,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(new_event_line(report, new_event))
             for line in outage_lines(report, outages):
                 print(line)
+            if not args.no_weekly:
+                started_weekly = time.perf_counter()
+                weekly_case.run_case(workdir, weekly_case.Case())
+                timings.backtest += time.perf_counter() - started_weekly
         print(
             f"quality: times: generation {timings.generation:.0f} s, backfill {timings.backfill:.0f} s, "
             f"backtest {timings.backtest:.0f} s, total {time.perf_counter() - started:.0f} s"

@@ -33,3 +33,11 @@
 {% macro baseline_sigma(q50, quantile) %}
     sqrt(greatest(power(({{ quantile }} - {{ q50 }}) / 1.645, 2), {{ q50 }}, 1))
 {% endmacro %}
+
+{#- The days before a day that its comparable days may be (int_event_baselines): a weekday's are
+    the weekdays of the last 14 days and the same weekday 21 and 28 days before; a Saturday's or a
+    Sunday's, the weekend days of the last 28 days (6, 7, 13, 14, 20, 21, 27, 28 days before a
+    Saturday, 1, 7, 8, 14, 15, 21, 22, 28 before a Sunday). -#}
+{% macro baseline_reference_days() %}
+    {{ return([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 20, 21, 22, 27, 28]) }}
+{% endmacro %}

@@ -19,8 +19,8 @@
                         or target.{{ minute_column }} < plan.known_from
                         or target.{{ minute_column }} > plan.last_minute
                     {% else %}
-                        or target.{{ day_column }} < {{ utc_date('plan.known_from') }}
-                        or target.{{ day_column }} > {{ utc_date('plan.last_minute') }}
+                        or target.{{ day_column }} < {{ local_date('plan.known_from') }}
+                        or target.{{ day_column }} > {{ local_date('plan.last_minute') }}
                     {% endif %}
                 )
         )

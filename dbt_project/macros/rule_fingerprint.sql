@@ -7,7 +7,8 @@
         var('baseline_surprise_factor'), var('baseline_surprise_days'), var('baseline_k_burst'),
         var('baseline_burst_count'), var('baseline_burst_hours'), var('baseline_drop_fraction_of_q05'),
         var('drop_settle_minutes'), var('baseline_quiet_spans'), var('baseline_quiet_fraction'),
-        var('baseline_quiet_evidence')
+        var('baseline_quiet_evidence'), detection_timezone(), var('baseline_comparable_days'),
+        var('baseline_comparable_factor')
     ] | string -%}
     {{ dbt.hash(dbt.concat([
         dbt.cast(rules ~ '.time_window_minutes', dbt.type_string()), "'|'",

@@ -24,7 +24,7 @@ baselines as (
 
     select * from {{ ref('int_event_baselines') }}
     {% if since is not none %}
-        where window_day >= {{ literal_of(since.date()) }} and event_name in ({{ events }})
+        where window_day >= {{ literal_of(local_date_floor(since)) }} and event_name in ({{ events }})
     {% endif %}
 
 ),
@@ -34,7 +34,7 @@ daily_surprise as (
     select * from {{ ref('int_event_daily_surprise') }}
     {% if since is not none %}
         where
-            window_day >= {{ literal_of(since.date() - modules.datetime.timedelta(days=var('baseline_surprise_days') | int)) }}
+            window_day >= {{ literal_of(local_date_floor(since) - modules.datetime.timedelta(days=var('baseline_surprise_days') | int)) }}
             and event_name in ({{ events }})
     {% endif %}
 
@@ -97,13 +97,13 @@ joined as (
         on
             rules.detector = 'baseline'
             and windows.event_name = baselines.event_name
-            and {{ utc_date('windows.minute_at') }} = baselines.window_day
-            and {{ utc_hour('windows.minute_at') }} = baselines.hour_of_day
+            and {{ local_date('windows.minute_at') }} = baselines.window_day
+            and {{ local_hour('windows.minute_at') }} = baselines.hour_of_day
     left join surprise_levels
         on
             rules.detector = 'baseline'
             and windows.event_name = surprise_levels.event_name
-            and {{ utc_date('windows.minute_at') }} = surprise_levels.window_day
+            and {{ local_date('windows.minute_at') }} = surprise_levels.window_day
 
 ),
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -76,6 +77,9 @@ class Settings(BaseModel):
     region: Annotated[Literal["us", "eu", "in"], BeforeValidator(_lower)] = Field("us", alias="MIXPANEL_REGION")
     export_url: str | None = Field(None, alias="MIXPANEL_EXPORT_URL")
     project_timezone: str = Field("UTC", alias="MIXPANEL_PROJECT_TIMEZONE")
+    # the clock baselines learn by (hour of day, weekday or weekend) and alerts speak in; unset:
+    # the project's (see detection_timezone)
+    detection_timezone_setting: str | None = Field(None, alias="DETECTION_TIMEZONE")
     late_arrival_days: PositiveInt = Field(5, alias="MIXPANEL_LATE_ARRIVAL_DAYS")
     start_date: date | None = Field(None, alias="MIXPANEL_START_DATE")
     warehouse: Annotated[Literal["duckdb", "bigquery"], BeforeValidator(_lower)] = Field("duckdb", alias="WAREHOUSE")
@@ -113,16 +117,25 @@ class Settings(BaseModel):
     # event was processed this long ago while the rules expect traffic
     pipeline_stale_minutes: PositiveInt = Field(60, alias="PIPELINE_STALE_MINUTES")
 
-    @field_validator("project_timezone")
+    @field_validator("project_timezone", "detection_timezone_setting")
     @classmethod
-    def _timezone(cls, value: str) -> str:
+    def _timezone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        name = "DETECTION_TIMEZONE" if info.field_name == "detection_timezone_setting" else "MIXPANEL_PROJECT_TIMEZONE"
         try:
             ZoneInfo(value)
+            valid = re.fullmatch(r"[A-Za-z][A-Za-z0-9_+/-]*", value) is not None  # SQL quotes it as is
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"MIXPANEL_PROJECT_TIMEZONE={value!r} is not an IANA timezone (e.g. UTC, America/Los_Angeles)"
-            ) from None
+            valid = False
+        if not valid:
+            raise ValueError(f"{name}={value!r} is not an IANA timezone (e.g. UTC, America/Los_Angeles)")
         return value
+
+    @property
+    def detection_timezone(self) -> str:
+        """DETECTION_TIMEZONE, else MIXPANEL_PROJECT_TIMEZONE (UTC by default)."""
+        return self.detection_timezone_setting or self.project_timezone
 
     @field_validator("start_date", mode="before")
     @classmethod

@@ -39,7 +39,7 @@ candidates as (
 
     select
         event_name,
-        {{ add_minutes(day_start('window_day'), 'hour_of_day * 60') }} as start_at
+        {{ local_hour_start('window_day', 'hour_of_day') }} as start_at
     from targets
 
     union all

@@ -11,15 +11,29 @@
     )
 }}
 
-{#- The baseline of each baseline rule, per UTC day and hour of day of the window's last minute: the
-    quantiles of the same event's complete window counts in the same hour of day on earlier days
-    (days 1 to 7 before, and 7, 14, 21 and 28 days before: the same weekday counts twice). Only
+{#- The baseline of each baseline rule, per day and hour of day of the window's last minute (in
+    DETECTION_TIMEZONE): the quantiles of the same event's complete window counts in the same hour
+    of day on comparable earlier days: a weekday learns from the weekdays of the last 14 days and
+    the same weekday 21 and 28 days before, a Saturday or a Sunday from the weekend days of the last
+    28 days (baseline_reference_days), once var baseline_comparable_days of them have history and
+    the two bands differ by more than var baseline_comparable_factor (a weekly rhythm); otherwise
+    from every day (days 1 to 7 before, and 7, 14, 21 and 28 days before: the same
+    weekday counts twice), as a rule learns (history_days counts those). Only
     history from strictly before the day is used, and the median and a quantile band are robust: an
     earlier spike or outage does not move them. The band is computed from these quantiles in
     int_event_window_bands, with the rule's sensitivity. The windows come a row per hour
     (int_event_hour_windows). A run computes the baselines its changed windows touch
     (int_detection_baseline_targets). -#}
 {%- set low_day = earliest(ref('int_detection_baseline_targets'), 'window_day') -%}
+{%- set offset_rows = [] -%}
+{%- for days in [1, 2, 3, 4, 5, 6, 7, 7, 14, 21, 28] -%}
+    {%- do offset_rows.append((days, 'false')) -%}
+{%- endfor -%}
+{%- if var('baseline_comparable_days') | int > 0 -%}
+    {%- for days in baseline_reference_days() -%}
+        {%- do offset_rows.append((days, 'true')) -%}
+    {%- endfor -%}
+{%- endif -%}
 {%- set history_from = (low_day - modules.datetime.timedelta(days=28)) if low_day is not none
     else modules.datetime.date(9999, 12, 31) %}
 
@@ -46,11 +60,15 @@ hour_windows as (
 
 offsets as (
 
-    {% for days in [1, 2, 3, 4, 5, 6, 7, 7, 14, 21, 28] %}
+    -- every day: the last 7 days, the same weekday 7 (counted twice), 14, 21 and 28 days before;
+    -- comparable days: those of the same kind (weekday, weekend) among the reference days
+    {% for days, comparable in offset_rows %}
         {% if not loop.first %}
             union all
         {% endif %}
-        select {{ days }} as days_before
+        select
+            {{ days }} as days_before,
+            {{ comparable }} as comparable
     {% endfor %}
 
 ),
@@ -61,9 +79,18 @@ reference_days as (
         targets.event_name,
         targets.window_day,
         targets.hour_of_day,
+        offsets.comparable,
         {{ days_before('targets.window_day', 'offsets.days_before') }} as history_day
     from targets
     cross join offsets
+    where
+        not offsets.comparable
+        or (
+            {{ is_weekend('targets.window_day') }}
+            = {{ is_weekend(days_before('targets.window_day', 'offsets.days_before')) }}
+            -- a weekday: the weekdays of the last two weeks and the same weekday in earlier weeks
+            and ({{ is_weekend('targets.window_day') }} or offsets.days_before <= 14 or mod(offsets.days_before, 7) = 0)
+        )
 
 ),
 
@@ -74,6 +101,7 @@ reference as (
         reference_days.event_name,
         reference_days.window_day,
         reference_days.hour_of_day,
+        reference_days.comparable,
         reference_days.history_day,
         window_count  -- noqa: RF02
     from reference_days
@@ -92,33 +120,82 @@ quantiles as (
         event_name,
         window_day,
         hour_of_day,
+        comparable,
         count(distinct history_day) as history_days,
         count(*) as reference_windows,
         cast({{ band_quantile('window_count', 0.05) }} as {{ dbt.type_float() }}) as q05,
         cast({{ band_quantile('window_count', 0.5) }} as {{ dbt.type_float() }}) as q50,
         cast({{ band_quantile('window_count', 0.95) }} as {{ dbt.type_float() }}) as q95
     from reference
-    group by event_name, window_day, hour_of_day
+    group by event_name, window_day, hour_of_day, comparable
 
 ),
 
-final as (
+joined as (
 
     select
         targets.event_name,
         targets.window_day,
         targets.hour_of_day,
-        quantiles.q05,
-        quantiles.q50,
-        quantiles.q95,
-        coalesce(quantiles.history_days, 0) as history_days,
-        coalesce(quantiles.reference_windows, 0) as reference_windows
+        every_day.q05,
+        every_day.q50,
+        every_day.q95,
+        every_day.history_days,
+        every_day.reference_windows,
+        alike.q05 as similar_q05,
+        alike.q50 as similar_q50,
+        alike.q95 as similar_q95,
+        alike.reference_windows as similar_reference_windows,
+        -- comparable days when enough of them have history and every day's band is not theirs: the
+        -- other kind of day drags its 5% quantile below 1/factor of theirs, or its 95% above factor
+        -- times theirs, by more than 3 Poisson sigmas of their median (a weekly rhythm, not noise);
+        -- else every day, more recent and more of them
+        coalesce(
+            {{ var('baseline_comparable_days') | int }} > 0
+            and alike.history_days >= {{ var('baseline_comparable_days') | int }}
+            and (
+                (
+                    every_day.q05 * {{ var('baseline_comparable_factor') }} < alike.q05
+                    and alike.q05 - every_day.q05 > 3 * sqrt(greatest(alike.q50, 1))
+                )
+                or (
+                    every_day.q95 > {{ var('baseline_comparable_factor') }} * alike.q95
+                    and every_day.q95 - alike.q95 > 3 * sqrt(greatest(alike.q50, 1))
+                )
+            ),
+            false
+        ) as use_comparable
     from targets
-    left join quantiles
+    left join quantiles as every_day
         on
-            targets.event_name = quantiles.event_name
-            and targets.window_day = quantiles.window_day
-            and targets.hour_of_day = quantiles.hour_of_day
+            targets.event_name = every_day.event_name
+            and targets.window_day = every_day.window_day
+            and targets.hour_of_day = every_day.hour_of_day
+            and not every_day.comparable
+    left join quantiles as alike
+        on
+            targets.event_name = alike.event_name
+            and targets.window_day = alike.window_day
+            and targets.hour_of_day = alike.hour_of_day
+            and alike.comparable
+
+),
+
+final as (
+
+    -- comparable days once baseline_comparable_days of them have history, else every day; a rule
+    -- learns while fewer than baseline_min_history_days days (every day) have history
+    select
+        event_name,
+        window_day,
+        hour_of_day,
+        case when use_comparable then similar_q05 else q05 end as q05,
+        case when use_comparable then similar_q50 else q50 end as q50,
+        case when use_comparable then similar_q95 else q95 end as q95,
+        coalesce(history_days, 0) as history_days,
+        coalesce(case when use_comparable then similar_reference_windows else reference_windows end, 0)
+            as reference_windows
+    from joined
 
 )
 

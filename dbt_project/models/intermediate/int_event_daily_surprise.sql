@@ -11,15 +11,14 @@
     )
 }}
 
-{#- How surprised its own baseline was by each baseline rule's event, per UTC day: the largest
+{#- How surprised its own baseline was by each baseline rule's event, per day (in DETECTION_TIMEZONE): the largest
     z = (count - median) / sigma_up of the day's complete windows. A bursty event (tweets, a
     marketing push every afternoon) has days whose largest z is 10 or 20 without anything being
     wrong; int_event_window_bands raises the spike bar of such an event to a multiple of its
     typical daily largest z, so it alerts on what is unusual for it. A run scores again the days
     whose windows or baselines it computed (int_detection_baseline_targets). -#}
 {%- set low_day = earliest(ref('int_detection_baseline_targets'), 'window_day') -%}
-{%- set days_from = modules.datetime.datetime.combine(low_day, modules.datetime.time())
-    if low_day is not none else none %}
+{%- set days_from = local_day_floor(low_day) if low_day is not none else none %}
 
 -- depends_on: {{ ref('int_event_window_counts') }}
 
@@ -47,7 +46,7 @@ windows as (
         inner join target_days
             on
                 windows.event_name = target_days.event_name
-                and {{ utc_date('windows.minute_at') }} = target_days.window_day
+                and {{ local_date('windows.minute_at') }} = target_days.window_day
         where
             windows.minute_at >= {{ literal_of(days_from) }}
             and windows.minutes_in_window >= windows.time_window_minutes
@@ -86,8 +85,8 @@ scored as (
     inner join baselines
         on
             windows.event_name = baselines.event_name
-            and {{ utc_date('windows.minute_at') }} = baselines.window_day
-            and {{ utc_hour('windows.minute_at') }} = baselines.hour_of_day
+            and {{ local_date('windows.minute_at') }} = baselines.window_day
+            and {{ local_hour('windows.minute_at') }} = baselines.hour_of_day
 
 ),
 

@@ -11,15 +11,15 @@
     )
 }}
 
-{#- What a baseline learns from, compactly: each baseline rule's complete window counts per UTC day
-    and hour of day of the window's last minute, as one list (the hour's 60 windows in one row), so
+{#- What a baseline learns from, compactly: each baseline rule's complete window counts per day
+    and hour of day (in DETECTION_TIMEZONE) of the window's last minute, as one list (the hour's 60 windows in one row), so
     int_event_baselines reads 11 rows per baseline, not 660 windows, and a run's read of 28 days of
     history stays small. A run writes the hours whose windows it computed
     (int_detection_baseline_targets.windows_changed); an hour without a complete window has an
     empty list. -#}
 {%- set low_day = earliest(ref('int_detection_baseline_targets'), 'window_day', 'windows_changed') -%}
-{%- set windows_from = modules.datetime.datetime.combine(low_day, modules.datetime.time())
-    if low_day is not none else modules.datetime.datetime(9999, 12, 31) %}
+{%- set windows_from = local_day_floor(low_day) if low_day is not none
+    else modules.datetime.datetime(9999, 12, 31) %}
 
 with
 
@@ -41,8 +41,8 @@ windows as (
         windows.event_name,
         windows.minute_at,
         windows.window_count,
-        {{ utc_date('windows.minute_at') }} as window_day,
-        {{ utc_hour('windows.minute_at') }} as hour_of_day
+        {{ local_date('windows.minute_at') }} as window_day,
+        {{ local_hour('windows.minute_at') }} as hour_of_day
     from {{ ref('int_event_window_counts') }} as windows
     where
         windows.minute_at >= {{ literal_of(windows_from) }}

@@ -16,8 +16,8 @@ baselines as (
     -- none yet), so the read stays two days of partitions however long the history
     select * from {{ ref('int_event_baselines') }}
     where
-        window_day <= {{ utc_date(detection_now()) }}
-        and window_day >= {{ days_before(utc_date(detection_now()), 1) }}
+        window_day <= {{ local_date(detection_now()) }}
+        and window_day >= {{ days_before(local_date(detection_now()), 1) }}
 
 ),
 
