@@ -3,8 +3,8 @@
 The counts per minute (each minute's window count) as a line, the band the rule allowed as a light
 fill (a baseline's expected range, or up to a threshold and down to a minimum), the expected count
 dashed, the threshold and the minimum as lines, and the incident's anomalous minutes shaded (the
-legend names their span, as the alert's "Anomalous" field does). Times are UTC; the count axis is
-labelled by mixpanel_alerts.core.numbers, as the backtest report's is.
+legend names their span, as the alert's "Anomalous" field does). Times are in the alerts' clock
+(clock.py); the count axis is labelled by mixpanel_alerts.core.numbers, as the backtest report's is.
 
 Pillow draws it at twice the size and scales it down (smooth lines and text without anti-aliasing
 primitives): about 800x300, in a few milliseconds, byte for byte the same for the same input.
@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from mixpanel_alerts.core.numbers import axis_labels
 from mixpanel_alerts.core.times import utc
 
+from . import clock
 from .render import anomalous_span
 
 WIDTH, HEIGHT = 800, 300
@@ -102,7 +103,8 @@ def render_chart(
         width = draw.textlength(text, font=label_font)
         draw.text((left - width - 6 * scale, y(value) - 7 * scale), text, font=label_font, fill=AXIS_TEXT)
     for moment in _time_ticks(start, end):
-        text = moment.strftime("%b %d") if (moment.hour, moment.minute) == (0, 0) else moment.strftime("%H:%M")
+        shown = clock.local(moment)  # ticks fall on whole UTC hours; labelled in the alerts' clock
+        text = shown.strftime("%b %d") if (shown.hour, shown.minute) == (0, 0) else shown.strftime("%H:%M")
         width = draw.textlength(text, font=label_font)
         at = min(max(x(moment) - width / 2, left - 10 * scale), WIDTH * scale - width - 2 * scale)
         draw.line((x(moment), bottom, x(moment), bottom + 4 * scale), fill=AXIS_TEXT, width=scale)
@@ -130,9 +132,9 @@ def render_chart(
         shade_from = max(x(utc(incident_start) - timedelta(seconds=30)), left)
         shade_to = min(x(utc(incident_end) + timedelta(seconds=30)), right) if incident_end else right
         if shade_to > shade_from:
-            last = utc(incident_end) if incident_end else None
+            last = clock.local(incident_end) if incident_end else None
             # the font has no en dash
-            shaded = f"anomalous {anomalous_span(utc(incident_start), last)}".replace("\u2013", "-")
+            shaded = f"anomalous {anomalous_span(clock.local(incident_start), last)}".replace("\u2013", "-")
             draw.rectangle((shade_from, top, shade_to, bottom), fill=INCIDENT)
             label = "anomalous"
             if draw.textlength(label, font=label_font) < shade_to - shade_from - 4 * scale:
@@ -162,7 +164,7 @@ def render_chart(
     draw.line((left, bottom, right, bottom), fill=AXIS_TEXT, width=scale)
 
     _legend(draw, label_font, minutes, baseline, shaded, scale)
-    day = f"{minutes[-1].minute_at:%Y-%m-%d} UTC"
+    day = f"{clock.local(minutes[-1].minute_at):%Y-%m-%d} {clock.zone_label(minutes[-1].minute_at)}"
     width = draw.textlength(day, font=label_font)
     draw.text((WIDTH * scale - width - 12 * scale, 33 * scale), day, font=label_font, fill=AXIS_TEXT)
     return _png(image)

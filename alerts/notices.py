@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from . import clock
 from .render import (
     MAX_BLOCKS,
     MAX_FALLBACK_TEXT,
@@ -35,7 +36,7 @@ DIGEST_LINES = 40
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    return clock.minute(value)
 
 
 def _context(delay: Delay | None) -> list[dict[str, Any]]:
@@ -62,7 +63,7 @@ def digest_message(channel: str, incidents: Sequence[Incident], *, delay: Delay 
     )
     lines = [
         f"• {code(incident.event_name)} ({incident.kind}): {what_happened(incident)}, since "
-        f"{incident.first_anomalous_minute:%H:%M} UTC"
+        f"{clock.local(incident.first_anomalous_minute):%H:%M} {clock.zone_label(incident.first_anomalous_minute)}"
         for incident in ordered[:DIGEST_LINES]
     ]
     if len(ordered) > DIGEST_LINES:

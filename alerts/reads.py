@@ -24,7 +24,10 @@ INCIDENT_COLUMNS = (
     "cooldown_minutes",
 )  # fmt: skip
 # what the alert says was expected; read when the models have them (older builds do not)
-EXPECTATION_COLUMNS = ("kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts", "quiet_minutes")
+EXPECTATION_COLUMNS = (
+    "kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts", "quiet_minutes",
+    "quiet_first_minutes", "quiet_count", "quiet_expected",
+)  # fmt: skip
 
 
 class Warehouse:
@@ -47,9 +50,9 @@ class Warehouse:
         for row in rows:
             values = dict(zip(columns, row, strict=True))
             values["kind"] = values.get("kind") or "spike"
-            for name in ("expected_count", "lower_bound", "upper_bound"):
+            for name in ("expected_count", "lower_bound", "upper_bound", "quiet_expected"):
                 values[name] = None if values.get(name) is None else float(values[name])
-            for name in ("repeated_bursts", "quiet_minutes"):
+            for name in ("repeated_bursts", "quiet_minutes", "quiet_first_minutes", "quiet_count"):
                 if values.get(name) is not None:
                     values[name] = int(values[name])
             incidents.append(Incident(**values))

@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from . import clock
+
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 MAX_HEADER_TEXT = 150
@@ -86,7 +88,11 @@ class Incident:
     # a baseline spike of repeated bursts: how many bursts past upper_bound started within the
     # model's hours (var baseline_burst_hours); none for a single breach of the band
     repeated_bursts: int | None = None
-    quiet_minutes: int | None = None  # a quiet stretch's span (models/marts/anomalies.sql)
+    quiet_minutes: int | None = None  # a quiet stretch's longest span (models/marts/anomalies.sql)
+    # its first quiet window's span, and the events in it and expected (what the alert says)
+    quiet_first_minutes: int | None = None
+    quiet_count: int | None = None
+    quiet_expected: float | None = None
 
     @property
     def window(self) -> str:
@@ -288,7 +294,7 @@ def expectation(incident: Incident) -> str:
             repeated = f", its {bursts} burst past {bound} in a few hours"
         if incident.kind == "drop" and incident.quiet_minutes:
             repeated = f", and too few over the last {incident.quiet_minutes} min to be chance"
-        return f"expected {band(incident)} at this time on a {when:%A}{repeated}"
+        return f"expected {band(incident)} at this time on a {clock.local(when):%A}{repeated}"
     if incident.kind == "drop":
         if incident.lower_bound is None:
             return "fewer than expected"
@@ -300,7 +306,14 @@ def expectation(incident: Incident) -> str:
 
 def what_happened(incident: Incident) -> str:
     """The alert's sentence, in Slack and the terminal: "412 events in 5 min, expected 40-95 at
-    this time on a Tuesday"."""
+    this time on a Tuesday"; for a quiet stretch, how long it has been quiet: "0 events in the last
+    15 min, expected about 23 at this time on a Tuesday"."""
+    if incident.kind == "drop" and incident.quiet_first_minutes and incident.quiet_expected is not None:
+        day = f"{clock.local(incident.first_anomalous_minute):%A}"
+        return (
+            f"{_events(incident.quiet_count or 0)} in the last {incident.quiet_first_minutes} min, "
+            f"expected about {rounded(incident.quiet_expected)} at this time on a {day}"
+        )
     return f"{_events(incident.peak_count)} in {incident.window}, {expectation(incident)}"
 
 
@@ -349,14 +362,16 @@ def _ongoing(incident: Incident) -> bool:
 
 
 def anomalous_when(incident: Incident) -> str:
-    """The alert's "Anomalous" field, the span its chart shades: "2024-01-01 09:36-09:39 UTC", or
-    "since 2024-01-01 09:36 UTC" while the incident is open."""
-    first, last = incident.first_anomalous_minute, incident.last_anomalous_minute
+    """The alert's "Anomalous" field, the span its chart shades, in the alerts' clock (clock.py):
+    "2024-01-01 09:36-09:39 UTC", or "since 2024-01-01 09:36 EST" while the incident is open."""
+    zone = clock.zone_label(incident.first_anomalous_minute)
+    first = clock.local(incident.first_anomalous_minute)
     if _ongoing(incident):
-        return f"since {first:%Y-%m-%d %H:%M} UTC"
-    if first.date() != last.date():
-        return f"{first:%Y-%m-%d %H:%M} \u2013 {last:%Y-%m-%d %H:%M} UTC"
-    return f"{first:%Y-%m-%d} {anomalous_span(first, last)} UTC"
+        return f"since {first:%Y-%m-%d %H:%M} {zone}"
+    last = clock.local(incident.last_anomalous_minute)
+    if first.date() != last.date() or clock.zone_label(incident.last_anomalous_minute) != zone:
+        return f"{clock.minute(first)} \u2013 {clock.minute(last)}"
+    return f"{first:%Y-%m-%d} {anomalous_span(first, last)} {zone}"
 
 
 def counted_from(incident: Incident) -> str:
@@ -366,7 +381,8 @@ def counted_from(incident: Incident) -> str:
     if incident.started_at == incident.first_anomalous_minute:
         return f"{events} during the incident"
     window = f"{incident.time_window_minutes}-min window"
-    return f"{events} from {incident.started_at:%H:%M} UTC, when its first anomalous {window} began"
+    began = f"{clock.local(incident.started_at):%H:%M} {clock.zone_label(incident.started_at)}"
+    return f"{events} from {began}, when its first anomalous {window} began"
 
 
 def _hours(hours: int) -> str:
@@ -376,7 +392,8 @@ def _hours(hours: int) -> str:
 def chart_title(incident: Incident, hours: int) -> str:
     """The chart's title, drawn in the image and given to the uploaded file: ``file_text``, the
     event's name cut first."""
-    rest = f" · events per {incident.time_window_minutes}-min window, {_hours(hours)} (UTC)"
+    zone = clock.zone_label(incident.first_anomalous_minute)
+    rest = f" · events per {incident.time_window_minutes}-min window, {_hours(hours)} ({zone})"
     return file_text(file_text(incident.event_name, MAX_FILE_TITLE - len(rest)) + rest, MAX_FILE_TITLE)
 
 
@@ -386,11 +403,13 @@ def chart_alt_text(incident: Incident, hours: int) -> str:
     event's name is cut first, so the rest is always said."""
     window = f"per {incident.time_window_minutes}-min window"
     allowed = bounds(incident)
-    last = None if _ongoing(incident) else incident.last_anomalous_minute
-    shaded = anomalous_span(incident.first_anomalous_minute, last)
+    last = None if _ongoing(incident) else clock.local(incident.last_anomalous_minute)
+    shaded = anomalous_span(clock.local(incident.first_anomalous_minute), last)
+    zone = clock.zone_label(incident.first_anomalous_minute)
+    allowed_text = f" ({allowed})" if allowed else ""
     rest = (
-        f" over {_hours(hours)} (UTC): the events {window}, minute by minute{' (' + allowed + ')' if allowed else ''};"
-        f" the anomalous minutes ({shaded} UTC) are shaded. {what_happened(incident)}."
+        f" over {_hours(hours)} ({zone}): the events {window}, minute by minute{allowed_text};"
+        f" the anomalous minutes ({shaded} {zone}) are shaded. {what_happened(incident)}."
     )
     name = file_text(incident.event_name, max(MAX_FILE_ALT_TEXT - len(rest) - len("Chart of "), 20))
     return file_text(f"Chart of {name}{rest}", MAX_FILE_ALT_TEXT)
@@ -443,9 +462,10 @@ def _chart_blocks(
     preview, the sparkline and where the image would be."""
     if chart.file_id:
         caption = expectation_caption(incident)
-        last = None if _ongoing(incident) else incident.last_anomalous_minute
-        shaded = f"anomalous {anomalous_span(incident.first_anomalous_minute, last)} shaded"
-        title = f"{_hours(chart.hours).capitalize()} (UTC){': ' + caption if caption else ''}; {shaded}"
+        last = None if _ongoing(incident) else clock.local(incident.last_anomalous_minute)
+        shaded = f"anomalous {anomalous_span(clock.local(incident.first_anomalous_minute), last)} shaded"
+        zone = clock.zone_label(incident.first_anomalous_minute)
+        title = f"{_hours(chart.hours).capitalize()} ({zone}){': ' + caption if caption else ''}; {shaded}"
         return [
             {
                 "type": "image",
@@ -463,7 +483,7 @@ def _chart_blocks(
 
 
 def _minute(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    return clock.minute(value)
 
 
 def _sample_lines(sample: dict[str, Any]) -> list[str]:

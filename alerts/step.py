@@ -25,6 +25,7 @@ from typing import Any
 
 from mixpanel_alerts.core.config import Settings
 
+from . import clock
 from .deliver import AlertSummary, Delivery, Output, Renderer
 from .group import group_digests
 from .health import PipelineHealth, hold_drops, is_pipeline, pipeline_notice
@@ -59,7 +60,13 @@ class AlertRequest:
 
 
 def run_alerts(client: Any, request: AlertRequest, output: Output) -> AlertSummary:
-    """The stages, in one warehouse session (``client``: the pipeline's dlt SQL client)."""
+    """The stages, in one warehouse session (``client``: the pipeline's dlt SQL client), speaking
+    in DETECTION_TIMEZONE's clock (clock.py)."""
+    with clock.speaking_in(request.settings.detection_timezone):
+        return _run_alerts(client, request, output)
+
+
+def _run_alerts(client: Any, request: AlertRequest, output: Output) -> AlertSummary:
     settings, moment, summary = request.settings, request.now, AlertSummary()
     state = output.state(client, settings.warehouse)
     sender = output.sender

@@ -642,3 +642,33 @@ def test_samples_fill_their_section_with_whole_properties() -> None:
     [samples] = [block["text"]["text"] for block in message.blocks if "*Sample events*" in str(block)]
     assert len(samples) <= SLACK_LIMITS["section"] and samples.endswith(" …")
     assert_data_does_not_format(samples)
+
+
+@pytest.mark.parametrize(
+    ("zone", "when", "said", "began"),
+    [
+        ("UTC", MINUTE, "2024-01-01 12:00\u201312:02 UTC", "11:56 UTC"),
+        ("America/New_York", MINUTE, "2024-01-01 07:00\u201307:02 EST", "06:56 EST"),
+        ("America/New_York", datetime(2024, 7, 1, 12, 0), "2024-07-01 08:00\u201308:02 EDT", "07:56 EDT"),
+        ("Asia/Kolkata", MINUTE, "2024-01-01 17:30\u201317:32 IST", "17:26 IST"),
+    ],
+)
+def test_alerts_speak_in_the_detection_timezone(zone: str, when: datetime, said: str, began: str) -> None:
+    """DETECTION_TIMEZONE sets the clock of what a person reads (the "Anomalous" field, when the
+    windows began, the chart's title), each time with its zone's abbreviation; the data stays UTC."""
+    from mixpanel_alerts.alerts import clock
+
+    subject = dataclasses.replace(
+        incident("checkout", status="over"),
+        started_at=when - timedelta(minutes=4),
+        time_window_minutes=5,
+        first_anomalous_minute=when,
+        last_anomalous_minute=when + timedelta(minutes=2),
+        ended_at=when + timedelta(minutes=3),
+    )
+    with clock.speaking_in(zone):
+        assert render.anomalous_when(subject) == said
+        label = said.rsplit(" ", 1)[1]
+        assert render.chart_title(subject, 3).endswith(f"the last 3 hours ({label})")
+        assert f"from {began}, when its first anomalous 5-min window began" in render.counted_from(subject)
+    assert render.anomalous_when(subject).endswith(" UTC")  # outside the alert step: UTC

@@ -148,22 +148,24 @@ quiet_spans as (
 
 quiet as (
 
+    -- the longest quiet span (quiet_at), with its events and the events expected in it
     select
         *,
         case
             {%- for span in var('baseline_quiet_spans') | reverse %}
-                when
-                    quiet_count_{{ span }} is not null
-                    and quiet_expected_{{ span }} >= {{ var('baseline_quiet_evidence') }}
-                    and quiet_count_{{ span }} <= {{ var('baseline_quiet_fraction') }} * quiet_expected_{{ span }}
-                    and quiet_expected_{{ span }} - quiet_count_{{ span }} - case
-                        when quiet_count_{{ span }} > 0
-                            then quiet_count_{{ span }} * ln(quiet_expected_{{ span }} / quiet_count_{{ span }})
-                        else 0
-                    end >= {{ var('baseline_quiet_evidence') }}
-                    then {{ span }}
+                when {{ quiet_at(span) }} then {{ span }}
             {%- endfor %}
-        end as quiet_minutes
+        end as quiet_span_minutes,
+        case
+            {%- for span in var('baseline_quiet_spans') | reverse %}
+                when {{ quiet_at(span) }} then quiet_count_{{ span }}
+            {%- endfor %}
+        end as quiet_span_count,
+        case
+            {%- for span in var('baseline_quiet_spans') | reverse %}
+                when {{ quiet_at(span) }} then quiet_expected_{{ span }}
+            {%- endfor %}
+        end as quiet_span_expected
     from quiet_spans
 
 ),
@@ -187,7 +189,7 @@ breached as (
         *,
         case
             when is_repeated_burst then 'spike'
-            when kind is null and quiet_minutes is not null then 'drop'
+            when kind is null and quiet_span_minutes is not null then 'drop'
             else kind
         end as breach,
         case when is_repeated_burst then recent_bursts end as repeated_bursts,
@@ -295,7 +297,11 @@ final as (
             when breach = 'drop' then lower_bound - window_count
             when breach = 'spike' then window_count - breached_upper_bound
         end as excess,
-        case when breach = 'drop' and kind is null then quiet_minutes end as quiet_minutes
+        case when breach = 'drop' and kind is null then quiet_span_minutes end as quiet_minutes,
+        -- the events in the quiet span and those expected in it (window sums over the window length)
+        case when breach = 'drop' and kind is null then cast(round(quiet_span_count) as {{ dbt.type_bigint() }}) end
+            as quiet_count,
+        case when breach = 'drop' and kind is null then quiet_span_expected end as quiet_expected
     from recomputed
 
 )

@@ -95,7 +95,12 @@ peaks as (
         row_number() over (
             partition by event_name, kind, incident_number
             order by case when kind = 'drop' then event_count else -event_count end, window_end_minute
-        ) as peak_rank
+        ) as peak_rank,
+        -- the first window of a quiet stretch: what the alert says when it is posted
+        row_number() over (
+            partition by event_name, kind, incident_number
+            order by case when quiet_minutes is null then 1 else 0 end, window_end_minute
+        ) as quiet_rank
     from numbered
 
 ),
@@ -117,6 +122,9 @@ grouped as (
         max(case when peak_rank = 1 then upper_bound end) as upper_bound,
         max(repeated_bursts) as repeated_bursts,
         max(quiet_minutes) as quiet_minutes,
+        max(case when quiet_rank = 1 then quiet_minutes end) as quiet_first_minutes,
+        max(case when quiet_rank = 1 then quiet_count end) as quiet_count,
+        max(case when quiet_rank = 1 then quiet_expected end) as quiet_expected,
         max(detector) as detector,
         max(description) as description,
         max(alert_threshold) as alert_threshold,
@@ -186,6 +194,9 @@ final as (
         grouped.upper_bound,
         grouped.repeated_bursts,
         grouped.quiet_minutes,
+        grouped.quiet_first_minutes,
+        grouped.quiet_count,
+        grouped.quiet_expected,
         grouped.detector,
         grouped.description
     from over_flags as grouped
