@@ -515,8 +515,8 @@ def close_duckdb_connection(settings: Settings) -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def raw_table_exists(settings: Settings) -> bool:
-    """Whether the raw table exists: a collect makes it (on BigQuery with the first configured event)."""
+def _missing_relation(settings: Settings) -> tuple[type[Exception], ...]:
+    """What a read of a table that does not exist raises, on this warehouse."""
     from dlt.common.destination.exceptions import DestinationUndefinedEntity
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
@@ -525,20 +525,36 @@ def raw_table_exists(settings: Settings) -> bool:
         from google.api_core.exceptions import NotFound
 
         missing += (NotFound,)
-    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+    return missing
+
+
+@contextlib.contextmanager
+def _client(settings: Settings, client: Any | None) -> Iterator[Any]:
+    """``client`` (a caller's warehouse session, reused: each new one costs dlt's configuration),
+    else a session of its own."""
+    if client is not None:
+        yield client
+        return
+    with pipeline_for(settings) as pipeline, pipeline.sql_client() as own:
+        yield own
+
+
+def raw_table_exists(settings: Settings, client: Any | None = None) -> bool:
+    """Whether the raw table exists: a collect makes it (on BigQuery with the first configured event)."""
+    with _client(settings, client) as sql:
         try:
-            client.execute_sql(f"select 1 from {client.make_qualified_table_name(settings.table)} where 1 = 0")
-        except missing:
+            sql.execute_sql(f"select 1 from {sql.make_qualified_table_name(settings.table)} where 1 = 0")
+        except _missing_relation(settings):
             return False
     return True
 
 
-def open_incidents_summary(settings: Settings, moment: datetime | None = None) -> str:
+def open_incidents_summary(settings: Settings, moment: datetime | None = None, client: Any | None = None) -> str:
     """One line: the anomalous windows and incidents of the enabled rules that began in the day
     before ``moment`` (default now), and how many of those are open. Bounded by each table's
     partition column, so it reads a day's partitions, not the history."""
     since = utc(moment or datetime.now(UTC)) - timedelta(days=1)
-    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
+    with _client(settings, client) as client:
         anomalies, incidents, rules = (
             client.make_qualified_table_name(name) for name in ("anomalies", "incidents", "alert_rules")
         )
@@ -554,24 +570,16 @@ def open_incidents_summary(settings: Settings, moment: datetime | None = None) -
     return f"{anomaly_count} anomalous windows, {incident_count} incidents ({open_count} open) in the last 24 h"
 
 
-def learning_lines(settings: Settings) -> list[str]:
+def learning_lines(settings: Settings, client: Any | None = None) -> list[str]:
     """One line per enabled baseline rule still learning ("EVENT: learning: 3 of 7 days"), from the
     ``baseline_learning`` mart of the last detect; none when the warehouse does not have it yet."""
-    from dlt.common.destination.exceptions import DestinationUndefinedEntity
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
-    missing: tuple[type[Exception], ...] = (DatabaseUndefinedRelation, DestinationUndefinedEntity)
-    if settings.warehouse == "bigquery":
-        from google.api_core.exceptions import NotFound
-
-        missing += (NotFound,)
-    with pipeline_for(settings) as pipeline, pipeline.sql_client() as client:
-        learning = client.make_qualified_table_name("baseline_learning")
+    with _client(settings, client) as sql:
+        learning = sql.make_qualified_table_name("baseline_learning")
         try:
-            with client.execute_query(
+            with sql.execute_query(
                 f"select event_name, history_days, needed_days from {learning} where is_learning order by event_name"
             ) as cursor:
                 rows = cursor.fetchall()
-        except missing:
+        except _missing_relation(settings):
             return []
     return [f"{name}: learning: {history_days} of {needed_days} days" for name, history_days, needed_days in rows]

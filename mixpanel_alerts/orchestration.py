@@ -166,18 +166,21 @@ def detect_step(
         reporter.note(f"{events_config.source} enables no event: nothing is monitored")
     with turn(settings, "detect"):
         try:
-            if not raw_table_exists(settings):
-                reporter.note(
-                    f"no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing to detect "
-                    "(run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)"
-                )
+            # one warehouse session before the build and one after (each costs dlt's configuration)
+            with session(settings, "reading the warehouse before the build") as client:
+                if not raw_table_exists(settings, client):
+                    reporter.note(
+                        f"no raw table {settings.dataset}.{settings.table} yet: nothing collected, so nothing to "
+                        "detect (run `mixpanel-alerts collect`, or check BIGQUERY_DATASET and BIGQUERY_TABLE)"
+                    )
+                data_through = newest_collected(settings, record, client)
             as_of = settings.detection_now or detection_now
-            data_through = newest_collected(settings, record)
             result = build_detection(
                 settings, events_config, full_refresh=full_refresh, detection_now=as_of, data_through=data_through
             )
-            summary = open_incidents_summary(settings, as_of)
-            learning = learning_lines(settings)
+            with session(settings, "reading what the build found") as client:
+                summary = open_incidents_summary(settings, as_of, client)
+                learning = learning_lines(settings, client)
         except DetectionError:
             if record is not None:
                 record.detect_result = "failed"
@@ -197,13 +200,12 @@ def detect_step(
         return DetectOutcome(alerts, dry_run)
 
 
-def newest_collected(settings: Settings, record: RunRecord | None) -> datetime | None:
+def newest_collected(settings: Settings, record: RunRecord | None, client: Any) -> datetime | None:
     """The newest Mixpanel processing time collected: this run's collect and the collects before
-    (``pipeline_runs``, a small table); None when no collect recorded one (a warehouse filled
-    another way: a detect's own record only repeats what it read). Drops are judged only on
-    minutes before it (macros/drops_judged_before.sql)."""
-    with session(settings, "reading the runs before") as client:
-        history = RunHistory(client, settings.warehouse).recent()
+    (``pipeline_runs``, a small table, read through ``client``); None when no collect recorded one
+    (a warehouse filled another way: a detect's own record only repeats what it read). Drops are
+    judged only on minutes before it (macros/drops_judged_before.sql)."""
+    history = RunHistory(client, settings.warehouse).recent()
     recorded = [record.newest_processed_at if record is not None else None]
     recorded += [run.newest_processed_at for run in history if run.collect_result == "ok"]
     moments = [utc(moment) for moment in recorded if moment is not None]
