@@ -296,6 +296,20 @@ def bench_rule_names(rules: int) -> list[str]:
     return [f"bench_event_{index:03d}" for index in range(rules)]
 
 
+def create_raw_table(con: duckdb.DuckDBPyConnection) -> None:
+    """A fresh, empty raw table with the columns collect writes, for events written by SQL."""
+    con.execute("create schema if not exists mixpanel_data")
+    con.execute(
+        """
+        create or replace table mixpanel_data.mixpanel_events (
+            event_id varchar, event_name varchar, event_timestamp timestamp with time zone,
+            distinct_id varchar, insert_id varchar, properties json,
+            mp_processing_time timestamp with time zone, inserted_at timestamp with time zone
+        )
+        """
+    )
+
+
 def write_seasonal_history(database: Path, names: list[str], days: int, rate: float, end: datetime) -> int:
     """Minute counts with a daily and a weekly rhythm and Poisson-like noise, as raw events, for
     ``days`` days before ``end``; each rule its own volume (0.1x to 1.9x ``rate``); the events written."""
@@ -304,16 +318,7 @@ def write_seasonal_history(database: Path, names: list[str], days: int, rate: fl
     with duckdb.connect(str(database)) as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute("select setseed(0.42)")
-        con.execute("create schema if not exists mixpanel_data")
-        con.execute(
-            """
-            create or replace table mixpanel_data.mixpanel_events (
-                event_id varchar, event_name varchar, event_timestamp timestamp with time zone,
-                distinct_id varchar, insert_id varchar, properties json,
-                mp_processing_time timestamp with time zone, inserted_at timestamp with time zone
-            )
-            """
-        )
+        create_raw_table(con)
         con.execute(
             f"""
             insert into mixpanel_data.mixpanel_events

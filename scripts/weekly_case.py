@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from mixpanel_alerts.bench import create_raw_table
+
 EVENT = "checkout_business_hours"
 TIMEZONE = "America/New_York"
 DST_END = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)  # 02:00 EDT becomes 01:00 EST
@@ -82,16 +84,7 @@ def write_traffic(database: Path, case: Case) -> int:
     with duckdb.connect(str(database)) as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute(f"select setseed({case.seed})")
-        con.execute("create schema if not exists mixpanel_data")
-        con.execute(
-            """
-            create or replace table mixpanel_data.mixpanel_events (
-                event_id varchar, event_name varchar, event_timestamp timestamp with time zone,
-                distinct_id varchar, insert_id varchar, properties json,
-                mp_processing_time timestamp with time zone, inserted_at timestamp with time zone
-            )
-            """
-        )
+        create_raw_table(con)
         con.execute(
             f"""
             insert into mixpanel_data.mixpanel_events

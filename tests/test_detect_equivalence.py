@@ -2,7 +2,9 @@
 minutes already counted, an event enabled later with its history, a changed rule, events from
 days past any lookback, a rule disabled and enabled again, runs with nothing new, a repeated run
 and a replay of an earlier moment, `detect` leaves the same counts, windows, baselines, daily
-surprise, `anomalies` and `incidents` as `detect --full-refresh` of the same data, at each step.
+surprise, `anomalies` and `incidents` as `detect --full-refresh` of the same data, at each step;
+in UTC and in New York's clock (the 20 days span the 2026-11-01 change from daylight saving time),
+and after DETECTION_TIMEZONE changes (every baseline rule judged again, as a full refresh would).
 
 The warehouse is a real DuckDB file whose raw table is written with SQL (days of minute traffic
 with a daily rhythm, spikes and an outage), so the comparison covers baselines and thresholds
@@ -32,11 +34,13 @@ LATER = "signup_completed"  # enabled on the last day, its history arriving afte
 
 ANOMALY_COLUMNS = (
     "event_name, window_start, window_end_minute, time_window_minutes, event_count, kind, expected_count, "
-    "lower_bound, upper_bound, outside_band, excess, repeated_bursts, alert_threshold, min_events"
+    "lower_bound, upper_bound, outside_band, excess, repeated_bursts, alert_threshold, min_events, quiet_minutes, "
+    "quiet_count, quiet_expected"
 )
 INCIDENT_COLUMNS = (
     "incident_id, event_name, kind, started_at, first_anomalous_minute, last_anomalous_minute, ended_at, status, "
-    "peak_count, total_events, expected_count, lower_bound, upper_bound"
+    "peak_count, total_events, expected_count, lower_bound, upper_bound, quiet_first_minutes, quiet_count, "
+    "quiet_expected"
 )
 
 
@@ -129,8 +133,9 @@ def rows(database: Path, table: str, columns: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("zone", [None, "America/New_York"])
 def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_and_a_changed_rule(
-    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path
+    make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any], tmp_path: Path, zone: str | None
 ) -> None:
     database = tmp_path / DB_FILE
     begin = END - timedelta(days=DAYS)
@@ -146,7 +151,7 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
         coverage(LATER, END - timedelta(hours=6)),
     ]))  # fmt: skip
     write_events_config(tmp_path, rules())
-    env = make_env()
+    env = make_env(DETECTION_TIMEZONE=zone)
 
     def detect(at: datetime, *extra: str) -> None:
         result = run_cli(["detect", *extra], {**env, "DETECTION_NOW": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
@@ -235,3 +240,7 @@ def test_incremental_detect_equals_a_full_refresh_after_late_events_new_history_
     same_as_full_refresh(END - timedelta(minutes=50))
     detect(END - timedelta(minutes=15))
     same_as_full_refresh(END - timedelta(minutes=15))
+    # the detection clock changes: every baseline rule's history is judged again in the new one
+    env["DETECTION_TIMEZONE"] = "Asia/Kolkata"
+    detect(END - timedelta(minutes=10))
+    same_as_full_refresh(END - timedelta(minutes=10))
