@@ -385,9 +385,7 @@ def stored_manifest(workdir: Path, key: ManifestKey) -> ParsedManifest | None:
         if stamp != _manifest_stamp(key):
             return None
         return ParsedManifest(Manifest(**fields), environment)
-    except FileNotFoundError:
-        return None
-    except Exception:  # a file cut short, or pickled by another version of a class: parse again
+    except Exception:  # none yet, a file cut short, or classes of another version: parse again
         return None
 
 
