@@ -296,6 +296,12 @@ def bench_rule_names(rules: int) -> list[str]:
     return [f"bench_event_{index:03d}" for index in range(rules)]
 
 
+# SQL: a minute's count drawn around its ``mean`` (a normal draw by Box-Muller, with the Poisson's spread)
+POISSON_LIKE_COUNT = (
+    "greatest(0, round(mean + sqrt(mean) * sqrt(-2 * ln(random() + 1e-12)) * cos(2 * pi() * random())))::int"
+)
+
+
 def create_raw_table(con: duckdb.DuckDBPyConnection) -> None:
     """A fresh, empty raw table with the columns collect writes, for events written by SQL."""
     con.execute("create schema if not exists mixpanel_data")
@@ -340,10 +346,7 @@ def write_seasonal_history(database: Path, names: list[str], days: int, rate: fl
             ),
             counted as (
                 select name, minute_index, minute_at,
-                    -- a normal draw (Box-Muller) with the Poisson's spread
-                    greatest(0, round(
-                        mean + sqrt(mean) * sqrt(-2 * ln(random() + 1e-12)) * cos(2 * pi() * random())
-                    ))::int as n
+                    {POISSON_LIKE_COUNT} as n
                 from expected
             ),
             spread as (

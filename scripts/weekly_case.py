@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from mixpanel_alerts.bench import create_raw_table
+from mixpanel_alerts.bench import POISSON_LIKE_COUNT, create_raw_table
 
 EVENT = "checkout_business_hours"
 TIMEZONE = "America/New_York"
@@ -120,10 +120,7 @@ def write_traffic(database: Path, case: Case) -> int:
             ),
             counted as (
                 select minute_index, minute_at,
-                    -- a normal draw (Box-Muller) with the Poisson's spread
-                    greatest(0, round(
-                        mean + sqrt(mean) * sqrt(-2 * ln(random() + 1e-12)) * cos(2 * pi() * random())
-                    ))::int as n
+                    {POISSON_LIKE_COUNT} as n
                 from expected
             ),
             spread as (
