@@ -26,7 +26,8 @@ INCIDENT_COLUMNS = (
 # what the alert says was expected; read when the models have them (older builds do not)
 EXPECTATION_COLUMNS = (
     "kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts", "quiet_minutes",
-    "quiet_first_minutes", "quiet_count", "quiet_expected",
+    "quiet_first_minutes", "quiet_count", "quiet_expected", "rise_minutes", "rise_first_minutes", "rise_count",
+    "rise_expected",
 )  # fmt: skip
 
 
@@ -50,9 +51,10 @@ class Warehouse:
         for row in rows:
             values = dict(zip(columns, row, strict=True))
             values["kind"] = values.get("kind") or "spike"
-            for name in ("expected_count", "lower_bound", "upper_bound", "quiet_expected"):
+            for name in ("expected_count", "lower_bound", "upper_bound", "quiet_expected", "rise_expected"):
                 values[name] = None if values.get(name) is None else float(values[name])
-            for name in ("repeated_bursts", "quiet_minutes", "quiet_first_minutes", "quiet_count"):
+            spans = ("quiet_minutes", "quiet_first_minutes", "quiet_count", "rise_minutes", "rise_first_minutes")
+            for name in ("repeated_bursts", *spans, "rise_count"):
                 if values.get(name) is not None:
                     values[name] = int(values[name])
             incidents.append(Incident(**values))

@@ -93,6 +93,10 @@ class Incident:
     quiet_first_minutes: int | None = None
     quiet_count: int | None = None
     quiet_expected: float | None = None
+    rise_minutes: int | None = None  # a sustained rise's longest span, the same way
+    rise_first_minutes: int | None = None
+    rise_count: int | None = None
+    rise_expected: float | None = None
 
     @property
     def window(self) -> str:
@@ -294,6 +298,8 @@ def expectation(incident: Incident) -> str:
             repeated = f", its {bursts} burst past {bound} in a few hours"
         if incident.kind == "drop" and incident.quiet_minutes:
             repeated = f", and too few over the last {incident.quiet_minutes} min to be chance"
+        if incident.kind == "spike" and incident.rise_minutes and not incident.repeated_bursts:
+            repeated = f", and too many over the last {incident.rise_minutes} min to be chance"
         return f"expected {band(incident)} at this time on a {clock.local(when):%A}{repeated}"
     if incident.kind == "drop":
         if incident.lower_bound is None:
@@ -307,12 +313,18 @@ def expectation(incident: Incident) -> str:
 def what_happened(incident: Incident) -> str:
     """The alert's sentence, in Slack and the terminal: "412 events in 5 min, expected 40-95 at
     this time on a Tuesday"; for a quiet stretch, how long it has been quiet: "0 events in the last
-    15 min, expected about 23 at this time on a Tuesday"."""
+    15 min, expected about 23 at this time on a Tuesday"; for a sustained rise, over how long: "96
+    events in the last 30 min, expected about 40 at this time on a Tuesday"."""
+    day = f"{clock.local(incident.first_anomalous_minute):%A}"
     if incident.kind == "drop" and incident.quiet_first_minutes and incident.quiet_expected is not None:
-        day = f"{clock.local(incident.first_anomalous_minute):%A}"
         return (
             f"{_events(incident.quiet_count or 0)} in the last {incident.quiet_first_minutes} min, "
             f"expected about {rounded(incident.quiet_expected)} at this time on a {day}"
+        )
+    if incident.kind == "spike" and incident.rise_first_minutes and incident.rise_expected is not None:
+        return (
+            f"{_events(incident.rise_count or 0)} in the last {incident.rise_first_minutes} min, "
+            f"expected about {rounded(incident.rise_expected)} at this time on a {day}"
         )
     return f"{_events(incident.peak_count)} in {incident.window}, {expectation(incident)}"
 

@@ -2,7 +2,8 @@
 about 21", in the clock of DETECTION_TIMEZONE. A modest event (14 events every 10 minutes, so half
 its 5-minute windows hold none and no single empty window is a drop) goes silent while another
 goes on; the raw table is written straight into a real DuckDB file, then ``mixpanel-alerts
-detect`` builds and alerts."""
+detect`` builds and alerts. A sustained rise's alert says over how long: the same event gets 32
+events every 10 minutes, each window inside its band, for two hours."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from tests.conftest import DB_FILE, output_of, query, rule, write_events_config
 EVENT = "checkout_completed"
 
 
-def write_clumps(database: Path, start: datetime, silent_from: datetime, end: datetime) -> None:
-    """14 events at each 10th minute from ``start`` to ``end``, none from ``silent_from`` on."""
+def write_clumps(
+    database: Path, start: datetime, silent_from: datetime, end: datetime, louder_from: datetime | None = None
+) -> None:
+    """14 events at each 10th minute from ``start`` to ``end``, none from ``silent_from`` on, and 32
+    from ``louder_from`` on."""
     with duckdb.connect(str(database)) as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute("create schema mixpanel_data")
@@ -39,10 +43,10 @@ def write_clumps(database: Path, start: datetime, silent_from: datetime, end: da
                 now() as inserted_at
             from (
                 select unnest(generate_series(?::timestamptz, ?::timestamptz, interval 10 minute)) as minute_at
-            ), range(14) as t(k)
-            where minute_at < ?::timestamptz
+            ), range(32) as t(k)
+            where minute_at < ?::timestamptz and k < case when minute_at >= ?::timestamptz then 32 else 14 end
             """,
-            [EVENT, start, end, silent_from],
+            [EVENT, start, end, silent_from, louder_from or end + timedelta(days=1)],
         )
         # another event goes on to the end: the data keeps coming, this event alone is quiet
         con.execute(
@@ -98,3 +102,31 @@ def test_a_quiet_stretch_alert_says_how_long_and_how_many_were_expected(
     assert said.group(1) == first.astimezone(ZoneInfo(day_of)).strftime("%A")
     local = first.astimezone(ZoneInfo(day_of))
     assert f"Anomalous*: since {local:%Y-%m-%d %H:%M} {local.tzname()}" in flat, flat
+
+
+def test_a_sustained_rise_alert_says_over_how_long_and_how_many_were_expected(
+    tmp_path: Path, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any]
+) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    louder_from = now.replace(minute=now.minute - now.minute % 10) - timedelta(minutes=130)
+    write_clumps(tmp_path / DB_FILE, now - timedelta(days=9), now + timedelta(days=1), now, louder_from)
+    baseline = {"detector": "baseline", "direction": "up", "alert_threshold": None, "time_window_minutes": 5}
+    steady = rule("page_viewed", alert_threshold=100_000, time_window_minutes=5)
+    write_events_config(tmp_path, {"events": [rule(EVENT, **baseline), steady]})
+    env = make_env(None, DETECTION_NOW=(now + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    result = run_cli(["detect"], env)
+    assert result.returncode == 0, output_of(result)
+
+    rows = query(
+        tmp_path / DB_FILE,
+        "select rise_first_minutes, rise_count, rise_expected, peak_count, upper_bound "
+        "from mixpanel_data.incidents where kind = 'spike'",
+    )
+    # no window left its band (32 against a bar of 41); two hours of more than twice the events did:
+    # 168 expected, about 380 came, more than 34 (the bar above the median) times the root of 24 windows
+    assert len(rows) == 1, rows
+    [(minutes, count, expected, peak, upper)] = rows
+    assert peak <= upper, rows
+    assert minutes == 120 and round(expected) == 168 and count >= 2 * 168, rows
+    flat = " ".join(output_of(result).replace("\u2502", " ").split())
+    assert re.search(rf"{count} events in the last 120 min, expected about 168 at this time on a \w+", flat), flat

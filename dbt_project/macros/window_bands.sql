@@ -87,6 +87,8 @@ joined as (
         baselines.q05,
         baselines.q50,
         baselines.q95,
+        baselines.hour_q50,
+        baselines.hour_q95,
         greatest(
             {{ baseline_k('up', 'rules.sensitivity') }},
             {{ baseline_surprise_factor('rules.sensitivity') }} * coalesce(surprise_levels.typical_max_surprise, 0)
@@ -135,7 +137,16 @@ learned as (
                     q50 + {{ baseline_k('burst', 'sensitivity') }}
                     * {{ baseline_sigma('q50', 'q95') }}
                 ) as {{ dbt.type_bigint() }})
-        end as burst_bound
+        end as burst_bound,
+        -- how far above the median the spike bar is (k_up sigmas), and how much more whole hours
+        -- vary than chance would (the variance of the hour's events over their median, 1 for a
+        -- Poisson count): a sustained rise's scale and gate (anomalies)
+        case
+            when detector = 'baseline' and not is_learning and direction in ('up', 'both')
+                then k_up * {{ baseline_sigma('q50', 'q95') }}
+        end as upper_spread,
+        power((hour_q95 - hour_q50) / time_window_minutes / 1.645, 2)
+        / greatest(hour_q50 / time_window_minutes, 1) as hour_dispersion
     from joined
 
 ),
@@ -174,6 +185,8 @@ final as (
         lower_bound,
         upper_bound,
         burst_bound,
+        upper_spread,
+        hour_dispersion,
         case
             when window_count > upper_bound then 'spike'
             when is_complete and window_count < lower_bound then 'drop'

@@ -20,7 +20,9 @@
     from every day (days 1 to 7 before, and 7, 14, 21 and 28 days before: the same
     weekday counts twice), as a rule learns (history_days counts those). Only
     history from strictly before the day is used, and the median and a quantile band are robust: an
-    earlier spike or outage does not move them. The band is computed from these quantiles in
+    earlier spike or outage does not move them. The same hour's totals on the reference days (every day's and the
+    comparable ones; the windows summed: hour_q50, hour_q95) say how much whole hours vary beyond
+    chance, for sustained rises (anomalies). The band is computed from these quantiles in
     int_event_window_bands, with the rule's sensitivity. The windows come a row per hour
     (int_event_hour_windows). A run computes the baselines its changed windows touch
     (int_detection_baseline_targets). -#}
@@ -114,6 +116,36 @@ reference as (
 
 ),
 
+hour_sums as (
+
+    -- each reference day (every day's and the comparable days alike, up to 28 days before): the
+    -- hour's windows summed, as 60 windows (a partial hour and the 25-hour day's repeated hour alike,
+    -- at least half an hour of windows): how much whole hours vary from day to day, for sustained
+    -- rises (int_event_window_bands)
+    select
+        event_name,
+        window_day,
+        hour_of_day,
+        sum(window_count) * 60.0 / count(*) as hour_windows_sum
+    from reference
+    group by event_name, window_day, hour_of_day, history_day
+    having count(*) >= 30
+
+),
+
+hour_quantiles as (
+
+    select
+        event_name,
+        window_day,
+        hour_of_day,
+        cast({{ band_quantile('hour_windows_sum', 0.5) }} as {{ dbt.type_float() }}) as hour_q50,
+        cast({{ band_quantile('hour_windows_sum', 0.95) }} as {{ dbt.type_float() }}) as hour_q95
+    from hour_sums
+    group by event_name, window_day, hour_of_day
+
+),
+
 quantiles as (
 
     select
@@ -146,6 +178,8 @@ joined as (
         alike.q50 as similar_q50,
         alike.q95 as similar_q95,
         alike.reference_windows as similar_reference_windows,
+        hours.hour_q50,
+        hours.hour_q95,
         -- comparable days when enough of them have history and every day's band is not theirs: the
         -- other kind of day drags its 5% quantile below 1/factor of theirs, or its 95% above factor
         -- times theirs, by more than 3 Poisson sigmas of their median (a weekly rhythm, not noise);
@@ -178,6 +212,11 @@ joined as (
             and targets.window_day = alike.window_day
             and targets.hour_of_day = alike.hour_of_day
             and alike.comparable
+    left join hour_quantiles as hours
+        on
+            targets.event_name = hours.event_name
+            and targets.window_day = hours.window_day
+            and targets.hour_of_day = hours.hour_of_day
 
 ),
 
@@ -189,6 +228,8 @@ final as (
         event_name,
         window_day,
         hour_of_day,
+        hour_q50,
+        hour_q95,
         case when use_comparable then similar_q05 else q05 end as q05,
         case when use_comparable then similar_q50 else q50 end as q50,
         case when use_comparable then similar_q95 else q95 end as q95,

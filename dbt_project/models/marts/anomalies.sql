@@ -29,7 +29,15 @@
     window length); a complete window whose span got at most var baseline_quiet_fraction of what
     was expected, with Poisson odds of so few below e^-var baseline_quiet_evidence (a Chernoff
     bound: expected - count - count * ln(expected / count)), is a drop too (quiet_minutes: the
-    longest such span): evidence that accumulates, where one window of a modest event is not. -#}
+    longest such span): evidence that accumulates, where one window of a modest event is not.
+    Sustained rises (baseline rules watching up): over the same spans, for an event whose whole
+    hours vary about as chance would (hour_dispersion at most var baseline_rise_dispersion), a window
+    whose span got at least var baseline_rise_factor times the events expected, more above them
+    than the spike bar is above the median times the square root of the span's windows
+    (upper_spread), with Poisson odds of so many below e^-var baseline_quiet_evidence (rise_at), is
+    a spike too (rise_minutes: the longest such span): a rise too mild for one window's band, but
+    too long to be chance. A span with a window past its band is left to that spike: the burst's
+    own events do not make the calm after it a rise. -#}
 {%- set burst_minutes = (var('baseline_burst_hours') | int) * 60 -%}
 {%- set epoch_minute = minutes_between("cast('1970-01-01' as " ~ type_utc_timestamp() ~ ")", 'minute_at') -%}
 {%- set starts = ref('int_detection_starts') -%}
@@ -120,6 +128,10 @@ quiet_sums as (
                 partition by event_name order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_known_{{ span }},
+            sum(case when kind = 'spike' then 1 else 0 end) over (
+                partition by event_name order by minute_at
+                rows between {{ span - 1 }} preceding and current row
+            ) as span_spikes_{{ span }},
             lag(minute_at, {{ span - 1 }}) over (partition by event_name order by minute_at) as span_first_{{ span }},
         {% endfor %}
         *
@@ -139,6 +151,14 @@ quiet_spans as (
                     and {{ minutes_between('span_first_' ~ span, 'minute_at') }} = {{ span - 1 }}
                     then 1.0 * span_count_{{ span }} / time_window_minutes
             end as quiet_count_{{ span }},
+            case
+                when
+                    detector = 'baseline' and not is_learning and direction in ('up', 'both')
+                    and hour_dispersion <= {{ var('baseline_rise_dispersion') }} and span_spikes_{{ span }} = 0
+                    and span_known_{{ span }} = {{ span }} and time_window_minutes * 3 <= {{ span }}
+                    and {{ minutes_between('span_first_' ~ span, 'minute_at') }} = {{ span - 1 }}
+                    then 1.0 * span_count_{{ span }} / time_window_minutes
+            end as rise_count_{{ span }},
             1.0 * span_expected_{{ span }} / time_window_minutes as quiet_expected_{{ span }},
         {% endfor %}
         *
@@ -165,18 +185,37 @@ quiet as (
             {%- for span in var('baseline_quiet_spans') | reverse %}
                 when {{ quiet_at(span) }} then quiet_expected_{{ span }}
             {%- endfor %}
-        end as quiet_span_expected
+        end as quiet_span_expected,
+        case
+            {%- for span in var('baseline_quiet_spans') | reverse %}
+                when {{ rise_at(span) }} then {{ span }}
+            {%- endfor %}
+        end as rise_span_minutes,
+        case
+            {%- for span in var('baseline_quiet_spans') | reverse %}
+                when {{ rise_at(span) }} then rise_count_{{ span }}
+            {%- endfor %}
+        end as rise_span_count,
+        case
+            {%- for span in var('baseline_quiet_spans') | reverse %}
+                when {{ rise_at(span) }} then quiet_expected_{{ span }}
+            {%- endfor %}
+        end as rise_span_expected
     from quiet_spans
 
 ),
 
 repeated as (
 
-    -- a repeated burst: past the burst bound, inside the band, while enough bursts began recently
+    -- a repeated burst: past the burst bound, inside the band, while enough bursts began recently;
+    -- a sustained rise: inside the band, its span too busy to be chance (whatever this window got,
+    -- as a quiet stretch's window)
     select
         *,
         kind is null and is_burst
-        and recent_bursts >= {{ var('baseline_burst_count') | int }} as is_repeated_burst
+        and recent_bursts >= {{ var('baseline_burst_count') | int }} as is_repeated_burst,
+        kind is null and rise_span_minutes is not null
+        and not (is_burst and recent_bursts >= {{ var('baseline_burst_count') | int }}) as is_rise
     from quiet
 
 ),
@@ -190,6 +229,7 @@ breached as (
         case
             when is_repeated_burst then 'spike'
             when kind is null and quiet_span_minutes is not null then 'drop'
+            when is_rise then 'spike'
             else kind
         end as breach,
         case when is_repeated_burst then recent_bursts end as repeated_bursts,
@@ -295,13 +335,19 @@ final as (
             when breach = 'drop' and kind is null
                 then greatest(cast(ceil(expected_count - window_count) as {{ dbt.type_bigint() }}), 1)
             when breach = 'drop' then lower_bound - window_count
+            -- a sustained rise's window is inside its band: how far above the expected count
+            when is_rise then greatest(cast(ceil(window_count - expected_count) as {{ dbt.type_bigint() }}), 1)
             when breach = 'spike' then window_count - breached_upper_bound
         end as excess,
         case when breach = 'drop' and kind is null then quiet_span_minutes end as quiet_minutes,
         -- the events in the quiet span and those expected in it (window sums over the window length)
         case when breach = 'drop' and kind is null then cast(round(quiet_span_count) as {{ dbt.type_bigint() }}) end
             as quiet_count,
-        case when breach = 'drop' and kind is null then quiet_span_expected end as quiet_expected
+        case when breach = 'drop' and kind is null then quiet_span_expected end as quiet_expected,
+        -- a sustained rise: its longest span, the events in it and those expected, the same way
+        case when is_rise then rise_span_minutes end as rise_minutes,
+        case when is_rise then cast(round(rise_span_count) as {{ dbt.type_bigint() }}) end as rise_count,
+        case when is_rise then rise_span_expected end as rise_expected
     from recomputed
 
 )

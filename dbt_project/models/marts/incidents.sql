@@ -100,7 +100,12 @@ peaks as (
         row_number() over (
             partition by event_name, kind, incident_number
             order by case when quiet_minutes is null then 1 else 0 end, window_end_minute
-        ) as quiet_rank
+        ) as quiet_rank,
+        -- the first window of a sustained rise, the same way
+        row_number() over (
+            partition by event_name, kind, incident_number
+            order by case when rise_minutes is null then 1 else 0 end, window_end_minute
+        ) as rise_rank
     from numbered
 
 ),
@@ -125,6 +130,10 @@ grouped as (
         max(case when quiet_rank = 1 then quiet_minutes end) as quiet_first_minutes,
         max(case when quiet_rank = 1 then quiet_count end) as quiet_count,
         max(case when quiet_rank = 1 then quiet_expected end) as quiet_expected,
+        max(rise_minutes) as rise_minutes,
+        max(case when rise_rank = 1 then rise_minutes end) as rise_first_minutes,
+        max(case when rise_rank = 1 then rise_count end) as rise_count,
+        max(case when rise_rank = 1 then rise_expected end) as rise_expected,
         max(detector) as detector,
         max(description) as description,
         max(alert_threshold) as alert_threshold,
@@ -197,6 +206,10 @@ final as (
         grouped.quiet_first_minutes,
         grouped.quiet_count,
         grouped.quiet_expected,
+        grouped.rise_minutes,
+        grouped.rise_first_minutes,
+        grouped.rise_count,
+        grouped.rise_expected,
         grouped.detector,
         grouped.description
     from over_flags as grouped
