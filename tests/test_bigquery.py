@@ -344,6 +344,56 @@ def test_baseline_spike_and_drop_on_bigquery(
     assert first[0][0] == start
 
 
+def test_a_sustained_rise_on_bigquery(
+    bigquery: Any, dataset: str, tmp_path: Path,
+    bigquery_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
+) -> None:  # fmt: skip
+    """A sustained rise on BigQuery SQL (the hour sums, their dispersion, the spans): a steady event,
+    2 a minute for eight days (10 a window, its spike bar 35), gets 5 a minute for the last half
+    hour. No window leaves its band; 15 minutes of them hold 2.5 times the events expected, more
+    above them than the bar's spread times the root of 3 windows, so a spike says so."""
+    now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    start, louder = now_minute - timedelta(days=8), now_minute - timedelta(minutes=30)
+
+    def stamp(moment: datetime) -> str:
+        return f"timestamp '{moment.strftime('%Y-%m-%d %H:%M:%S')}+00'"
+
+    bigquery.query(
+        f"""create table {dataset}.mixpanel_events as
+        select
+            concat('e', cast(unix_seconds(minute_at) as string), '-', cast(second as string)) as event_id,
+            '{ERRORS}' as event_name,
+            timestamp_add(minute_at, interval second second) as event_timestamp,
+            'user' as distinct_id, cast(null as string) as insert_id, json '{{}}' as properties,
+            minute_at as mp_processing_time, minute_at as inserted_at
+        from unnest(generate_timestamp_array({stamp(start)}, {stamp(now_minute)}, interval 1 minute)) as minute_at
+        cross join unnest(generate_array(1, case when minute_at >= {stamp(louder)} then 5 else 2 end)) as second"""
+    ).result()
+    bigquery.query(
+        f"create table {dataset}.event_coverage as select '{ERRORS}' as event_name, "
+        f"{stamp(start)} as collected_from, current_timestamp() as updated_at"
+    ).result()
+    baseline = {"detector": "baseline", "direction": "up", "alert_threshold": None, "time_window_minutes": 5}
+    write_events_config(tmp_path, {"events": [rule(ERRORS, **baseline)]})
+    env = bigquery_env(dataset, DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    result = run_cli(["detect"], env)
+    assert result.returncode == 0, output_of(result)
+
+    rows = [
+        tuple(row)
+        for row in bigquery.query(
+            f"""select kind, peak_count, upper_bound, rise_first_minutes, rise_count, rise_expected
+                from {dataset}.incidents"""
+        )
+    ]
+    assert len(rows) == 1, rows
+    [(kind, peak, upper, minutes, count, expected)] = rows
+    assert (kind, minutes, expected) == ("spike", 15, 30.0), rows
+    assert peak <= upper and count >= 2 * expected, rows
+    flat = " ".join(output_of(result).replace("\u2502", " ").split())  # the terminal's box, unwrapped
+    assert f"{count} events in the last 15 min, expected about 30" in flat, flat
+
+
 def test_day_two_on_bigquery(
     bigquery: Any, dataset: str, tmp_path: Path, bigquery_env: Callable[..., dict[str, str]],
     run_cli: Callable[..., Any], start_sim: Callable[..., Any],
