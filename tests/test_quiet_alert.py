@@ -2,8 +2,8 @@
 about 21", in the clock of DETECTION_TIMEZONE. A modest event (14 events every 10 minutes, so half
 its 5-minute windows hold none and no single empty window is a drop) goes silent while another
 goes on; the raw table is written straight into a real DuckDB file, then ``mixpanel-alerts
-detect`` builds and alerts. A sustained rise's alert says over how long: the same event gets 32
-events every 10 minutes, each window inside its band, for two hours."""
+detect`` builds and alerts. A sustained rise's alert says over how long: a steady event, 2 events
+a minute, gets 5 a minute for half an hour, each window inside its band."""
 
 from __future__ import annotations
 
@@ -21,11 +21,8 @@ from tests.conftest import DB_FILE, output_of, query, rule, write_events_config
 EVENT = "checkout_completed"
 
 
-def write_clumps(
-    database: Path, start: datetime, silent_from: datetime, end: datetime, louder_from: datetime | None = None
-) -> None:
-    """14 events at each 10th minute from ``start`` to ``end``, none from ``silent_from`` on, and 32
-    from ``louder_from`` on."""
+def write_clumps(database: Path, start: datetime, silent_from: datetime, end: datetime) -> None:
+    """14 events at each 10th minute from ``start`` to ``end``, none from ``silent_from`` on."""
     with duckdb.connect(str(database)) as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute("create schema mixpanel_data")
@@ -43,10 +40,10 @@ def write_clumps(
                 now() as inserted_at
             from (
                 select unnest(generate_series(?::timestamptz, ?::timestamptz, interval 10 minute)) as minute_at
-            ), range(32) as t(k)
-            where minute_at < ?::timestamptz and k < case when minute_at >= ?::timestamptz then 32 else 14 end
+            ), range(14) as t(k)
+            where minute_at < ?::timestamptz
             """,
-            [EVENT, start, end, silent_from, louder_from or end + timedelta(days=1)],
+            [EVENT, start, end, silent_from],
         )
         # another event goes on to the end: the data keeps coming, this event alone is quiet
         con.execute(
@@ -104,15 +101,44 @@ def test_a_quiet_stretch_alert_says_how_long_and_how_many_were_expected(
     assert f"Anomalous*: since {local:%Y-%m-%d %H:%M} {local.tzname()}" in flat, flat
 
 
+def write_steady(database: Path, start: datetime, louder_from: datetime, end: datetime) -> None:
+    """2 events a minute from ``start`` to ``end``, 5 a minute from ``louder_from`` on."""
+    with duckdb.connect(str(database)) as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute("create schema mixpanel_data")
+        con.execute(
+            """
+            create table mixpanel_data.mixpanel_events as
+            select
+                'e-' || epoch(minute_at)::bigint::varchar || '-' || k::varchar as event_id,
+                ? as event_name,
+                minute_at + to_seconds(k) as event_timestamp,
+                'user' as distinct_id,
+                null::varchar as insert_id,
+                '{}'::json as properties,
+                minute_at + to_seconds(k) as mp_processing_time,
+                now() as inserted_at
+            from (
+                select unnest(generate_series(?::timestamptz, ?::timestamptz, interval 1 minute)) as minute_at
+            ), range(5) as t(k)
+            where k < case when minute_at >= ?::timestamptz then 5 else 2 end
+            """,
+            [EVENT, start, end, louder_from],
+        )
+        con.execute(
+            "create table mixpanel_data.event_coverage as select ? as event_name, ?::timestamptz as collected_from, "
+            "now() as updated_at",
+            [EVENT, start],
+        )
+
+
 def test_a_sustained_rise_alert_says_over_how_long_and_how_many_were_expected(
     tmp_path: Path, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any]
 ) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
-    louder_from = now.replace(minute=now.minute - now.minute % 10) - timedelta(minutes=130)
-    write_clumps(tmp_path / DB_FILE, now - timedelta(days=9), now + timedelta(days=1), now, louder_from)
+    write_steady(tmp_path / DB_FILE, now - timedelta(days=9), now - timedelta(minutes=30), now)
     baseline = {"detector": "baseline", "direction": "up", "alert_threshold": None, "time_window_minutes": 5}
-    steady = rule("page_viewed", alert_threshold=100_000, time_window_minutes=5)
-    write_events_config(tmp_path, {"events": [rule(EVENT, **baseline), steady]})
+    write_events_config(tmp_path, {"events": [rule(EVENT, **baseline)]})
     env = make_env(None, DETECTION_NOW=(now + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))
     result = run_cli(["detect"], env)
     assert result.returncode == 0, output_of(result)
@@ -122,11 +148,11 @@ def test_a_sustained_rise_alert_says_over_how_long_and_how_many_were_expected(
         "select rise_first_minutes, rise_count, rise_expected, peak_count, upper_bound "
         "from mixpanel_data.incidents where kind = 'spike'",
     )
-    # no window left its band (32 against a bar of 41); two hours of more than twice the events did:
-    # 168 expected, about 380 came, more than 34 (the bar above the median) times the root of 24 windows
+    # no window left its band (25 against a bar of 35); 15 minutes of 2.5 times the rate did: 30
+    # expected, 75 came, more than 25 (the bar above the median) times the root of 3 windows
     assert len(rows) == 1, rows
     [(minutes, count, expected, peak, upper)] = rows
     assert peak <= upper, rows
-    assert minutes == 120 and round(expected) == 168 and count >= 2 * 168, rows
+    assert minutes == 15 and round(expected) == 30 and count >= 2 * 30, rows
     flat = " ".join(output_of(result).replace("\u2502", " ").split())
-    assert re.search(rf"{count} events in the last 120 min, expected about 168 at this time on a \w+", flat), flat
+    assert re.search(rf"{count} events in the last 15 min, expected about 30 at this time on a \w+", flat), flat

@@ -36,8 +36,10 @@
     than the spike bar is above the median times the square root of the span's windows
     (upper_spread), with Poisson odds of so many below e^-var baseline_quiet_evidence (rise_at), is
     a spike too (rise_minutes: the longest such span): a rise too mild for one window's band, but
-    too long to be chance. A span with a window past its band is left to that spike: the burst's
-    own events do not make the calm after it a rise. -#}
+    too long to be chance. Sustained: at least var baseline_rise_sustained of the span's windows
+    are above their expected count (a day's sharp end, whose hour's median is 0 while its first
+    windows still hold the day's last events, is not a rise). A span with a window past its band
+    is left to that spike: the burst's own events do not make the calm after it a rise. -#}
 {%- set burst_minutes = (var('baseline_burst_hours') | int) * 60 -%}
 {%- set epoch_minute = minutes_between("cast('1970-01-01' as " ~ type_utc_timestamp() ~ ")", 'minute_at') -%}
 {%- set starts = ref('int_detection_starts') -%}
@@ -132,6 +134,10 @@ quiet_sums as (
                 partition by event_name order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_spikes_{{ span }},
+            sum(case when window_count > expected_count then 1 else 0 end) over (
+                partition by event_name order by minute_at
+                rows between {{ span - 1 }} preceding and current row
+            ) as span_above_{{ span }},
             lag(minute_at, {{ span - 1 }}) over (partition by event_name order by minute_at) as span_first_{{ span }},
         {% endfor %}
         *
@@ -155,6 +161,7 @@ quiet_spans as (
                 when
                     detector = 'baseline' and not is_learning and direction in ('up', 'both')
                     and hour_dispersion <= {{ var('baseline_rise_dispersion') }} and span_spikes_{{ span }} = 0
+                    and span_above_{{ span }} >= {{ var('baseline_rise_sustained') }} * {{ span }}
                     and span_known_{{ span }} = {{ span }} and time_window_minutes * 3 <= {{ span }}
                     and {{ minutes_between('span_first_' ~ span, 'minute_at') }} = {{ span - 1 }}
                     then 1.0 * span_count_{{ span }} / time_window_minutes
