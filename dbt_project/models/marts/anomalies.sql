@@ -45,9 +45,15 @@
 {%- set starts = ref('int_detection_starts') -%}
 {%- set low = earliest(starts, 'anomaly_from') -%}
 {%- set started_events = 'select starts_events.event_name from ' ~ starts ~ ' as starts_events' -%}
-{#- a day of context before the first minute computed again: a run or a burst that began before it continues -#}
+{%- set rules_of = ' where starts_events.event_name in (select rules.event_name from ' ~ ref('alert_rules')
+    ~ ' as rules where rules.detector = ' -%}
+{#- a baseline rule's windows with a day of context before the first minute computed again: a run
+    or a burst that began before it continues, a quiet stretch or a rise looks back 2 hours. A
+    threshold rule's window is judged alone: from that minute on (a no-change run of 50 threshold
+    rules reads minutes, not a day each) -#}
 {%- set context_from = (low - modules.datetime.timedelta(days=1)) if low is not none
     else modules.datetime.datetime(9999, 1, 1) %}
+{%- set threshold_from = low if low is not none else modules.datetime.datetime(9999, 1, 1) %}
 
 -- depends_on: {{ ref('int_event_window_bands') }}
 -- depends_on: {{ ref('int_detection_plan') }}
@@ -67,7 +73,10 @@ windows as (
         select * from {{ ref('int_event_window_bands') }}
     {% else %}
         select *
-        from ({{ window_bands(since=context_from, events=started_events) }}) as bands
+        from ({{ window_bands(since=context_from, events=started_events ~ rules_of ~ "'baseline')") }}) as bands
+        union all
+        select *
+        from ({{ window_bands(since=threshold_from, events=started_events ~ rules_of ~ "'threshold')") }}) as alone
     {% endif %}
 
 ),
