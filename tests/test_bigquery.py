@@ -267,6 +267,31 @@ def test_first_run_and_hostile_rule_names_on_bigquery(
     assert again.returncode == 0, output_of(again)
 
 
+def stamp(moment: datetime) -> str:
+    """A BigQuery timestamp literal (UTC)."""
+    return f"timestamp '{moment.strftime('%Y-%m-%d %H:%M:%S')}+00'"
+
+
+def write_minutes(bigquery: Any, dataset: str, start: datetime, end: datetime, per_minute: str) -> None:
+    """ERRORS' raw table: ``per_minute`` events (SQL over ``minute_at``) at each minute from ``start``
+    to ``end``, and its coverage from ``start``."""
+    bigquery.query(
+        f"""create table {dataset}.mixpanel_events as
+        select
+            concat('e', cast(unix_seconds(minute_at) as string), '-', cast(second as string)) as event_id,
+            '{ERRORS}' as event_name,
+            timestamp_add(minute_at, interval second second) as event_timestamp,
+            'user' as distinct_id, cast(null as string) as insert_id, json '{{}}' as properties,
+            minute_at as mp_processing_time, minute_at as inserted_at
+        from unnest(generate_timestamp_array({stamp(start)}, {stamp(end)}, interval 1 minute)) as minute_at
+        cross join unnest(generate_array(1, {per_minute})) as second"""
+    ).result()
+    bigquery.query(
+        f"create table {dataset}.event_coverage as select '{ERRORS}' as event_name, "
+        f"{stamp(start)} as collected_from, current_timestamp() as updated_at"
+    ).result()
+
+
 @pytest.mark.parametrize("timezone", [None, "America/New_York", "Asia/Kolkata"])
 def test_baseline_spike_and_drop_on_bigquery(
     bigquery: Any, dataset: str, tmp_path: Path,
@@ -282,29 +307,18 @@ def test_baseline_spike_and_drop_on_bigquery(
     start, yesterday = today - timedelta(days=8), today - timedelta(days=1)
     spike, outage = yesterday.replace(hour=3, minute=10), yesterday.replace(hour=12)
 
-    def stamp(moment: datetime) -> str:
-        return f"timestamp '{moment.strftime('%Y-%m-%d %H:%M:%S')}+00'"
-
-    bigquery.query(
-        f"""create table {dataset}.mixpanel_events as
-        select
-            concat('e', cast(unix_seconds(minute_at) as string), '-', cast(second as string)) as event_id,
-            '{ERRORS}' as event_name,
-            timestamp_add(minute_at, interval second second) as event_timestamp,
-            'user' as distinct_id, cast(null as string) as insert_id, json '{{}}' as properties,
-            minute_at as mp_processing_time, minute_at as inserted_at
-        from unnest(generate_timestamp_array({stamp(start)}, {stamp(now_minute)}, interval 1 minute)) as minute_at
-        cross join unnest(generate_array(1, case
-            when minute_at >= {stamp(spike)} and minute_at < {stamp(spike + timedelta(minutes=3))} then 32
-            when minute_at >= {stamp(outage)} and minute_at < {stamp(outage + timedelta(minutes=15))} then 0
-            when extract(hour from minute_at) between 8 and 19 then 4
-            else 2
-        end)) as second"""
-    ).result()
-    bigquery.query(
-        f"create table {dataset}.event_coverage as select '{ERRORS}' as event_name, "
-        f"{stamp(start)} as collected_from, current_timestamp() as updated_at"
-    ).result()
+    write_minutes(
+        bigquery,
+        dataset,
+        start,
+        now_minute,
+        f"""case
+        when minute_at >= {stamp(spike)} and minute_at < {stamp(spike + timedelta(minutes=3))} then 32
+        when minute_at >= {stamp(outage)} and minute_at < {stamp(outage + timedelta(minutes=15))} then 0
+        when extract(hour from minute_at) between 8 and 19 then 4
+        else 2
+    end""",
+    )
     baseline = {"detector": "baseline", "direction": "both", "alert_threshold": None, "time_window_minutes": 10}
     write_events_config(tmp_path, {"events": [rule(ERRORS, **baseline)]})
     env = bigquery_env(dataset, DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -355,24 +369,7 @@ def test_a_sustained_rise_on_bigquery(
     now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
     start, louder = now_minute - timedelta(days=8), now_minute - timedelta(minutes=30)
 
-    def stamp(moment: datetime) -> str:
-        return f"timestamp '{moment.strftime('%Y-%m-%d %H:%M:%S')}+00'"
-
-    bigquery.query(
-        f"""create table {dataset}.mixpanel_events as
-        select
-            concat('e', cast(unix_seconds(minute_at) as string), '-', cast(second as string)) as event_id,
-            '{ERRORS}' as event_name,
-            timestamp_add(minute_at, interval second second) as event_timestamp,
-            'user' as distinct_id, cast(null as string) as insert_id, json '{{}}' as properties,
-            minute_at as mp_processing_time, minute_at as inserted_at
-        from unnest(generate_timestamp_array({stamp(start)}, {stamp(now_minute)}, interval 1 minute)) as minute_at
-        cross join unnest(generate_array(1, case when minute_at >= {stamp(louder)} then 5 else 2 end)) as second"""
-    ).result()
-    bigquery.query(
-        f"create table {dataset}.event_coverage as select '{ERRORS}' as event_name, "
-        f"{stamp(start)} as collected_from, current_timestamp() as updated_at"
-    ).result()
+    write_minutes(bigquery, dataset, start, now_minute, f"case when minute_at >= {stamp(louder)} then 5 else 2 end")
     baseline = {"detector": "baseline", "direction": "up", "alert_threshold": None, "time_window_minutes": 5}
     write_events_config(tmp_path, {"events": [rule(ERRORS, **baseline)]})
     env = bigquery_env(dataset, DETECTION_NOW=(now_minute + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -21,13 +21,17 @@ from tests.conftest import DB_FILE, output_of, query, rule, write_events_config
 EVENT = "checkout_completed"
 
 
-def write_clumps(database: Path, start: datetime, silent_from: datetime, end: datetime) -> None:
-    """14 events at each 10th minute from ``start`` to ``end``, none from ``silent_from`` on."""
+def write_events(
+    database: Path, start: datetime, end: datetime, step_minutes: int, per_minute: str, *bounds: datetime
+) -> None:
+    """EVENT's events at each ``step_minutes``-th minute from ``start`` to ``end``: ``per_minute`` of
+    them (SQL over ``minute_at`` and the parameters ``bounds``, at most 60, one a second), and its coverage
+    from ``start``."""
     with duckdb.connect(str(database)) as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute("create schema mixpanel_data")
         con.execute(
-            """
+            f"""
             create table mixpanel_data.mixpanel_events as
             select
                 'e-' || epoch(minute_at)::bigint::varchar || '-' || k::varchar as event_id,
@@ -35,16 +39,28 @@ def write_clumps(database: Path, start: datetime, silent_from: datetime, end: da
                 minute_at + to_seconds(k) as event_timestamp,
                 'user' as distinct_id,
                 null::varchar as insert_id,
-                '{}'::json as properties,
+                '{{}}'::json as properties,
                 minute_at + to_seconds(k) as mp_processing_time,
                 now() as inserted_at
             from (
-                select unnest(generate_series(?::timestamptz, ?::timestamptz, interval 10 minute)) as minute_at
-            ), range(14) as t(k)
-            where minute_at < ?::timestamptz
+                select unnest(generate_series(?::timestamptz, ?::timestamptz, interval {step_minutes} minute))
+                    as minute_at
+            ), range(60) as t(k)
+            where k < {per_minute}
             """,
-            [EVENT, start, end, silent_from],
+            [EVENT, start, end, *bounds],
         )
+        con.execute(
+            "create table mixpanel_data.event_coverage as select ? as event_name, ?::timestamptz as collected_from, "
+            "now() as updated_at",
+            [EVENT, start],
+        )
+
+
+def write_clumps(database: Path, start: datetime, silent_from: datetime, end: datetime) -> None:
+    """14 events at each 10th minute from ``start`` to ``end``, none from ``silent_from`` on."""
+    write_events(database, start, end, 10, "case when minute_at < ?::timestamptz then 14 else 0 end", silent_from)
+    with duckdb.connect(str(database)) as con:
         # another event goes on to the end: the data keeps coming, this event alone is quiet
         con.execute(
             """
@@ -58,11 +74,6 @@ def write_clumps(database: Path, start: datetime, silent_from: datetime, end: da
             )
             """,
             [end, end],
-        )
-        con.execute(
-            "create table mixpanel_data.event_coverage as select ? as event_name, ?::timestamptz as collected_from, "
-            "now() as updated_at",
-            [EVENT, start],
         )
 
 
@@ -103,33 +114,7 @@ def test_a_quiet_stretch_alert_says_how_long_and_how_many_were_expected(
 
 def write_steady(database: Path, start: datetime, louder_from: datetime, end: datetime) -> None:
     """2 events a minute from ``start`` to ``end``, 5 a minute from ``louder_from`` on."""
-    with duckdb.connect(str(database)) as con:
-        con.execute("set TimeZone = 'UTC'")
-        con.execute("create schema mixpanel_data")
-        con.execute(
-            """
-            create table mixpanel_data.mixpanel_events as
-            select
-                'e-' || epoch(minute_at)::bigint::varchar || '-' || k::varchar as event_id,
-                ? as event_name,
-                minute_at + to_seconds(k) as event_timestamp,
-                'user' as distinct_id,
-                null::varchar as insert_id,
-                '{}'::json as properties,
-                minute_at + to_seconds(k) as mp_processing_time,
-                now() as inserted_at
-            from (
-                select unnest(generate_series(?::timestamptz, ?::timestamptz, interval 1 minute)) as minute_at
-            ), range(5) as t(k)
-            where k < case when minute_at >= ?::timestamptz then 5 else 2 end
-            """,
-            [EVENT, start, end, louder_from],
-        )
-        con.execute(
-            "create table mixpanel_data.event_coverage as select ? as event_name, ?::timestamptz as collected_from, "
-            "now() as updated_at",
-            [EVENT, start],
-        )
+    write_events(database, start, end, 1, "case when minute_at >= ?::timestamptz then 5 else 2 end", louder_from)
 
 
 def test_a_sustained_rise_alert_says_over_how_long_and_how_many_were_expected(
