@@ -26,3 +26,13 @@
     and {{ count }} * ln({{ count }} / {{ expected }}) - ({{ count }} - {{ expected }})
     >= {{ var('baseline_quiet_evidence') }})
 {%- endmacro %}
+
+{#- Of var baseline_quiet_spans, longest first: `value` (SQL, SPAN standing for the span's minutes)
+    of the first span for which the test `at` (quiet_at, rise_at) holds; null when none does. -#}
+{% macro longest_span(at, value) %}
+    case
+        {%- for span in var('baseline_quiet_spans') | reverse %}
+            when {{ at(span) }} then {{ value | replace('SPAN', span | string) }}
+        {%- endfor %}
+    end
+{%- endmacro %}

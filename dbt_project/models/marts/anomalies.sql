@@ -184,39 +184,16 @@ quiet_spans as (
 
 quiet as (
 
-    -- the longest quiet span (quiet_at), with its events and the events expected in it
+    -- the longest quiet span (quiet_at) and the longest rise (rise_at), each with its events and
+    -- the events expected in it
     select
         *,
-        case
-            {%- for span in var('baseline_quiet_spans') | reverse %}
-                when {{ quiet_at(span) }} then {{ span }}
-            {%- endfor %}
-        end as quiet_span_minutes,
-        case
-            {%- for span in var('baseline_quiet_spans') | reverse %}
-                when {{ quiet_at(span) }} then quiet_count_{{ span }}
-            {%- endfor %}
-        end as quiet_span_count,
-        case
-            {%- for span in var('baseline_quiet_spans') | reverse %}
-                when {{ quiet_at(span) }} then quiet_expected_{{ span }}
-            {%- endfor %}
-        end as quiet_span_expected,
-        case
-            {%- for span in var('baseline_quiet_spans') | reverse %}
-                when {{ rise_at(span) }} then {{ span }}
-            {%- endfor %}
-        end as rise_span_minutes,
-        case
-            {%- for span in var('baseline_quiet_spans') | reverse %}
-                when {{ rise_at(span) }} then rise_count_{{ span }}
-            {%- endfor %}
-        end as rise_span_count,
-        case
-            {%- for span in var('baseline_quiet_spans') | reverse %}
-                when {{ rise_at(span) }} then quiet_expected_{{ span }}
-            {%- endfor %}
-        end as rise_span_expected
+        {{ longest_span(quiet_at, 'SPAN') }} as quiet_span_minutes,
+        {{ longest_span(quiet_at, 'quiet_count_SPAN') }} as quiet_span_count,
+        {{ longest_span(quiet_at, 'quiet_expected_SPAN') }} as quiet_span_expected,
+        {{ longest_span(rise_at, 'SPAN') }} as rise_span_minutes,
+        {{ longest_span(rise_at, 'rise_count_SPAN') }} as rise_span_count,
+        {{ longest_span(rise_at, 'quiet_expected_SPAN') }} as rise_span_expected
     from quiet_spans
 
 ),
