@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mixpanel_alerts.core.signals import AFTERWARDS, GRACE_SECONDS
 from mixpanel_alerts.simulator import ExportSimulator
@@ -167,3 +168,38 @@ def test_a_second_signal_ends_the_process_at_once_with_the_first_ones_code_and_a
     assert line["message"] == f"stopped by SIGINT during swallowing, ended at once by a second signal; {AFTERWARDS}"
     assert (line["severity"], line["signal"], line["exit_code"]) == ("WARNING", "SIGINT", 130)
     assert seconds < 1.0, seconds
+
+
+def test_a_signal_anywhere_between_dlts_first_and_last_step_is_said_with_its_step(tmp_path: Path) -> None:
+    """A signal names the dlt step the run was in, wherever in dlt's code it lands: also between
+    two steps, where the main thread is in ``Pipeline.run`` or in a decorator still ending the last
+    step's trace (CI once stopped there and said only ``during collect``). Every call and return in
+    dlt's pipeline layer (the code that runs between the steps and calls each one) during a real run
+    into DuckDB is asked where it is, as a signal's handler would."""
+    import dlt
+
+    from mixpanel_alerts.core import signals
+
+    pipeline = dlt.pipeline(
+        "where_a_signal_lands",
+        destination=dlt.destinations.duckdb(str(tmp_path / "where.duckdb")),
+        pipelines_dir=str(tmp_path / "pipelines"),
+        dataset_name="events",
+    )
+    said: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if event in ("call", "return") and module.startswith(("dlt.pipeline", "dlt.common.pipeline")):
+            said.append(signals._where(frame, "collect"))
+
+    sys.setprofile(profile)
+    try:
+        pipeline.run([{"id": n, "name": f"event {n}"} for n in range(100)], table_name="events")
+    finally:
+        sys.setprofile(None)
+
+    steps = [n for n, where in enumerate(said) if where != "collect"]
+    assert {said[n] for n in steps} == {f"collect ({step})" for step in ("extract", "normalize", "load")}
+    unnamed = [n for n in range(steps[0], steps[-1]) if said[n] == "collect"]
+    assert not unnamed, f"{len(unnamed)} of {steps[-1] - steps[0]} points between the steps name none"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import linecache
 import logging
 import os
 import signal
@@ -277,11 +278,26 @@ def _where(frame: FrameType | None, command: str) -> str:
         if part is None:
             part = _match(module, PARTS)
             if part is None and module == "dlt.pipeline.pipeline":
-                part = DLT_STEPS.get(frame.f_code.co_name)
+                part = _dlt_step(frame)
         frame = frame.f_back
     if step is None:
         return command if part is None else f"{command} ({part})"
     return step if part is None else f"{step} ({part})"
+
+
+def _dlt_step(frame: FrameType) -> str | None:
+    """The step a frame of dlt's ``Pipeline`` is in: the method itself, one of the decorators'
+    ``_wrap`` around it (still ending the step's trace after it returned), or ``run`` on the line
+    that calls it (between one step's return and the next one's start)."""
+    name = frame.f_code.co_name
+    if name in DLT_STEPS:
+        return DLT_STEPS[name]
+    if name == "_wrap":
+        return DLT_STEPS.get(getattr(frame.f_locals.get("f"), "__name__", ""))
+    if name == "run":
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        return next((label for step, label in DLT_STEPS.items() if f"self.{step}(" in line), None)
+    return None
 
 
 def _match(module: str, table: tuple[tuple[str, str], ...]) -> str | None:
