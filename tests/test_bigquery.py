@@ -363,11 +363,14 @@ def test_a_sustained_rise_on_bigquery(
     bigquery_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any],
 ) -> None:  # fmt: skip
     """A sustained rise on BigQuery SQL (the hour sums, their dispersion, the spans): a steady event,
-    2 a minute for eight days (10 a window, its spike bar 35), gets 5 a minute for the last half
+    2 a minute for twelve days (10 a window, its spike bar 35), gets 5 a minute for the last half
     hour. No window leaves its band; 15 minutes of them hold 2.5 times the events expected, more
-    above them than the bar's spread times the root of 3 windows, so a spike says so."""
+    above them than the bar's spread times the root of 3 windows, so a spike says so. Twelve days,
+    not eight: with a few days of baselines, a rise that crosses midnight UTC is the largest
+    surprise of the day before, whose median over so few days raises the new day's bar to 37 (CI
+    ran it at 00:25 and saw the rise at 30 minutes)."""
     now_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
-    start, louder = now_minute - timedelta(days=8), now_minute - timedelta(minutes=30)
+    start, louder = now_minute - timedelta(days=12), now_minute - timedelta(minutes=30)
 
     write_minutes(bigquery, dataset, start, now_minute, f"case when minute_at >= {stamp(louder)} then 5 else 2 end")
     baseline = {"detector": "baseline", "direction": "up", "alert_threshold": None, "time_window_minutes": 5}

@@ -121,7 +121,8 @@ def test_a_sustained_rise_alert_says_over_how_long_and_how_many_were_expected(
     tmp_path: Path, make_env: Callable[..., dict[str, str]], run_cli: Callable[..., Any]
 ) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
-    write_steady(tmp_path / DB_FILE, now - timedelta(days=9), now - timedelta(minutes=30), now)
+    # twelve days: with fewer, a rise across midnight UTC raises the new day's bar (test_bigquery's twin)
+    write_steady(tmp_path / DB_FILE, now - timedelta(days=12), now - timedelta(minutes=30), now)
     baseline = {"detector": "baseline", "direction": "up", "alert_threshold": None, "time_window_minutes": 5}
     write_events_config(tmp_path, {"events": [rule(EVENT, **baseline)]})
     env = make_env(None, DETECTION_NOW=(now + timedelta(seconds=59)).strftime("%Y-%m-%dT%H:%M:%SZ"))
