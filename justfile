@@ -88,3 +88,7 @@ bench events="1000000":
 [positional-arguments]
 quality *args:
     python scripts/quality.py "$@"
+
+# vendor a release for the upgrade test (tests/test_upgrade.py): the package and dbt project at SHA
+previous-release sha:
+    git archive {{sha}} mixpanel_alerts alerts pipelines dbt_project | gzip -9 > tests/fixtures/previous_release.tar.gz

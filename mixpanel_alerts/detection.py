@@ -47,6 +47,7 @@ DIGEST_FILE = ".project-digest"
 # the rules as the CLI writes them, in the raw table's dataset; the alert_rules model reads it
 RULES_TABLE = "alert_rules_config"
 RULES_COLUMNS = {
+    "rule_id": ("varchar", "STRING"),
     "event_name": ("varchar", "STRING"),
     "enabled": ("boolean", "BOOL"),
     "alert_threshold": ("bigint", "INT64"),
@@ -189,8 +190,9 @@ def rule_rows(events_config: EventsConfig) -> list[dict[str, Any]]:
     rows = []
     for rule in events_config.events:
         rows.append({
-            "event_name": rule.name, "enabled": rule.enabled, "alert_threshold": rule.alert_threshold,
-            "alert_channel": rule.alert_channel, "time_window_minutes": rule.time_window_minutes,
+            "rule_id": rule.name, "event_name": rule.name, "enabled": rule.enabled,
+            "alert_threshold": rule.alert_threshold, "alert_channel": rule.alert_channel,
+            "time_window_minutes": rule.time_window_minutes,
             "cooldown_minutes": rule.cooldown_minutes, "description": rule.description, "detector": rule.detector,
             "direction": rule.direction, "sensitivity": rule.sensitivity, "min_events": rule.min_events,
         })  # fmt: skip

@@ -155,7 +155,11 @@ def test_an_event_known_for_two_days_is_learning_and_raises_nothing(
     _, output, env, directory = detected
     db_path, run_cli = directory / DB_FILE, cli_runner(directory)
     assert query(db_path, "select count(*) from mixpanel_data.incidents where event_name = ?", [SIGNUP]) == [(0,)]
-    assert query(db_path, "select * from mixpanel_data.baseline_learning order by event_name") == [
+    assert query(
+        db_path,
+        "select event_name, history_days, needed_days, is_learning "
+        "from mixpanel_data.baseline_learning order by event_name",
+    ) == [
         (CHECKOUT, 7, 7, False),  # days 1 to 7 before (8 days ago is not a reference day)
         (SIGNUP, 2, 7, True),
     ]

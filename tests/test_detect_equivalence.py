@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from tests.conftest import DB_FILE, output_of, query, rule, write_events_config
+from tests.raw_traffic import RAW_TABLE, burst, coverage, outage, traffic, write_raw
 
 END = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 DAYS = 20
@@ -60,72 +60,6 @@ def rules(payment_threshold: int = 30, windowed: bool = True) -> dict[str, Any]:
             rule(LATER, detector="baseline", direction="up", alert_threshold=None, time_window_minutes=1),
         ]
     }
-
-
-def write_raw(database: Path, sql: str) -> None:
-    with duckdb.connect(str(database)) as con:
-        con.execute("set TimeZone = 'UTC'")
-        con.execute(sql)
-
-
-RAW_TABLE = """
-create schema if not exists mixpanel_data;
-create table if not exists mixpanel_data.mixpanel_events (
-    event_id varchar, event_name varchar, event_timestamp timestamptz, distinct_id varchar,
-    insert_id varchar, properties json, mp_processing_time timestamptz, inserted_at timestamptz
-);
-create table if not exists mixpanel_data.event_coverage (
-    event_name varchar, collected_from timestamptz, updated_at timestamptz
-);
-"""
-
-
-def traffic(name: str, start: datetime, end: datetime, rate: float, tag: str, seed: float = 0.1) -> str:
-    """An insert of about ``rate`` events a minute (a daily rhythm, deterministic noise) in [start, end)."""
-    minutes = int((end - start).total_seconds() // 60)
-    return f"""
-select setseed({seed});
-insert into mixpanel_data.mixpanel_events
-with minutes as (
-    select minute_index, timestamptz '{start:%Y-%m-%d %H:%M:%S}+00' + to_minutes(minute_index) as minute_at
-    from range({minutes}) as t(minute_index)
-),
-counted as (
-    select minute_index, minute_at,
-        greatest(0, round({rate} * (1 + 0.6 * sin(2 * pi() * date_part('hour', minute_at) / 24.0))
-                          + 2 * (random() - 0.5)))::int as n
-    from minutes
-),
-spread as (select minute_index, minute_at, n, unnest(range(n)) as k from counted where n > 0)
-select '{name}-{tag}-' || minute_index::varchar || '-' || k::varchar, '{name}',
-    minute_at + to_milliseconds(k * 997 % 59000), 'user', null, '{{}}'::json,
-    minute_at + to_milliseconds(k * 997 % 59000) + interval 5 second, now()
-from spread;
-"""
-
-
-def burst(name: str, at: datetime, count: int, tag: str) -> str:
-    return f"""
-insert into mixpanel_data.mixpanel_events
-select '{name}-{tag}-' || k::varchar, '{name}', timestamptz '{at:%Y-%m-%d %H:%M:%S}+00' + to_milliseconds(k),
-    'user', null, '{{}}'::json, timestamptz '{at:%Y-%m-%d %H:%M:%S}+00' + interval 5 second, now()
-from range({count}) as t(k);
-"""
-
-
-def outage(name: str, start: datetime, end: datetime) -> str:
-    return f"""
-delete from mixpanel_data.mixpanel_events
-where event_name = '{name}' and event_timestamp >= timestamptz '{start:%Y-%m-%d %H:%M:%S}+00'
-    and event_timestamp < timestamptz '{end:%Y-%m-%d %H:%M:%S}+00';
-"""
-
-
-def coverage(name: str, since: datetime) -> str:
-    return f"""
-delete from mixpanel_data.event_coverage where event_name = '{name}';
-insert into mixpanel_data.event_coverage values ('{name}', timestamptz '{since:%Y-%m-%d %H:%M:%S}+00', now());
-"""
 
 
 def rows(database: Path, table: str, columns: str) -> list[tuple[Any, ...]]:

@@ -1,5 +1,5 @@
 {#- Before an incremental run: when the moment went back (a replay: DETECTION_NOW earlier than the
-    last run's, int_detection_plan), drop the rows of the events concerned that lie after it, as
+    last run's, int_detection_plan), drop the rows of the rules concerned that lie after it, as
     a full refresh would not have them. The rows are named by a minute column, or by a day column
     and an hour-of-day column (baselines, in DETECTION_TIMEZONE), or a day column alone. Reads nothing otherwise. -#}
 {% macro forget_after_the_moment(minute_column=none, day_column=none, hour_column=none) %}
@@ -11,7 +11,7 @@
         {%- set day = literal_of(local[0]) -%}
         delete from {{ this }}
         where
-            event_name in (select event_name {{ went_back }})
+            rule_id in (select rule_id {{ went_back }})
             {% if minute_column is not none %}
                 and {{ minute_column }} > {{ literal_of(moment) }}
             {% elif hour_column is not none %}

@@ -14,7 +14,7 @@
             select 1
             from {{ plan }} as plan
             where
-                plan.event_name = target.event_name
+                plan.rule_id = target.rule_id
                 and (
                     {% if minute_column is not none %}
                         plan.recount_all and (

@@ -1,4 +1,4 @@
-{#- Before an incremental run of `anomalies`: drop each event's windows from the minute this run
+{#- Before an incremental run of `anomalies`: drop each rule's windows from the minute this run
     computes them again on (int_detection_starts), so a window that is no longer anomalous (late
     events filled a drop, a raised threshold) does not linger. Bounded by the earliest such minute:
     only recent partitions are read. -#}
@@ -12,7 +12,7 @@
             and exists (
                 select 1
                 from {{ starts }} as starts
-                where starts.event_name = anomalies.event_name and anomalies.window_end_minute >= starts.anomaly_from
+                where starts.rule_id = anomalies.rule_id and anomalies.window_end_minute >= starts.anomaly_from
             )
     {%- endif -%}
 {% endmacro %}

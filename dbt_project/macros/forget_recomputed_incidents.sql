@@ -1,4 +1,4 @@
-{#- Before an incremental run of `incidents`: drop, per event and kind, the incidents it computes
+{#- Before an incremental run of `incidents`: drop, per rule and kind, the incidents it computes
     again (those ending at or after int_detection_incident_starts.recompute_from, which all begin
     there or later), bounded by the earliest such minute: only recent partitions are read. -#}
 {% macro forget_recomputed_incidents() %}
@@ -12,7 +12,7 @@
                 select 1
                 from {{ starts }} as starts
                 where
-                    starts.event_name = incidents.event_name
+                    starts.rule_id = incidents.rule_id
                     and starts.kind = coalesce(incidents.kind, 'spike')
                     and incidents.last_anomalous_minute >= starts.recompute_from
             )

@@ -1,7 +1,7 @@
 {#- The windows with their bands (see int_event_window_bands, which is this with no bound): with
-    `since` (a datetime) and `events` (a SQL list or subquery of event names), only the windows of
-    those events from `since` on, reading only the baselines and daily surprises they need. -#}
-{% macro window_bands(since=none, events=none) %}
+    `since` (a datetime) and `rules` (a SQL list or subquery of rule ids), only the windows of
+    those rules from `since` on, reading only the baselines and daily surprises they need. -#}
+{% macro window_bands(since=none, rules=none) %}
 with
 
 rules as (
@@ -15,7 +15,7 @@ windows as (
 
     select * from {{ ref('int_event_window_counts') }}
     {% if since is not none %}
-        where minute_at >= {{ literal_of(since) }} and event_name in ({{ events }})
+        where minute_at >= {{ literal_of(since) }} and rule_id in ({{ rules }})
     {% endif %}
 
 ),
@@ -24,7 +24,7 @@ baselines as (
 
     select * from {{ ref('int_event_baselines') }}
     {% if since is not none %}
-        where window_day >= {{ literal_of(local_date_floor(since)) }} and event_name in ({{ events }})
+        where window_day >= {{ literal_of(local_date_floor(since)) }} and rule_id in ({{ rules }})
     {% endif %}
 
 ),
@@ -35,7 +35,7 @@ daily_surprise as (
     {% if since is not none %}
         where
             window_day >= {{ literal_of(local_date_floor(since) - modules.datetime.timedelta(days=var('baseline_surprise_days') | int)) }}
-            and event_name in ({{ events }})
+            and rule_id in ({{ rules }})
     {% endif %}
 
 ),
@@ -45,22 +45,23 @@ surprise_levels as (
     -- per event and day: the median of the previous days' largest surprise (the event's own
     -- burstiness), which raises its spike bar (var baseline_surprise_factor)
     select
-        target_days.event_name,
+        target_days.rule_id,
         target_days.window_day,
         {{ band_quantile('history.max_surprise', 0.5) }} as typical_max_surprise
     from daily_surprise as target_days
     inner join daily_surprise as history
         on
-            target_days.event_name = history.event_name
+            target_days.rule_id = history.rule_id
             and target_days.window_day > history.window_day
             and {{ days_before('target_days.window_day', var('baseline_surprise_days') | int) }} <= history.window_day
-    group by target_days.event_name, target_days.window_day
+    group by target_days.rule_id, target_days.window_day
 
 ),
 
 joined as (
 
     select
+        windows.rule_id,
         windows.event_name,
         windows.window_start,
         windows.minute_at,
@@ -94,17 +95,17 @@ joined as (
             {{ baseline_surprise_factor('rules.sensitivity') }} * coalesce(surprise_levels.typical_max_surprise, 0)
         ) as k_up
     from windows
-    inner join rules on windows.event_name = rules.event_name
+    inner join rules on windows.rule_id = rules.rule_id
     left join baselines
         on
             rules.detector = 'baseline'
-            and windows.event_name = baselines.event_name
+            and windows.rule_id = baselines.rule_id
             and {{ local_date('windows.minute_at') }} = baselines.window_day
             and {{ local_hour('windows.minute_at') }} = baselines.hour_of_day
     left join surprise_levels
         on
             rules.detector = 'baseline'
-            and windows.event_name = surprise_levels.event_name
+            and windows.rule_id = surprise_levels.rule_id
             and {{ local_date('windows.minute_at') }} = surprise_levels.window_day
 
 ),
@@ -165,6 +166,7 @@ banded as (
 final as (
 
     select
+        rule_id,
         event_name,
         window_start,
         minute_at,

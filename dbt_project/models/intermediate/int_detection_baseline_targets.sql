@@ -24,7 +24,7 @@ plan as (
 hours as (
 
     select distinct
-        windows.event_name,
+        windows.rule_id,
         -- the series' column, bare: its alias differs between warehouses (range_minutes)
         cast(minute_at as {{ type_utc_timestamp() }}) as hour_at  -- noqa: RF03
     from windows
@@ -37,7 +37,7 @@ local_hours as (
     -- the local days and hours of day (DETECTION_TIMEZONE) those hours overlap: a UTC hour meets
     -- two local ones where the offset is not whole hours
     select distinct
-        event_name,
+        rule_id,
         {{ local_date('hour_at') }} as hour_day,
         {{ local_hour('hour_at') }} as hour_of_day
     from hours
@@ -45,7 +45,7 @@ local_hours as (
     union all
 
     select distinct
-        event_name,
+        rule_id,
         {{ local_date(add_minutes('hour_at', 59)) }} as hour_day,
         {{ local_hour(add_minutes('hour_at', 59)) }} as hour_of_day
     from hours
@@ -69,16 +69,18 @@ final as (
 
     -- windows_changed: the hour's own windows were computed (int_event_hour_windows writes it)
     select
-        local_hours.event_name,
+        local_hours.rule_id,
+        plan.event_name,
         {{ days_before('local_hours.hour_day', '-1 * offsets.days_after') }} as window_day,
         local_hours.hour_of_day,
         max(case when offsets.days_after = 0 then 1 else 0 end) = 1 as windows_changed
     from local_hours
     cross join offsets
-    inner join plan on local_hours.event_name = plan.event_name
+    inner join plan on local_hours.rule_id = plan.rule_id
     where {{ days_before('local_hours.hour_day', '-1 * offsets.days_after') }} <= {{ local_date('plan.last_minute') }}
     group by
-        local_hours.event_name,
+        local_hours.rule_id,
+        plan.event_name,
         {{ days_before('local_hours.hour_day', '-1 * offsets.days_after') }},
         local_hours.hour_of_day
 

@@ -1,21 +1,23 @@
 {{ config(materialized='table') }}
 
-{#- Per event and kind, the first minute incidents are computed again from (incidents): the span its
+{#- Per rule and kind, the first minute incidents are computed again from (incidents): the span its
     anomalies changed in (int_detection_starts) less the rule's cooldown (a minute there may join
     them), or the first minute of an incident that reaches that span, or of one still open (its
     status depends on the moment, whatever its rule is now). Read from the incidents the run before
     left, before this run's incidents replace them. -#}
 {%- set previous = previous_build('incidents') %}
+{#- incidents built before rule ids name each rule by its event -#}
+{%- set previous_rule = rule_key_of(previous) if previous is not none else 'rule_id' %}
 
 with
 
 starts as (
 
     select
-        anomaly_starts.event_name,
+        anomaly_starts.rule_id,
         {{ add_minutes('anomaly_starts.anomaly_from', '-1 * rules.cooldown_minutes') }} as affected_from
     from {{ ref('int_detection_starts') }} as anomaly_starts
-    inner join {{ ref('alert_rules') }} as rules on anomaly_starts.event_name = rules.event_name
+    inner join {{ ref('alert_rules') }} as rules on anomaly_starts.rule_id = rules.rule_id
 
 ),
 
@@ -30,7 +32,7 @@ kinds as (
 candidates as (
 
     select
-        starts.event_name,
+        starts.rule_id,
         kinds.kind,
         starts.affected_from as recompute_from
     from starts
@@ -40,11 +42,11 @@ candidates as (
         union all
 
         select
-            incidents.event_name,
+            incidents.{{ previous_rule }}{{ ' as rule_id' if previous_rule != 'rule_id' }},
             coalesce(incidents.kind, 'spike') as kind,
             incidents.first_anomalous_minute as recompute_from
         from {{ previous }} as incidents
-        left join starts on incidents.event_name = starts.event_name
+        left join starts on incidents.{{ previous_rule }} = starts.rule_id
         where incidents.status = 'open' or incidents.last_anomalous_minute >= starts.affected_from
     {% endif %}
 
@@ -53,11 +55,11 @@ candidates as (
 final as (
 
     select
-        event_name,
+        rule_id,
         kind,
         min(recompute_from) as recompute_from
     from candidates
-    group by event_name, kind
+    group by rule_id, kind
 
 )
 

@@ -1,7 +1,9 @@
 {{ config(materialized='table') }}
 
-{#- What this detection run does for each enabled rule, from what the runs before did
-    (int_detection_progress) and what arrived since (int_detection_changes):
+{#- What this detection run does for each enabled rule (rule_id; event_name, the event it watches),
+    from what the runs before did (int_detection_progress) and what arrived since
+    (int_detection_changes). The event's first minute and known data are the event's, shared by its
+    rules:
 
     - first_event_minute: the minute of the event's first event ever in the warehouse (a scan of
       its history once, when the rule is new here; then the earliest of it and what arrived since);
@@ -28,11 +30,13 @@
     if execute and progress is not none else [] -%}
 {#- a record from before first_event_minute existed: every event's first event is looked for once -#}
 {%- set recorded_first_events = 'first_event_minute' in recorded -%}
+{#- a record from before rule ids: each rule was its event, rule_id = event_name -#}
+{%- set recorded_rule = 'rule_id' if 'rule_id' in recorded else 'event_name' -%}
 {%- set unseen = single_value(
     "select count(*) from " ~ ref('alert_rules') ~ " as rules"
-    ~ (" left join " ~ progress ~ " as previous on rules.event_name = previous.event_name" if recorded_first_events else "")
+    ~ (" left join " ~ progress ~ " as previous on rules.rule_id = previous." ~ recorded_rule if recorded_first_events else "")
     ~ " where rules.enabled"
-    ~ (" and previous.event_name is null" if recorded_first_events else "")
+    ~ (" and previous." ~ recorded_rule ~ " is null" if recorded_first_events else "")
 ) if execute else 0 -%}
 
 -- depends_on: {{ ref('stg_mixpanel__events') }}
@@ -42,6 +46,7 @@ with
 rules as (
 
     select
+        alert_rules.rule_id,
         alert_rules.event_name,
         {{ rule_fingerprint('alert_rules') }} as fingerprint
     from {{ ref('alert_rules') }} as alert_rules
@@ -63,7 +68,7 @@ previous as (
 
     {% if progress is not none %}
         select
-            event_name,
+            {{ recorded_rule }} as rule_id,
             known_from,
             {{ 'first_event_minute' if recorded_first_events else 'cast(null as ' ~ type_utc_timestamp() ~ ')' }}
                 as first_event_minute,
@@ -75,7 +80,7 @@ previous as (
         from {{ progress }}
     {% else %}
         select
-            cast(null as {{ dbt.type_string() }}) as event_name,
+            cast(null as {{ dbt.type_string() }}) as rule_id,
             cast(null as {{ type_utc_timestamp() }}) as known_from,
             cast(null as {{ type_utc_timestamp() }}) as first_event_minute,
             cast(null as {{ type_utc_timestamp() }}) as last_counted,
@@ -101,18 +106,21 @@ changes as (
 
 first_events as (
 
-    -- the first event of an event new here (or of every event, the first time): a scan of its
-    -- history, once; later runs keep it from the record and what arrives
+    -- the first event of an event with a rule new here (or of every event, the first time): a scan
+    -- of its history, once; later runs keep it from the record and what arrives
     {% if unseen | int > 0 %}
         select
             events.event_name,
             min(events.event_at) as first_event_at
         from {{ ref('stg_mixpanel__events') }} as events
-        inner join rules on events.event_name = rules.event_name
-        {% if recorded_first_events %}
-            left join previous on events.event_name = previous.event_name
-            where previous.event_name is null
-        {% endif %}
+        where events.event_name in (
+            select rules.event_name
+            from rules
+            {% if recorded_first_events %}
+                left join previous on rules.rule_id = previous.rule_id
+                where previous.rule_id is null
+            {% endif %}
+        )
         group by events.event_name
     {% else %}
         select
@@ -146,6 +154,7 @@ high_water as (
 first_seen as (
 
     select
+        rules.rule_id,
         rules.event_name,
         rules.fingerprint,
         case
@@ -158,7 +167,7 @@ first_seen as (
         {{ minute_of('coverage.collected_from') }} as covered_from
     from rules
     left join coverage on rules.event_name = coverage.event_name
-    left join previous on rules.event_name = previous.event_name
+    left join previous on rules.rule_id = previous.rule_id
     left join changes on rules.event_name = changes.event_name
     left join first_events on rules.event_name = first_events.event_name
 
@@ -168,6 +177,7 @@ known as (
 
     -- known from its first event, or from the start of its collected data if that is later
     select
+        rule_id,
         event_name,
         fingerprint,
         first_event_minute,
@@ -182,6 +192,7 @@ known as (
 judged as (
 
     select
+        known.rule_id,
         known.event_name,
         known.first_event_minute,
         known.known_from,
@@ -189,19 +200,20 @@ judged as (
         previous.last_counted as previous_last_counted,
         previous.drops_before as previous_drops_before,
         (
-            previous.event_name is null
+            previous.rule_id is null
             or coalesce(previous.known_from, {{ epoch }}) != coalesce(known.known_from, {{ epoch }})
             or previous.last_counted > {{ last_minute }}
         ) as recount_all,
         coalesce(previous.fingerprint, '') != known.fingerprint as rule_changed
     from known
-    left join previous on known.event_name = previous.event_name
+    left join previous on known.rule_id = previous.rule_id
 
 ),
 
 final as (
 
     select
+        judged.rule_id,
         judged.event_name,
         judged.first_event_minute,
         judged.known_from,

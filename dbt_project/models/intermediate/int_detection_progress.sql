@@ -21,6 +21,7 @@ plan as (
 final as (
 
     select
+        rule_id,
         event_name,
         first_event_minute,
         known_from,

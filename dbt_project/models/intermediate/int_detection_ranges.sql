@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 
-{#- The minutes this detection run works on, per enabled event (int_detection_plan), in ranges
+{#- The minutes this detection run works on, per enabled rule (int_detection_plan), in ranges
     [range_from, range_to] of whole minutes:
 
     - 'recount': counted from the raw table: the whole known history of an event to recount, else
@@ -32,6 +32,7 @@ changes as (
 final as (
 
     select
+        rule_id,
         event_name,
         known_from as range_from,
         last_minute as range_to,
@@ -42,6 +43,7 @@ final as (
     union all
 
     select
+        rule_id,
         event_name,
         known_from as range_from,
         last_minute as range_to,
@@ -52,6 +54,7 @@ final as (
     union all
 
     select
+        rule_id,
         event_name,
         case
             when previous_last_counted >= known_from then {{ add_minutes('previous_last_counted', 1) }}
@@ -65,7 +68,8 @@ final as (
     union all
 
     select
-        changes.event_name,
+        plan.rule_id,
+        plan.event_name,
         changes.minute_at as range_from,
         changes.minute_at as range_to,
         'delta' as kind

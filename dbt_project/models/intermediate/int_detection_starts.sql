@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 
-{#- Per event, the first minute whose anomaly this run may see differently: its first changed
+{#- Per rule, the first minute whose anomaly this run may see differently: its first changed
     window (int_detection_windows), the first hour whose baseline it computed again
     (int_detection_baseline_targets: a daily surprise computed again moves the days after it, which
     are later still), and the windows that have settled since the last run (a drop needs a window
@@ -31,21 +31,21 @@ plan as (
 candidates as (
 
     select
-        event_name,
+        rule_id,
         window_from as start_at
     from windows
 
     union all
 
     select
-        event_name,
+        rule_id,
         {{ local_hour_start('window_day', 'hour_of_day') }} as start_at
     from targets
 
     union all
 
     select
-        event_name,
+        rule_id,
         {{ add_minutes('previous_drops_before', -1) }} as start_at
     from plan
     where previous_drops_before is not null and not rewindow_all
@@ -55,14 +55,14 @@ candidates as (
 final as (
 
     select
-        candidates.event_name,
+        candidates.rule_id,
         case
             when min(candidates.start_at) < min(plan.known_from) then min(plan.known_from)
             else min(candidates.start_at)
         end as anomaly_from
     from candidates
-    inner join plan on candidates.event_name = plan.event_name
-    group by candidates.event_name
+    inner join plan on candidates.rule_id = plan.rule_id
+    group by candidates.rule_id
 
 )
 

@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 
-{#- The windows this run judges again, per event, as ranges of their last minute: every window that
+{#- The windows this run judges again, per rule, as ranges of their last minute: every window that
     holds a minute of int_detection_ranges (a changed minute m is in the windows ending m to
     m + W - 1), all of a rule's windows when its ranges say so ('rewindow', or a recount of its whole
     history), never past the run's minute. read_from: the first count a range's windows need. -#}
@@ -29,6 +29,7 @@ plan as (
 final as (
 
     select
+        ranges.rule_id,
         ranges.event_name,
         ranges.range_from as window_from,
         case
@@ -40,8 +41,8 @@ final as (
         rules.time_window_minutes,
         rules.detector
     from ranges
-    inner join rules on ranges.event_name = rules.event_name
-    inner join plan on ranges.event_name = plan.event_name
+    inner join rules on ranges.rule_id = rules.rule_id
+    inner join plan on ranges.rule_id = plan.rule_id
 
 )
 

@@ -1,12 +1,13 @@
 {{
     config(
-        unique_key=['event_name', 'window_day', 'hour_of_day'],
+        unique_key=['rule_id', 'window_day', 'hour_of_day'],
         on_schema_change='append_new_columns',
         incremental_strategy=incremental_strategy_name(),
         partition_column='window_day',
         partition_by=partition_by_day('window_day', 'date'),
         cluster_by=cluster_by_event('window_day'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(day_column='window_day') }}",
+        pre_hook=["{{ adopt_rule_ids() }}", "{{ forget_unmonitored_rules() }}",
+            "{{ forget_outside_known_data(day_column='window_day') }}",
             "{{ forget_after_the_moment(day_column='window_day', hour_column='hour_of_day') }}"],
     )
 }}
@@ -56,7 +57,7 @@ hour_windows as (
     from {{ ref('int_event_hour_windows') }} as hour_windows
     where
         hour_windows.window_day >= {{ literal_of(history_from) }}
-        and hour_windows.event_name in (select targets.event_name from targets)
+        and hour_windows.rule_id in (select targets.rule_id from targets)
 
 ),
 
@@ -78,7 +79,7 @@ offsets as (
 reference_days as (
 
     select
-        targets.event_name,
+        targets.rule_id,
         targets.window_day,
         targets.hour_of_day,
         offsets.comparable,
@@ -100,7 +101,7 @@ reference as (
 
     -- the complete windows of the same event and hour of day on the earlier days
     select
-        reference_days.event_name,
+        reference_days.rule_id,
         reference_days.window_day,
         reference_days.hour_of_day,
         reference_days.comparable,
@@ -109,7 +110,7 @@ reference as (
     from reference_days
     inner join hour_windows
         on
-            reference_days.event_name = hour_windows.event_name
+            reference_days.rule_id = hour_windows.rule_id
             and reference_days.hour_of_day = hour_windows.hour_of_day
             and reference_days.history_day = hour_windows.window_day
     cross join {{ unnest_values('hour_windows.window_counts', 'window_count') }}
@@ -123,12 +124,12 @@ hour_sums as (
     -- at least half an hour of windows): how much whole hours vary from day to day, for sustained
     -- rises (int_event_window_bands)
     select
-        event_name,
+        rule_id,
         window_day,
         hour_of_day,
         sum(window_count) * 60.0 / count(*) as hour_windows_sum
     from reference
-    group by event_name, window_day, hour_of_day, history_day
+    group by rule_id, window_day, hour_of_day, history_day
     having count(*) >= 30
 
 ),
@@ -136,20 +137,20 @@ hour_sums as (
 hour_quantiles as (
 
     select
-        event_name,
+        rule_id,
         window_day,
         hour_of_day,
         cast({{ band_quantile('hour_windows_sum', 0.5) }} as {{ dbt.type_float() }}) as hour_q50,
         cast({{ band_quantile('hour_windows_sum', 0.95) }} as {{ dbt.type_float() }}) as hour_q95
     from hour_sums
-    group by event_name, window_day, hour_of_day
+    group by rule_id, window_day, hour_of_day
 
 ),
 
 quantiles as (
 
     select
-        event_name,
+        rule_id,
         window_day,
         hour_of_day,
         comparable,
@@ -159,13 +160,14 @@ quantiles as (
         cast({{ band_quantile('window_count', 0.5) }} as {{ dbt.type_float() }}) as q50,
         cast({{ band_quantile('window_count', 0.95) }} as {{ dbt.type_float() }}) as q95
     from reference
-    group by event_name, window_day, hour_of_day, comparable
+    group by rule_id, window_day, hour_of_day, comparable
 
 ),
 
 joined as (
 
     select
+        targets.rule_id,
         targets.event_name,
         targets.window_day,
         targets.hour_of_day,
@@ -202,19 +204,19 @@ joined as (
     from targets
     left join quantiles as every_day
         on
-            targets.event_name = every_day.event_name
+            targets.rule_id = every_day.rule_id
             and targets.window_day = every_day.window_day
             and targets.hour_of_day = every_day.hour_of_day
             and not every_day.comparable
     left join quantiles as alike
         on
-            targets.event_name = alike.event_name
+            targets.rule_id = alike.rule_id
             and targets.window_day = alike.window_day
             and targets.hour_of_day = alike.hour_of_day
             and alike.comparable
     left join hour_quantiles as hours
         on
-            targets.event_name = hours.event_name
+            targets.rule_id = hours.rule_id
             and targets.window_day = hours.window_day
             and targets.hour_of_day = hours.hour_of_day
 
@@ -225,6 +227,7 @@ final as (
     -- comparable days once baseline_comparable_days of them have history, else every day; a rule
     -- learns while fewer than baseline_min_history_days days (every day) have history
     select
+        rule_id,
         event_name,
         window_day,
         hour_of_day,

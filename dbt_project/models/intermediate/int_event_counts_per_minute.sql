@@ -1,18 +1,19 @@
 {{
     config(
-        unique_key=['event_name', 'minute_at'],
+        unique_key=['rule_id', 'minute_at'],
         on_schema_change='append_new_columns',
         incremental_strategy=incremental_strategy_name(),
         partition_column='minute_at',
         partition_by=partition_by_day('minute_at', 'timestamp'),
         cluster_by=cluster_by_event('minute_at'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='minute_at') }}"],
+        pre_hook=["{{ adopt_rule_ids() }}", "{{ forget_unmonitored_rules() }}",
+            "{{ forget_outside_known_data(minute_column='minute_at') }}"],
     )
 }}
 
-{#- Events per whole minute for every enabled rule's event, from the minute its data is known
-    (int_detection_plan.known_from): every known minute exists, a quiet one with 0, so a drop to
-    zero is visible; minutes before it are unknown and absent.
+{#- Events per whole minute for every enabled rule (rule_id) of its event (event_name), from the
+    minute its data is known (int_detection_plan.known_from): every known minute exists, a quiet one
+    with 0, so a drop to zero is visible; minutes before it are unknown and absent.
 
     A run counts what int_detection_ranges says: its 'recount' ranges from the raw table (an
     event's whole history, or the minutes since the last one counted), and its 'delta' minutes,
@@ -46,7 +47,7 @@ recount_ranges as (
 recount_minutes as (
 
     select distinct
-        recount_ranges.event_name,
+        recount_ranges.rule_id,
         cast(minute_at as {{ type_utc_timestamp() }}) as minute_at
     from recount_ranges
     cross join {{ range_minutes('recount_ranges.range_from', 'recount_ranges.range_to') }}
@@ -57,7 +58,7 @@ recounted as (
 
     {% if recount_from is not none %}
         select
-            events.event_name,
+            recount_ranges.rule_id,
             {{ minute_of('events.event_at') }} as minute_at,
             count(*) as event_count,
             max(events.inserted_at) as counted_through
@@ -68,10 +69,10 @@ recounted as (
                 and events.event_at >= recount_ranges.range_from
                 and events.event_at < {{ add_minutes('recount_ranges.range_to', 1) }}
         where events.event_at >= {{ literal_of(recount_from) }}
-        group by events.event_name, {{ minute_of('events.event_at') }}
+        group by recount_ranges.rule_id, {{ minute_of('events.event_at') }}
     {% else %}
         select
-            cast(null as {{ dbt.type_string() }}) as event_name,
+            cast(null as {{ dbt.type_string() }}) as rule_id,
             cast(null as {{ type_utc_timestamp() }}) as minute_at,
             cast(0 as {{ dbt.type_bigint() }}) as event_count,
             cast(null as {{ type_utc_timestamp() }}) as counted_through
@@ -85,15 +86,16 @@ recount_rows as (
 
     -- a quiet minute has counted everything loaded so far: later events have a later inserted_at
     select
-        recount_minutes.event_name,
+        recount_minutes.rule_id,
+        plan.event_name,
         recount_minutes.minute_at,
         coalesce(recounted.event_count, 0) as event_count,
         coalesce(recounted.counted_through, plan.inserted_through) as counted_through
     from recount_minutes
-    inner join plan on recount_minutes.event_name = plan.event_name
+    inner join plan on recount_minutes.rule_id = plan.rule_id
     left join recounted
         on
-            recount_minutes.event_name = recounted.event_name
+            recount_minutes.rule_id = recounted.rule_id
             and recount_minutes.minute_at = recounted.minute_at
 
 ),
@@ -103,6 +105,7 @@ recount_rows as (
     delta_minutes as (
 
         select
+            rule_id,
             event_name,
             range_from as minute_at
         from {{ ranges }}
@@ -113,13 +116,14 @@ recount_rows as (
     counted_before as (
 
         select
-            counts.event_name,
+            counts.rule_id,
+            delta_minutes.event_name,
             counts.minute_at,
             counts.event_count,
             coalesce(counts.counted_through, {{ epoch }}) as counted_through
         from {{ this }} as counts
         inner join delta_minutes
-            on counts.event_name = delta_minutes.event_name and counts.minute_at = delta_minutes.minute_at
+            on counts.rule_id = delta_minutes.rule_id and counts.minute_at = delta_minutes.minute_at
         where counts.minute_at >= {{ literal_of(delta_from) }}
 
     ),
@@ -142,7 +146,7 @@ recount_rows as (
     added as (
 
         select
-            counted_before.event_name,
+            counted_before.rule_id,
             counted_before.minute_at,
             count(arrived.inserted_at) as added_events,
             max(arrived.inserted_at) as newest_added
@@ -152,13 +156,14 @@ recount_rows as (
                 counted_before.event_name = arrived.event_name
                 and counted_before.minute_at = arrived.minute_at
                 and arrived.inserted_at > counted_before.counted_through
-        group by counted_before.event_name, counted_before.minute_at
+        group by counted_before.rule_id, counted_before.minute_at
 
     ),
 
     delta_rows as (
 
         select
+            counted_before.rule_id,
             counted_before.event_name,
             counted_before.minute_at,
             counted_before.event_count + coalesce(added.added_events, 0) as event_count,
@@ -168,7 +173,7 @@ recount_rows as (
             end as counted_through
         from counted_before
         left join added
-            on counted_before.event_name = added.event_name and counted_before.minute_at = added.minute_at
+            on counted_before.rule_id = added.rule_id and counted_before.minute_at = added.minute_at
 
     ),
 
@@ -192,6 +197,7 @@ final as (
 )
 
 select
+    rule_id,
     event_name,
     minute_at,
     cast(event_count as {{ dbt.type_bigint() }}) as event_count,

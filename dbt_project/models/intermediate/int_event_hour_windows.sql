@@ -1,12 +1,13 @@
 {{
     config(
-        unique_key=['event_name', 'window_day', 'hour_of_day'],
+        unique_key=['rule_id', 'window_day', 'hour_of_day'],
         on_schema_change='append_new_columns',
         incremental_strategy=incremental_strategy_name(),
         partition_column='window_day',
         partition_by=partition_by_day('window_day', 'date'),
         cluster_by=cluster_by_event('window_day'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(day_column='window_day') }}",
+        pre_hook=["{{ adopt_rule_ids() }}", "{{ forget_unmonitored_rules() }}",
+            "{{ forget_outside_known_data(day_column='window_day') }}",
             "{{ forget_after_the_moment(day_column='window_day', hour_column='hour_of_day') }}"],
     )
 }}
@@ -26,6 +27,7 @@ with
 changed_hours as (
 
     select
+        rule_id,
         event_name,
         window_day,
         hour_of_day
@@ -38,7 +40,7 @@ windows as (
 
     -- the complete windows of the changed hours' days (a literal bound: older partitions not read)
     select
-        windows.event_name,
+        windows.rule_id,
         windows.minute_at,
         windows.window_count,
         {{ local_date('windows.minute_at') }} as window_day,
@@ -47,13 +49,14 @@ windows as (
     where
         windows.minute_at >= {{ literal_of(windows_from) }}
         and windows.minutes_in_window >= windows.time_window_minutes
-        and windows.event_name in (select changed_hours.event_name from changed_hours)
+        and windows.rule_id in (select changed_hours.rule_id from changed_hours)
 
 ),
 
 final as (
 
     select
+        changed_hours.rule_id,
         changed_hours.event_name,
         changed_hours.window_day,
         changed_hours.hour_of_day,
@@ -61,10 +64,10 @@ final as (
     from changed_hours
     left join windows
         on
-            changed_hours.event_name = windows.event_name
+            changed_hours.rule_id = windows.rule_id
             and changed_hours.window_day = windows.window_day
             and changed_hours.hour_of_day = windows.hour_of_day
-    group by changed_hours.event_name, changed_hours.window_day, changed_hours.hour_of_day
+    group by changed_hours.rule_id, changed_hours.event_name, changed_hours.window_day, changed_hours.hour_of_day
 
 )
 

@@ -1,12 +1,13 @@
 {{
     config(
-        unique_key=['event_name', 'minute_at'],
+        unique_key=['rule_id', 'minute_at'],
         on_schema_change='append_new_columns',
         incremental_strategy=incremental_strategy_name(),
         partition_column='minute_at',
         partition_by=partition_by_day('minute_at', 'timestamp'),
         cluster_by=cluster_by_event('minute_at'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='minute_at') }}",
+        pre_hook=["{{ adopt_rule_ids() }}", "{{ forget_unmonitored_rules() }}",
+            "{{ forget_outside_known_data(minute_column='minute_at') }}",
             "{{ forget_after_the_moment(minute_column='minute_at') }}"],
     )
 }}
@@ -43,7 +44,7 @@ ordered as (
     select
         *,
         max(window_to) over (
-            partition by event_name order by read_from, window_to rows between unbounded preceding and 1 preceding
+            partition by rule_id order by read_from, window_to rows between unbounded preceding and 1 preceding
         ) as reach_before
     from changed
 
@@ -64,7 +65,7 @@ numbered as (
     select
         *,
         sum(starts_island) over (
-            partition by event_name order by read_from, window_to rows between unbounded preceding and current row
+            partition by rule_id order by read_from, window_to rows between unbounded preceding and current row
         ) as island
     from island_starts
 
@@ -73,19 +74,19 @@ numbered as (
 islands as (
 
     select
-        event_name,
+        rule_id,
         island,
         min(read_from) as island_from,
         max(window_to) as island_to
     from numbered
-    group by event_name, island
+    group by rule_id, island
 
 ),
 
 wanted as (
 
     select distinct
-        changed.event_name,
+        changed.rule_id,
         cast(minute_at as {{ type_utc_timestamp() }}) as minute_at
     from changed
     cross join {{ range_minutes('changed.window_from', 'changed.window_to') }}
@@ -96,14 +97,14 @@ counts as (
 
     -- bounded by a literal (at the end of time when no window changed): older partitions are not read
     select
-        all_counts.event_name,
+        all_counts.rule_id,
         all_counts.minute_at,
         all_counts.event_count,
         islands.island
     from {{ ref('int_event_counts_per_minute') }} as all_counts
     inner join islands
         on
-            all_counts.event_name = islands.event_name
+            all_counts.rule_id = islands.rule_id
             and all_counts.minute_at >= islands.island_from
             and all_counts.minute_at <= islands.island_to
     where all_counts.minute_at >= {{ literal_of(counts_from) }}
@@ -115,16 +116,16 @@ running_totals as (
     -- running totals over the known (zero-filled) minutes of each island: a window's count is the
     -- difference of two running totals W minutes apart, found by an equality join
     select
-        event_name,
+        rule_id,
         island,
         minute_at,
         event_count,
         -- a 64-bit count (DuckDB's sum would widen it to 128 bits, a float in pandas)
         cast(sum(event_count) over (
-            partition by event_name, island order by minute_at rows between unbounded preceding and current row
+            partition by rule_id, island order by minute_at rows between unbounded preceding and current row
         ) as {{ dbt.type_bigint() }}) as running_count,
-        row_number() over (partition by event_name, island order by minute_at) as running_minutes,
-        min(minute_at) over (partition by event_name, island) as first_minute
+        row_number() over (partition by rule_id, island order by minute_at) as running_minutes,
+        min(minute_at) over (partition by rule_id, island) as first_minute
     from counts
 
 ),
@@ -145,17 +146,17 @@ running as (
     -- the totals just before the segment's first minute: a window whose minute W before is
     -- unknown counts the known minutes of its segment only
     select
-        event_name,
+        rule_id,
         island,
         minute_at,
         running_count,
         running_minutes,
         first_value(running_count - event_count) over (
-            partition by event_name, island, segment order by minute_at
+            partition by rule_id, island, segment order by minute_at
             rows between unbounded preceding and current row
         ) as segment_base_count,
         first_value(running_minutes - 1) over (
-            partition by event_name, island, segment order by minute_at
+            partition by rule_id, island, segment order by minute_at
             rows between unbounded preceding and current row
         ) as segment_base_minutes
     from segments
@@ -166,7 +167,8 @@ windowed as (
 
     -- the window of minute m is the W whole minutes ending with m
     select
-        window_end.event_name,
+        window_end.rule_id,
+        rules.event_name,
         window_end.minute_at,
         rules.time_window_minutes,
         rules.alert_threshold,
@@ -178,11 +180,11 @@ windowed as (
         - coalesce(before_window.running_minutes, window_end.segment_base_minutes) as minutes_in_window
     from running as window_end
     inner join wanted
-        on window_end.event_name = wanted.event_name and window_end.minute_at = wanted.minute_at
-    inner join rules on window_end.event_name = rules.event_name
+        on window_end.rule_id = wanted.rule_id and window_end.minute_at = wanted.minute_at
+    inner join rules on window_end.rule_id = rules.rule_id
     left join running as before_window
         on
-            window_end.event_name = before_window.event_name
+            window_end.rule_id = before_window.rule_id
             and window_end.island = before_window.island
             and {{ add_minutes('window_end.minute_at', '-1 * rules.time_window_minutes') }}
             = before_window.minute_at
@@ -192,6 +194,7 @@ windowed as (
 final as (
 
     select
+        rule_id,
         event_name,
         {{ add_minutes('minute_at', '1 - time_window_minutes') }} as window_start,
         minute_at,

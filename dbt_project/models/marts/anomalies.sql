@@ -1,9 +1,10 @@
 {{
     config(
         materialized='incremental',
-        unique_key=['event_name', 'window_end_minute'],
+        unique_key=['rule_id', 'window_end_minute'],
         on_schema_change='append_new_columns',
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='window_end_minute') }}",
+        pre_hook=["{{ adopt_rule_ids() }}", "{{ forget_unmonitored_rules() }}",
+            "{{ forget_outside_known_data(minute_column='window_end_minute') }}",
             "{{ forget_recomputed_anomalies() }}"],
         incremental_strategy=incremental_strategy_name(),
         partition_column='window_end_minute',
@@ -44,8 +45,8 @@
 {%- set epoch_minute = minutes_between("cast('1970-01-01' as " ~ type_utc_timestamp() ~ ")", 'minute_at') -%}
 {%- set starts = ref('int_detection_starts') -%}
 {%- set low = earliest(starts, 'anomaly_from') -%}
-{%- set started_events = 'select starts_events.event_name from ' ~ starts ~ ' as starts_events' -%}
-{%- set rules_of = ' where starts_events.event_name in (select rules.event_name from ' ~ ref('alert_rules')
+{%- set started_rules = 'select starts_events.rule_id from ' ~ starts ~ ' as starts_events' -%}
+{%- set rules_of = ' where starts_events.rule_id in (select rules.rule_id from ' ~ ref('alert_rules')
     ~ ' as rules where rules.detector = ' -%}
 {#- a baseline rule's windows with a day of context before the first minute computed again: a run
     or a burst that began before it continues, a quiet stretch or a rise looks back 2 hours. A
@@ -73,10 +74,10 @@ windows as (
         select * from {{ ref('int_event_window_bands') }}
     {% else %}
         select *
-        from ({{ window_bands(since=context_from, events=started_events ~ rules_of ~ "'baseline')") }}) as bands
+        from ({{ window_bands(since=context_from, rules=started_rules ~ rules_of ~ "'baseline')") }}) as bands
         union all
         select *
-        from ({{ window_bands(since=threshold_from, events=started_events ~ rules_of ~ "'threshold')") }}) as alone
+        from ({{ window_bands(since=threshold_from, rules=started_rules ~ rules_of ~ "'threshold')") }}) as alone
     {% endif %}
 
 ),
@@ -87,9 +88,9 @@ bursts as (
         *,
         coalesce(window_count > burst_bound, false) as is_burst,
         lag(coalesce(window_count > burst_bound, false)) over (
-            partition by event_name order by minute_at
+            partition by rule_id order by minute_at
         ) as previous_is_burst,
-        lag(minute_at) over (partition by event_name order by minute_at) as previous_minute
+        lag(minute_at) over (partition by rule_id order by minute_at) as previous_minute
     from windows
 
 ),
@@ -113,7 +114,7 @@ burst_counts as (
     select
         *,
         sum(starts_burst) over (
-            partition by event_name
+            partition by rule_id
             order by {{ epoch_minute }}
             range between {{ burst_minutes - 1 }} preceding and current row
         ) as recent_bursts
@@ -128,26 +129,26 @@ quiet_sums as (
     select
         {% for span in var('baseline_quiet_spans') %}
             sum(window_count) over (
-                partition by event_name order by minute_at
+                partition by rule_id order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_count_{{ span }},
             sum(expected_count) over (
-                partition by event_name order by minute_at
+                partition by rule_id order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_expected_{{ span }},
             count(expected_count) over (
-                partition by event_name order by minute_at
+                partition by rule_id order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_known_{{ span }},
             sum(case when kind = 'spike' then 1 else 0 end) over (
-                partition by event_name order by minute_at
+                partition by rule_id order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_spikes_{{ span }},
             sum(case when window_count > expected_count then 1 else 0 end) over (
-                partition by event_name order by minute_at
+                partition by rule_id order by minute_at
                 rows between {{ span - 1 }} preceding and current row
             ) as span_above_{{ span }},
-            lag(minute_at, {{ span - 1 }}) over (partition by event_name order by minute_at) as span_first_{{ span }},
+            lag(minute_at, {{ span - 1 }}) over (partition by rule_id order by minute_at) as span_first_{{ span }},
         {% endfor %}
         *
     from burst_counts
@@ -248,7 +249,7 @@ sided_runs as (
 
     select
         *,
-        lag(side) over (partition by event_name order by minute_at) as previous_side
+        lag(side) over (partition by rule_id order by minute_at) as previous_side
     from sided
 
 ),
@@ -273,7 +274,7 @@ runs as (
     select
         *,
         sum(starts_run) over (
-            partition by event_name order by minute_at rows between unbounded preceding and current row
+            partition by rule_id order by minute_at rows between unbounded preceding and current row
         ) as run_number
     from run_starts
 
@@ -284,7 +285,7 @@ continued as (
     select
         *,
         max(case when breach is not null then 1 else 0 end) over (
-            partition by event_name, run_number
+            partition by rule_id, run_number
             order by minute_at rows between unbounded preceding and current row
         ) = 1 as follows_outside
     from runs
@@ -297,7 +298,7 @@ recomputed as (
     -- the windows from each event's first minute computed again
     select continued.*
     from continued
-    inner join starts on continued.event_name = starts.event_name
+    inner join starts on continued.rule_id = starts.rule_id
     where continued.follows_outside and continued.minute_at >= starts.anomaly_from
 
 ),
@@ -305,6 +306,7 @@ recomputed as (
 final as (
 
     select
+        rule_id,
         event_name,
         window_start,
         minute_at as window_end_minute,

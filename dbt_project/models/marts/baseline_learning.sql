@@ -5,7 +5,10 @@ with
 
 rules as (
 
-    select event_name from {{ ref('alert_rules') }}
+    select
+        rule_id,
+        event_name
+    from {{ ref('alert_rules') }}
     where enabled and detector = 'baseline'
 
 ),
@@ -24,9 +27,9 @@ baselines as (
 ranked as (
 
     select
-        event_name,
+        rule_id,
         history_days,
-        row_number() over (partition by event_name order by window_day desc, hour_of_day desc) as recency
+        row_number() over (partition by rule_id order by window_day desc, hour_of_day desc) as recency
     from baselines
 
 ),
@@ -34,6 +37,7 @@ ranked as (
 final as (
 
     select
+        rules.rule_id,
         rules.event_name,
         coalesce(ranked.history_days, 0) as history_days,
         {{ baseline_min_history_days() }} as needed_days,
@@ -41,7 +45,7 @@ final as (
     from rules
     left join ranked
         on
-            rules.event_name = ranked.event_name
+            rules.rule_id = ranked.rule_id
             and ranked.recency = 1
 
 )

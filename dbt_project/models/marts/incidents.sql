@@ -7,13 +7,14 @@
         partition_column='first_anomalous_minute',
         partition_by=partition_by_day('first_anomalous_minute', 'timestamp'),
         cluster_by=cluster_by_event('first_anomalous_minute'),
-        pre_hook=["{{ forget_unmonitored_events() }}", "{{ forget_outside_known_data(minute_column='first_anomalous_minute') }}",
+        pre_hook=["{{ adopt_rule_ids() }}", "{{ forget_unmonitored_rules() }}",
+            "{{ forget_outside_known_data(minute_column='first_anomalous_minute') }}",
             "{{ forget_recomputed_incidents() }}"],
     )
 }}
 
-{#- Anomalous minutes of one event and one kind less than the cooldown apart form one incident.
-    A run computes again, per event and kind, the incidents that reach the span its anomalies
+{#- Anomalous minutes of one rule and one kind less than the cooldown apart form one incident.
+    A run computes again, per rule and kind, the incidents that reach the span its anomalies
     changed in (int_detection_starts, less the cooldown: a minute there may join them) and every
     incident still open (its status depends on the moment), from the first minute of the earliest
     of them: incidents wholly before are as a full build leaves them. -#}
@@ -33,7 +34,7 @@ anomalies as (
     select anomalies.*
     from {{ ref('anomalies') }} as anomalies
     inner join recompute
-        on anomalies.event_name = recompute.event_name and coalesce(anomalies.kind, 'spike') = recompute.kind
+        on anomalies.rule_id = recompute.rule_id and coalesce(anomalies.kind, 'spike') = recompute.kind
     where
         anomalies.window_end_minute >= recompute.recompute_from
         {% if low is not none %}
@@ -57,7 +58,7 @@ sequenced as (
 
     select
         *,
-        lag(window_end_minute) over (partition by event_name, kind order by window_end_minute) as previous_minute
+        lag(window_end_minute) over (partition by rule_id, kind order by window_end_minute) as previous_minute
     from anomalies
 
 ),
@@ -81,7 +82,7 @@ numbered as (
     select
         *,
         sum(starts_incident) over (
-            partition by event_name, kind order by window_end_minute rows between unbounded preceding and current row
+            partition by rule_id, kind order by window_end_minute rows between unbounded preceding and current row
         ) as incident_number
     from flagged
 
@@ -93,17 +94,17 @@ peaks as (
     select
         *,
         row_number() over (
-            partition by event_name, kind, incident_number
+            partition by rule_id, kind, incident_number
             order by case when kind = 'drop' then event_count else -event_count end, window_end_minute
         ) as peak_rank,
         -- the first window of a quiet stretch: what the alert says when it is posted
         row_number() over (
-            partition by event_name, kind, incident_number
+            partition by rule_id, kind, incident_number
             order by case when quiet_minutes is null then 1 else 0 end, window_end_minute
         ) as quiet_rank,
         -- the first window of a sustained rise, the same way
         row_number() over (
-            partition by event_name, kind, incident_number
+            partition by rule_id, kind, incident_number
             order by case when rise_minutes is null then 1 else 0 end, window_end_minute
         ) as rise_rank
     from numbered
@@ -113,9 +114,10 @@ peaks as (
 grouped as (
 
     select
-        event_name,
+        rule_id,
         kind,
         incident_number,
+        max(event_name) as event_name,
         min(window_end_minute) as first_anomalous_minute,
         max(window_end_minute) as last_anomalous_minute,
         min(window_start) as first_window_start,
@@ -141,24 +143,24 @@ grouped as (
         max(alert_channel) as alert_channel,
         max(cooldown_minutes) as cooldown_minutes
     from peaks
-    group by event_name, kind, incident_number
+    group by rule_id, kind, incident_number
 
 ),
 
 totals as (
 
     select
-        grouped.event_name,
+        grouped.rule_id,
         grouped.kind,
         grouped.incident_number,
         cast(sum(counts.event_count) as {{ dbt.type_bigint() }}) as total_events
     from grouped
     inner join counts
         on
-            grouped.event_name = counts.event_name
+            grouped.rule_id = counts.rule_id
             and grouped.first_window_start <= counts.minute_at
             and grouped.last_anomalous_minute >= counts.minute_at
-    group by grouped.event_name, grouped.kind, grouped.incident_number
+    group by grouped.rule_id, grouped.kind, grouped.incident_number
 
 ),
 
@@ -181,8 +183,9 @@ final as (
 
     select
         {{ dbt.hash(dbt.concat([
-            'grouped.event_name', "'|'", dbt.cast('grouped.first_anomalous_minute', dbt.type_string())
+            'grouped.rule_id', "'|'", dbt.cast('grouped.first_anomalous_minute', dbt.type_string())
         ])) }} as incident_id,
+        grouped.rule_id,
         grouped.event_name,
         grouped.first_anomalous_minute,
         grouped.last_anomalous_minute,
@@ -215,7 +218,7 @@ final as (
     from over_flags as grouped
     inner join totals
         on
-            grouped.event_name = totals.event_name
+            grouped.rule_id = totals.rule_id
             and coalesce(grouped.kind, '') = coalesce(totals.kind, '')
             and grouped.incident_number = totals.incident_number
 

@@ -15,6 +15,7 @@ rules_config as (
 final as (
 
     select
+        rule_id,
         event_name,
         enabled,
         alert_threshold,
