@@ -230,7 +230,7 @@ class Renderer:
             samples=[] if incident.kind == "drop" else self.warehouse.samples(incident),
             investigation=self.warehouse.investigation(incident),
             delivered_to="the webhook's channel" if webhook else None,
-            description=self.descriptions.get(incident.event_name, ""),
+            description=self.descriptions.get(incident.rule_id, ""),
             delay=delay,
             chart=None if webhook else self._chart(incident),
         )

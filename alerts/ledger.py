@@ -55,6 +55,8 @@ COLUMNS = {
     "dedup_key": ("varchar", "STRING"),
     # the digest message this alert was delivered in (flood control): its notification_id
     "digest_id": ("varchar", "STRING"),
+    # the rule whose incident it is (its event's name in rows from before rule ids)
+    "rule_id": ("varchar", "STRING"),
 }
 
 
@@ -77,8 +79,11 @@ class Notification:
     maybe_sent: bool | None = None
     dedup_key: str | None = None
     digest_id: str | None = None
+    rule_id: str | None = None
 
     def __post_init__(self) -> None:
+        if self.rule_id is None:  # a row from before rule ids: the rule was its event
+            self.rule_id = self.event_name
         for name in ("created_at", "updated_at", "sent_at", "first_anomalous_minute"):
             setattr(self, name, utc(getattr(self, name)))
         if self.dedup_key is None:

@@ -27,10 +27,11 @@ def reaction_silences(
     """Silences asked for by a mute reaction (:no_bell:) on an alert or a digest sent within
     REACTION_LOOKBACK: read with ``reactions.get`` (scope ``reactions:read``)."""
     made = {silence.silence_id for silence in silences}
-    members: dict[str, list[str]] = {}
+    # the rules an alert or a digest was about: a reaction mutes those rules
+    members: dict[str, list[tuple[str, str]]] = {}
     for item in known.values():
         if item.digest_id:
-            members.setdefault(item.digest_id, []).append(item.event_name)
+            members.setdefault(item.digest_id, []).append((item.event_name, item.rule_id or item.event_name))
     added: list[Silence] = []
     for item in known.values():
         if item.kind not in ("firing", "digest") or item.status != "sent" or not item.slack_ts or is_pipeline(item):
@@ -47,16 +48,18 @@ def reaction_silences(
         except DeliveryError as exc:
             logger.warning("could not read the reactions on an alert: %s", exc)
             continue
-        names = members.get(item.notification_id, []) if item.kind == "digest" else [item.event_name]
-        for index, event_name in enumerate(sorted(set(names))):
+        own = [(item.event_name, item.rule_id or item.event_name)]
+        rules = members.get(item.notification_id, []) if item.kind == "digest" else own
+        for index, (event_name, rule_id) in enumerate(sorted(set(rules))):
             silence = reaction_silence(message, event_name=event_name, channel_name=item.channel, ts=item.slack_ts,
-                                       now=moment)  # fmt: skip
+                                       now=moment, rule_id=rule_id)  # fmt: skip
             if silence is None:
                 break
             if index:
-                silence.silence_id += f":{event_name}"
+                silence.silence_id += f":{rule_id}"
             added.append(silence)
             made.add(silence.silence_id)
-            say(f"alerts: {event_name} silenced until {silence.end:%Y-%m-%d %H:%M} UTC ({silence.reason}, "
+            label = event_name if rule_id == event_name else f"{event_name} ({rule_id})"
+            say(f"alerts: {label} silenced until {silence.end:%Y-%m-%d %H:%M} UTC ({silence.reason}, "
                 f"by {silence.created_by})")  # fmt: skip
     return added

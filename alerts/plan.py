@@ -16,7 +16,7 @@ from mixpanel_alerts.core.times import utc
 from .ledger import UNDELIVERED, Notification
 from .notices import VANISHED
 from .render import Delay, Incident
-from .silences import Silence
+from .silences import Silence, covering
 
 # a notification delivered this long after it was recorded says that it is late
 LATE_AFTER = timedelta(minutes=10)
@@ -51,7 +51,7 @@ def plan(
     *,
     now: datetime,
     lookback: timedelta,
-    silences: Mapping[str, Silence] | None = None,
+    silences: Mapping[tuple[str, str | None], Silence] | None = None,
     rules: Mapping[str, bool] | None = None,
 ) -> Plan:
     """Decide, for every incident and every undelivered notification, what to record and send.
@@ -66,9 +66,10 @@ def plan(
       (never those of an incident still there, such as a drop beside a spike of the same event).
     - A notification whose incident no longer exists (its rule was removed or changed) is
       ``withdrawn``; it is not sent.
-    - ``silences`` (the active silence per event): an incident of a silenced event is recorded (or
-      an undelivered alert of it turned) ``silenced``, and not sent; one still open once its event
-      is no longer silenced becomes ``pending``. Resolved notices of alerts sent before the
+    - ``silences`` (the active silences, per event and rule; ``silences.covering``): an incident of
+      a silenced rule (the rule's own silence, or its event's) is recorded (or an undelivered alert
+      of it turned) ``silenced``, and not sent; one still open once its rule is no longer silenced
+      becomes ``pending``. Resolved notices of alerts sent before the
       silence still follow them.
     - ``rules`` (event -> enabled, from the configuration): an incident whose alert was sent and
       which disappeared because its rule was disabled or removed gets a resolved notice that says
@@ -99,12 +100,13 @@ def plan(
                     _take_over(resolved, incident, now, known, result)
             else:
                 recent = utc(incident.last_anomalous_minute) >= now - lookback
-                silence = silences.get(incident.event_name)
+                silence = covering(silences, incident.event_name, incident.rule_id)
                 firing = Notification(
                     notification_id=firing_id,
                     incident_id=incident.incident_id,
                     kind="firing",
                     event_name=incident.event_name,
+                    rule_id=incident.rule_id,
                     channel=incident.alert_channel,
                     status="skipped" if not recent else "silenced" if silence else "pending",
                     last_error=silence.describe() if silence and recent else None,
@@ -125,7 +127,7 @@ def plan(
             firing.status = "pending"
             firing.updated_at = now
             result.updates.append(firing)
-        silence = silences.get(incident.event_name)
+        silence = covering(silences, incident.event_name, incident.rule_id)
         if firing.status in UNDELIVERED and silence is not None:
             firing.status, firing.last_error, firing.updated_at = "silenced", silence.describe(), now
             firing.maybe_sent = False
@@ -174,11 +176,11 @@ def resolved_notice(firing: Notification, now: datetime) -> Notification:
     )  # fmt: skip
 
 
-def unmonitored_reason(event_name: str, rules: Mapping[str, bool]) -> str | None:
-    """Why an event is no longer monitored, or None if it is."""
-    if rules.get(event_name):
+def unmonitored_reason(rule_id: str, rules: Mapping[str, bool]) -> str | None:
+    """Why a rule is no longer monitored, or None if it is."""
+    if rules.get(rule_id):
         return None
-    if event_name in rules:
+    if rule_id in rules:
         return "its rule was disabled (enabled: false)"
     return "its rule was removed from the events configuration"
 
@@ -197,7 +199,7 @@ def _close_unmonitored(
     for firing in list(known.values()):
         if firing.kind != "firing" or firing.status != "sent" or firing.incident_id in live:
             continue
-        reason = unmonitored_reason(firing.event_name, rules) or VANISHED
+        reason = unmonitored_reason(firing.rule_id or firing.event_name, rules) or VANISHED
         chain = chains.get(firing.dedup_key or firing.notification_id, [])
         if any(item.incident_id in live or item.incident_id in resolved_incidents for item in chain):
             continue
@@ -213,7 +215,7 @@ def _close_unmonitored(
     for resolved in known.values():
         if resolved.kind == "resolved" and resolved.status in UNDELIVERED and resolved.incident_id not in live:
             alert = known.get(f"{resolved.incident_id}:firing")
-            reason = unmonitored_reason(resolved.event_name, rules) or VANISHED
+            reason = unmonitored_reason(resolved.rule_id or resolved.event_name, rules) or VANISHED
             waiting = alert is not None and alert.status == "sent"
             if waiting and not any(due.notification is resolved for due in result.due):
                 result.due.append(Due(resolved, None, after=alert, closed=reason))
@@ -241,7 +243,7 @@ def _take_over(
 
 
 def continued_notification(known: Iterable[Notification], incident: Incident) -> Notification | None:
-    """The alert of an incident this one continues: same event, and its first anomalous minute
+    """The alert of an incident this one continues: same rule, and its first anomalous minute
     lies within this incident (late events made earlier minutes anomalous), or less than the
     cooldown before it (its first minutes stopped being anomalous: late events filled a drop, a
     recount raised a baseline's band). Only incidents gone from the marts are candidates."""
@@ -252,7 +254,7 @@ def continued_notification(known: Iterable[Notification], incident: Incident) ->
         for notification in known
         if notification.kind == "firing"
         and notification.status not in ("superseded", "withdrawn")
-        and notification.event_name == incident.event_name
+        and notification.rule_id == incident.rule_id
         and notification.first_anomalous_minute is not None
         and earliest < utc(notification.first_anomalous_minute) <= last
     ]

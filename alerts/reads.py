@@ -27,7 +27,7 @@ INCIDENT_COLUMNS = (
 EXPECTATION_COLUMNS = (
     "kind", "expected_count", "lower_bound", "upper_bound", "repeated_bursts", "quiet_minutes",
     "quiet_first_minutes", "quiet_count", "quiet_expected", "rise_minutes", "rise_first_minutes", "rise_count",
-    "rise_expected",
+    "rise_expected", "rule_id",
 )  # fmt: skip
 
 

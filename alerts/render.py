@@ -97,6 +97,12 @@ class Incident:
     rise_first_minutes: int | None = None
     rise_count: int | None = None
     rise_expected: float | None = None
+    # the rule (its id); the event's name for incidents built before rule ids
+    rule_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.rule_id:
+            object.__setattr__(self, "rule_id", self.event_name)
 
     @property
     def window(self) -> str:

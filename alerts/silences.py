@@ -32,6 +32,8 @@ COLUMNS = {
     "created_at": ("timestamptz", "TIMESTAMP"),
     # set by unsilence: the silence ended early
     "ended_early_at": ("timestamptz", "TIMESTAMP"),
+    # the rule it mutes; none: every rule of the event (and every silence from before rule ids)
+    "rule_id": ("varchar", "STRING"),
 }
 # a reaction with one of these names on an alert silences its event for REACTION_SILENCE
 MUTE_REACTIONS = ("no_bell",)
@@ -51,6 +53,7 @@ class Silence:
     created_by: str
     created_at: datetime
     ended_early_at: datetime | None = None
+    rule_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("starts_at", "ends_at", "created_at", "ended_early_at"):
@@ -62,6 +65,10 @@ class Silence:
 
     def active(self, now: datetime) -> bool:
         return self.starts_at <= now < self.end
+
+    def covers(self, event_name: str, rule_id: str) -> bool:
+        """Whether it mutes this rule: it names the rule, or the rule's event (all its rules)."""
+        return self.event_name == event_name and self.rule_id in (None, rule_id)
 
     def describe(self) -> str:
         return f"silenced until {self.end:%Y-%m-%d %H:%M} UTC by {self.created_by}: {self.reason}"
@@ -79,13 +86,20 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
-def active_silences(silences: Iterable[Silence], now: datetime) -> dict[str, Silence]:
-    """Per event, the active silence that lasts longest."""
-    active: dict[str, Silence] = {}
+def active_silences(silences: Iterable[Silence], now: datetime) -> dict[tuple[str, str | None], Silence]:
+    """Per event and rule (none: every rule of the event), the active silence that lasts longest."""
+    active: dict[tuple[str, str | None], Silence] = {}
     for silence in silences:
-        if silence.active(now) and (silence.event_name not in active or silence.end > active[silence.event_name].end):
-            active[silence.event_name] = silence
+        key = (silence.event_name, silence.rule_id)
+        if silence.active(now) and (key not in active or silence.end > active[key].end):
+            active[key] = silence
     return active
+
+
+def covering(active: Mapping[tuple[str, str | None], Silence], event_name: str, rule_id: str) -> Silence | None:
+    """The active silence that mutes a rule longest: its own, or its event's."""
+    found = [silence for key in ((event_name, None), (event_name, rule_id)) if (silence := active.get(key))]
+    return max(found, key=lambda silence: silence.end) if found else None
 
 
 class Silences:
@@ -108,15 +122,24 @@ class Silences:
         self.store.update("silence_id", dataclasses.asdict(silence), fields=["ended_early_at"])
 
 
-def new_silence(event_name: str, *, now: datetime, until: datetime, reason: str, created_by: str) -> Silence:
+def new_silence(
+    event_name: str, *, now: datetime, until: datetime, reason: str, created_by: str, rule_id: str | None = None
+) -> Silence:
+    """A silence of one rule (``rule_id``) or of every rule of the event (none)."""
     return Silence(
         silence_id=f"s-{uuid.uuid4().hex[:10]}", event_name=event_name, starts_at=now, ends_at=until, reason=reason,
-        created_by=created_by, created_at=now,
+        created_by=created_by, created_at=now, rule_id=rule_id,
     )  # fmt: skip
 
 
 def reaction_silence(
-    reactions: Mapping[str, Any], *, event_name: str, channel_name: str, ts: str, now: datetime
+    reactions: Mapping[str, Any],
+    *,
+    event_name: str,
+    channel_name: str,
+    ts: str,
+    now: datetime,
+    rule_id: str | None = None,
 ) -> Silence | None:
     """The silence a mute reaction on an alert asks for (``reactions``: ``reactions.get``'s message),
     or None. Its id names the message, so reading the same reaction again adds nothing."""
@@ -127,5 +150,6 @@ def reaction_silence(
             return Silence(
                 silence_id=f"reaction:{ts}", event_name=event_name, starts_at=now, ends_at=now + REACTION_SILENCE,
                 reason=f":{reaction['name']}: on the alert in {channel_name}", created_by=who, created_at=now,
+                rule_id=rule_id,
             )  # fmt: skip
     return None

@@ -219,25 +219,28 @@ def _number(value: Any) -> float | None:
 
 
 def read_incidents(client: Any, period: Period, names: set[str]) -> list[dict[str, Any]]:
-    """The incidents of ``names`` whose first anomalous minute lies in the period, oldest first."""
+    """The incidents of the rules ``names`` (their ids) whose first anomalous minute lies in the
+    period, oldest first."""
     table = client.make_qualified_table_name("incidents")
     present = set(_columns(client, table))
     optional = [column for column in OPTIONAL_COLUMNS if column in present]
-    selected = ", ".join(["event_name", "first_anomalous_minute", "last_anomalous_minute", "peak_count", *optional])
+    columns = ["rule_id", "event_name", "first_anomalous_minute", "last_anomalous_minute", "peak_count", *optional]
     rows = client.execute_sql(
-        f"select {selected} from {table} where first_anomalous_minute >= %s and first_anomalous_minute < %s "
-        "order by first_anomalous_minute, event_name",
+        f"select {', '.join(columns)} from {table} where first_anomalous_minute >= %s and first_anomalous_minute < %s "
+        "order by first_anomalous_minute, rule_id",
         period.begins,
         period.ends,
     )
     incidents = []
     for row in rows or []:
-        values = dict(zip(["event_name", "first", "last", "peak", *optional], row, strict=True))
-        if values["event_name"] not in names:
+        values = dict(zip(["rule_id", "event_name", "first", "last", "peak", *optional], row, strict=True))
+        if values["rule_id"] not in names:
             continue
         incidents.append(
             {
+                "rule_id": values["rule_id"],
                 "event_name": values["event_name"],
+                "segment": "",
                 "kind": values.get("kind") or "spike",
                 "first_anomalous_minute": iso_utc(values["first"]),
                 "last_anomalous_minute": iso_utc(values["last"]),
@@ -285,9 +288,9 @@ def read_series(
     else:
         bucket = f"date_diff('minute', timestamptz '{period.begins:%Y-%m-%d %H:%M:%S}+00', minute_at) // {step}"
     rows = client.execute_sql(
-        f"select event_name, min(minute_at), min(window_count), max(window_count), avg({expected}), min({lower}), "
+        f"select rule_id, min(minute_at), min(window_count), max(window_count), avg({expected}), min({lower}), "
         f"max({upper}) from {table} where minute_at >= %s and minute_at < %s "
-        f"group by event_name, {bucket} order by 1, 2",
+        f"group by rule_id, {bucket} order by 1, 2",
         period.begins,
         period.ends,
     )
@@ -332,7 +335,7 @@ def read_incident_context(client: Any, name: str, incidents: list[dict[str, Any]
     within = " or ".join(["(minute_at >= %s and minute_at < %s)"] * len(spans))
     rows = client.execute_sql(
         f"select minute_at, window_count, {expected}, {lower}, {upper} from {table} "
-        f"where event_name = %s and ({within}) order by minute_at",
+        f"where rule_id = %s and ({within}) order by minute_at",
         name,
         *(moment for span in spans for moment in span),
     )
@@ -348,7 +351,7 @@ def read_window_counts(client: Any, name: str, since: datetime, until: datetime)
     table, _ = _bands_table(client)
     rows = client.execute_sql(
         f"select minute_at, window_count from {table} "
-        "where event_name = %s and minute_at >= %s and minute_at < %s and window_count > %s order by minute_at",
+        "where rule_id = %s and minute_at >= %s and minute_at < %s and window_count > %s order by minute_at",
         name,
         since,
         until,
@@ -361,7 +364,7 @@ def threshold_suggestion(client: Any, rule: EventRule, period: Period, target_pe
     """For a threshold rule, the threshold that would have given at most ``target_per_week``
     incidents a week over the period, from the replay's window counts (``tuning``)."""
     since = period.begins - timedelta(minutes=rule.cooldown_minutes)
-    minutes = read_window_counts(client, rule.name, since, period.ends)
+    minutes = read_window_counts(client, rule.rule_id, since, period.ends)
     curve = incident_curve(minutes, rule.cooldown_minutes, period.begins)
     return suggest_threshold(curve, period.weeks, target_per_week)
 
@@ -384,9 +387,9 @@ def read_learning(client: Any, period: Period) -> dict[str, Learning] | None:
     if "is_learning" not in present:
         return None
     rows = client.execute_sql(
-        "select event_name, count(*), sum(case when is_learning then 1 else 0 end), "
+        "select rule_id, count(*), sum(case when is_learning then 1 else 0 end), "
         f"min(case when not is_learning then minute_at end) from {table} "
-        "where detector = 'baseline' and minute_at >= %s and minute_at < %s group by event_name",
+        "where detector = 'baseline' and minute_at >= %s and minute_at < %s group by rule_id",
         period.begins,
         period.ends,
     )
@@ -394,7 +397,7 @@ def read_learning(client: Any, period: Period) -> dict[str, Learning] | None:
     with contextlib.suppress(Exception):  # models without the mart
         mart = client.make_qualified_table_name("baseline_learning")
         for name, history, needed in client.execute_sql(
-            f"select event_name, history_days, needed_days from {mart}"
+            f"select rule_id, history_days, needed_days from {mart}"
         ) or []:  # fmt: skip
             days[name] = (int(history), int(needed))
     return {
@@ -409,7 +412,7 @@ def learning_note(rule: EventRule, learning: dict[str, Learning] | None) -> str 
         return None
     if learning is None:
         return "learning: these detection models compute no baseline"
-    state = learning.get(rule.name)
+    state = learning.get(rule.rule_id)
     if state is None or state.learning_minutes == 0:
         return None
     if state.learned_from is None:
@@ -442,7 +445,10 @@ class Backtest:
         return all(rule["learning_all_period"] for rule in self.rules)
 
     def json_document(self) -> dict[str, Any]:
-        keys = ("event_name", "kind", "first_anomalous_minute", "last_anomalous_minute", "peak_count", "expected_count")
+        keys = (
+            "rule_id", "event_name", "segment", "kind", "first_anomalous_minute", "last_anomalous_minute", "peak_count",
+            "expected_count",
+        )  # fmt: skip
         return {"incidents": [{key: incident[key] for key in keys} for incident in self.incidents]}
 
     def report(self) -> dict[str, Any]:
@@ -461,7 +467,7 @@ def learning_all_period(rule: EventRule, learning: dict[str, Learning] | None) -
     """A baseline rule without a baseline in any minute of the period."""
     if rule.detector != "baseline":
         return False
-    state = (learning or {}).get(rule.name)
+    state = (learning or {}).get(rule.rule_id)
     return state is None or state.learned_from is None
 
 
@@ -483,7 +489,8 @@ def run_backtest(
     started = time.monotonic()
     now = detection_moment(period, settings.now())
     rules = list(events_config.enabled)
-    names = [rule.name for rule in rules]
+    names = events_config.enabled_names  # each event once, for the copy
+    rule_ids = {rule.rule_id for rule in rules}
     since = period.begins - timedelta(days=HISTORY_DAYS + WINDOW_DAYS)
     with scratch_dir("backtest") as work:
         replica = replica_settings(settings, work)
@@ -507,23 +514,24 @@ def run_backtest(
             )
         say(f"backtest: {result.nodes} dbt nodes in {result.seconds:.1f} s; reading the incidents")
         with pipeline_for(replica) as pipeline, pipeline.sql_client() as client:
-            incidents = read_incidents(client, period, set(names))
+            incidents = read_incidents(client, period, rule_ids)
             by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for incident in incidents:
-                by_rule[incident["event_name"]].append(incident)
+                by_rule[incident["rule_id"]].append(incident)
             series: dict[str, list[dict[str, Any]]] = {}
             if with_series:
-                series = read_series(client, period, set(names), settings.warehouse)
-                for name in names:
-                    read_incident_context(client, name, by_rule.get(name, [])[:LISTED_INCIDENTS])
+                series = read_series(client, period, rule_ids, settings.warehouse)
+                for rule_id in sorted(rule_ids):
+                    read_incident_context(client, rule_id, by_rule.get(rule_id, [])[:LISTED_INCIDENTS])
             learning = read_learning(client, period)
             suggestions = {
-                rule.name: threshold_suggestion(client, rule, period, target_per_week)
+                rule.rule_id: threshold_suggestion(client, rule, period, target_per_week)
                 for rule in rules
                 if rule.detector == "threshold"
             }
     report_rules = [
         {
+            "rule_id": rule.rule_id,
             "event_name": rule.name,
             "detector": rule.detector,
             "direction": rule.direction,
@@ -536,9 +544,9 @@ def run_backtest(
             "learning": learning_note(rule, learning),
             "learning_all_period": learning_all_period(rule, learning),
             "weeks": period.weeks,
-            "series": series.get(rule.name, []),
-            "incidents": by_rule.get(rule.name, []),
-            "suggestion": _suggestion_fields(suggestions.get(rule.name)),
+            "series": series.get(rule.rule_id, []),
+            "incidents": by_rule.get(rule.rule_id, []),
+            "suggestion": _suggestion_fields(suggestions.get(rule.rule_id)),
         }
         for rule in rules
     ]
@@ -590,7 +598,10 @@ def summary_lines(backtest: Backtest) -> list[str]:
         incidents = rule["incidents"]
         detector = rule["detector"] if rule["detector"] != "baseline" else f"baseline, {rule['direction']}"
         per_week = len(incidents) / period.weeks if period.weeks else 0.0
-        lines.append(f"  {rule['event_name']!r} ({detector}): {len(incidents)} incident(s), {per_week:.1f} per week")
+        named = f"{rule['event_name']!r}" + (
+            f" rule {rule['rule_id']!r}" if rule["rule_id"] != rule["event_name"] else ""
+        )
+        lines.append(f"  {named} ({detector}): {len(incidents)} incident(s), {per_week:.1f} per week")
         for incident in incidents[:FIRST_INCIDENTS_SHOWN]:
             first = incident["first_anomalous_minute"].replace("T", " ").removesuffix(":00Z") + " UTC"
             expected = ""

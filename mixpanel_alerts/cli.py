@@ -473,7 +473,9 @@ def snapshot(target: Annotated[Path, SNAPSHOT_TARGET]) -> None:
     say(f"snapshot: {target} ({size / 1e6:,.1f} MB) in {time.monotonic() - started:.1f} s")
 
 
-SILENCE_EVENT = typer.Argument(help="the event to mute: its rule's name in the events configuration (case-sensitive)")
+SILENCE_EVENT = typer.Argument(
+    help="what to mute: an event (all its rules) or one rule by its id, as in the events configuration (case-sensitive)"
+)
 SILENCE_FOR = typer.Option("--for", help="how long: 90m, 2h, 1h30m, 3d, 1w")
 SILENCE_UNTIL = typer.Option("--until", help="until when instead: 2026-12-24T09:00 (UTC unless it says) or a date")
 SILENCE_REASON = typer.Option("--reason", help="why: shown by `silences` and `status`")
@@ -486,7 +488,7 @@ def silence(
     duration: Annotated[str | None, SILENCE_FOR] = None,
     until: Annotated[str | None, SILENCE_UNTIL] = None,
 ) -> None:
-    """Mute an event's alerts for a while (--for or --until); the silence ends by itself.
+    """Mute an event's alerts, or one rule's, for a while (--for or --until); the silence ends by itself.
 
     Its incidents meanwhile are recorded as `silenced` in the ledger, not sent; one still open when
     the silence ends is sent then. Stored in the warehouse (alert_silences), so it holds on a
@@ -506,8 +508,9 @@ def silence(
         end = parse_until(str(until))
     with exit_codes(settings):
         made = add_silence(settings, events_config, event, until=end, reason=reason)
+    what = f"rule {made.rule_id} of {made.event_name}" if made.rule_id else made.event_name
     say(
-        f"silenced {made.event_name} until {made.end:%Y-%m-%d %H:%M} UTC ({minutes(made.end - now)}): {made.reason} "
+        f"silenced {what} until {made.end:%Y-%m-%d %H:%M} UTC ({minutes(made.end - now)}): {made.reason} "
         f"[id {made.silence_id}]"
     )
 
@@ -529,7 +532,7 @@ def parse_until(text: str) -> datetime:
 def silences(
     include_ended: Annotated[bool, typer.Option("--all", help="also the silences that have ended")] = False,
 ) -> None:
-    """List the active silences (event, until when, why, who): from `silence` and from reactions."""
+    """List the active silences (event, rule, until when, why, who): from `silence` and from reactions."""
     settings, _ = configuration()
     with exit_codes(settings):
         found = list_silences(settings, include_ended=include_ended)
@@ -539,18 +542,23 @@ def silences(
     from rich.table import Table
 
     now = settings.now()
-    table = Table("event", "until (UTC)", "left", "reason", "by", "id", show_lines=False)
+    table = Table("event", "rule", "until (UTC)", "left", "reason", "by", "id", show_lines=False)
     for item in found:
         left = minutes(item.end - now) if item.active(now) else "ended"
         table.add_row(
-            item.event_name, f"{item.end:%Y-%m-%d %H:%M}", left, item.reason, item.created_by, item.silence_id
-        )
+            item.event_name, item.rule_id or "all rules", f"{item.end:%Y-%m-%d %H:%M}", left, item.reason,
+            item.created_by, item.silence_id,
+        )  # fmt: skip
     stdout_console().print(table)
 
 
 @app.command()
-def unsilence(event: Annotated[str, typer.Argument(help="the event whose silences end now")]) -> None:
-    """End an event's active silences now: its alerts are sent again from the next run."""
+def unsilence(
+    event: Annotated[
+        str, typer.Argument(help="the event (its silences and its rules') or the rule id whose silences end now")
+    ],
+) -> None:
+    """End an event's or a rule's active silences now: its alerts are sent again from the next run."""
     settings, events_config = configuration()
     with exit_codes(settings):
         ended = end_silences(settings, events_config, event)
@@ -615,7 +623,11 @@ def print_status(report: Status) -> None:
         state = rule["state"]
         if rule["silenced_until"]:
             state += f" until {rule['silenced_until']:%m-%d %H:%M}"
-        rules.add_row(rule["event_name"], state, rule["detector"], rule["alert_channel"], f"{rule['events_24h']:,}")
+        # a rule with an id of its own: "event (id)"
+        label = (
+            rule["event_name"] if rule["rule_id"] == rule["event_name"] else f"{rule['event_name']} ({rule['rule_id']})"
+        )
+        rules.add_row(label, state, rule["detector"], rule["alert_channel"], f"{rule['events_24h']:,}")
     out.print(rules)
     if report.open_incidents:
         incidents = Table("event", "kind", "since (UTC)", "last (UTC)", "peak", "channel", title="open incidents",

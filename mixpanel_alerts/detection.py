@@ -190,7 +190,7 @@ def rule_rows(events_config: EventsConfig) -> list[dict[str, Any]]:
     rows = []
     for rule in events_config.events:
         rows.append({
-            "rule_id": rule.name, "event_name": rule.name, "enabled": rule.enabled,
+            "rule_id": rule.rule_id, "event_name": rule.name, "enabled": rule.enabled,
             "alert_threshold": rule.alert_threshold, "alert_channel": rule.alert_channel,
             "time_window_minutes": rule.time_window_minutes,
             "cooldown_minutes": rule.cooldown_minutes, "description": rule.description, "detector": rule.detector,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .alerts.ledger import UNDELIVERED, Ledger
-from .alerts.silences import Silence, Silences, active_silences, new_silence
+from .alerts.silences import Silence, Silences, active_silences, covering, new_silence
 from .core.config import ConfigError, Settings
 from .core.events_config import EventsConfig
 from .core.times import utc
@@ -25,18 +25,28 @@ from .runs import RunHistory, RunRecord, minutes, newest_in_raw, sql_time
 RECENT_RUNS = 5
 
 
-def known_event(events_config: EventsConfig, event_name: str) -> None:
-    if event_name not in {rule.name for rule in events_config.events}:
-        names = ", ".join(rule.name for rule in events_config.events) or "none"
-        raise ConfigError(
-            f"{event_name!r} has no rule in {events_config.source} (its events: {names}); names are case-sensitive"
-        )
+def silence_target(events_config: EventsConfig, text: str) -> tuple[str, str | None]:
+    """What ``silence TEXT`` mutes: an event (every rule of it: ``(event, None)``), else a rule by
+    its id (``(its event, rule id)``). An event name wins over another rule's id."""
+    if events_config.rules_of_event(text):
+        return text, None
+    rule = events_config.rule(text)
+    if rule is not None:
+        return rule.name, rule.rule_id
+    names = ", ".join(dict.fromkeys(rule.name for rule in events_config.events)) or "none"
+    ids = ", ".join(rule.rule_id for rule in events_config.events if rule.rule_id != rule.name)
+    raise ConfigError(
+        f"{text!r} has no rule in {events_config.source}: neither an event nor a rule id (its events: {names}"
+        + (f"; its rule ids: {ids}" if ids else "")
+        + "); names are case-sensitive"
+    )
 
 
 def add_silence(
-    settings: Settings, events_config: EventsConfig, event_name: str, *, until: datetime, reason: str
+    settings: Settings, events_config: EventsConfig, target: str, *, until: datetime, reason: str
 ) -> Silence:
-    known_event(events_config, event_name)
+    """Mute ``target``: an event (all its rules) or one rule, by its id."""
+    event_name, rule_id = silence_target(events_config, target)
     now = settings.now()
     if until <= now:
         raise ConfigError(f"--until {until:%Y-%m-%d %H:%M} UTC is not in the future")
@@ -46,7 +56,7 @@ def add_silence(
         user = getpass.getuser()
     except (KeyError, OSError):  # no user name in a container
         user = "unknown"
-    silence = new_silence(event_name, now=now, until=until, reason=reason.strip(), created_by=user)
+    silence = new_silence(event_name, now=now, until=until, reason=reason.strip(), created_by=user, rule_id=rule_id)
     with session(settings, "silence") as client:
         store = Silences(client, settings.warehouse)
         store.ensure()
@@ -61,14 +71,19 @@ def list_silences(settings: Settings, *, include_ended: bool = False) -> list[Si
     return [silence for silence in silences if include_ended or silence.active(now)]
 
 
-def end_silences(settings: Settings, events_config: EventsConfig, event_name: str) -> list[Silence]:
-    """End every active silence of ``event_name`` now; the ones ended."""
+def end_silences(settings: Settings, events_config: EventsConfig, target: str) -> list[Silence]:
+    """End now every active silence of ``target``: an event's (of the event and of each of its
+    rules), or a rule's own (by its id); the ones ended."""
     now = settings.now()
     with session(settings, "unsilence") as client:
         store = Silences(client, settings.warehouse)
-        ended = [silence for silence in store.all() if silence.event_name == event_name and silence.active(now)]
+        ended = [
+            silence
+            for silence in store.all()
+            if silence.active(now) and (silence.event_name == target or silence.rule_id == target)
+        ]
         if not ended:
-            known_event(events_config, event_name)
+            silence_target(events_config, target)
         for silence in ended:
             store.end_early(silence, now)
     return ended
@@ -143,49 +158,52 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
         active = active_silences(silences, now)
         counts = _table(client, "int_event_counts_per_minute")
         since = sql_time(now - timedelta(hours=24), settings.warehouse)
-        volumes = _rows(
-            client, f"select event_name, sum(event_count) from {counts} where minute_at > %s group by event_name", since
-        )
+        # a warehouse not yet detected by a release with rule ids names each rule by its event
+        key = _rule_column(client, counts)
+        volumes = _rows(client, f"select {key}, sum(event_count) from {counts} where minute_at > %s group by 1", since)
+        learned = _table(client, "baseline_learning")
         learning = {
-            row[0]
-            for row in _rows(client, f"select event_name from {_table(client, 'baseline_learning')} where is_learning")
+            row[0] for row in _rows(client, f"select {_rule_column(client, learned)} from {learned} where is_learning")
         }
+        found = _table(client, "incidents")
         incidents = _rows(
             client,
-            f"select event_name, kind, first_anomalous_minute, last_anomalous_minute, peak_count, alert_channel "
-            f"from {_table(client, 'incidents')} where status = 'open' order by first_anomalous_minute",
+            f"select {_rule_column(client, found)}, event_name, kind, first_anomalous_minute, last_anomalous_minute, "
+            f"peak_count, alert_channel from {found} where status = 'open' order by first_anomalous_minute",
         )
         recorded = [run.newest_processed_at for run in history if run.newest_processed_at is not None]
         names = list(events_config.enabled_names)
         newest = max(recorded) if recorded else (newest_in_raw(client, settings, names, now) if names else None)
-    volume = {str(name): int(count or 0) for name, count in volumes}
-    enabled = set(events_config.enabled_names)
+    volume = {str(rule_id): int(count or 0) for rule_id, count in volumes}
+    enabled = {rule.rule_id for rule in events_config.enabled}
     open_incidents = [
-        {"event_name": name, "kind": kind or "spike", "first_anomalous_minute": utc(first),
+        {"rule_id": rule_id, "event_name": name, "kind": kind or "spike", "first_anomalous_minute": utc(first),
          "last_anomalous_minute": utc(last), "peak_count": int(peak), "alert_channel": channel}
-        for name, kind, first, last, peak, channel in incidents
-        if name in enabled
+        for rule_id, name, kind, first, last, peak, channel in incidents
+        if rule_id in enabled
     ]  # fmt: skip
-    firing = {incident["event_name"] for incident in open_incidents}
+    firing = {incident["rule_id"] for incident in open_incidents}
     rules = []
     for rule in events_config.events:
+        silence = covering(active, rule.name, rule.rule_id)
         if not rule.enabled:
             state = "disabled"
-        elif rule.name in active:
+        elif silence is not None:
             state = "silenced"
-        elif rule.name in firing:
+        elif rule.rule_id in firing:
             state = "firing"
-        elif rule.name in learning:
+        elif rule.rule_id in learning:
             state = "learning"
         else:
             state = "ok"
         rules.append({
-            "event_name": rule.name, "state": state, "detector": rule.detector, "alert_channel": rule.alert_channel,
-            "events_24h": volume.get(rule.name, 0),
-            "silenced_until": active[rule.name].end if rule.name in active else None,
+            "rule_id": rule.rule_id, "event_name": rule.name, "state": state, "detector": rule.detector,
+            "alert_channel": rule.alert_channel, "events_24h": volume.get(rule.rule_id, 0),
+            "silenced_until": silence.end if silence is not None else None,
         })  # fmt: skip
     undelivered = [
-        {"notification_id": item.notification_id, "event_name": item.event_name, "kind": item.kind,
+        {"notification_id": item.notification_id, "rule_id": item.rule_id, "event_name": item.event_name,
+         "kind": item.kind,
          "status": "held" if (item.last_error or "").startswith("held:") else item.status, "channel": item.channel,
          "attempts": item.attempts, "last_error": item.last_error, "created_at": utc(item.created_at)}
         for item in ledger.values()
@@ -202,6 +220,16 @@ def read_status(settings: Settings, events_config: EventsConfig) -> Status:
 
 def _table(client: Any, name: str) -> str:
     return str(client.make_qualified_table_name(name))
+
+
+def _rule_column(client: Any, table: str) -> str:
+    """``rule_id``, or ``event_name`` in a table built before rule ids (or not built yet)."""
+    try:
+        with client.execute_query(f"select * from {table} where 1 = 0") as cursor:
+            present = {str(column[0]).lower() for column in cursor.description or []}
+    except undefined_relation_errors():
+        return "event_name"
+    return "rule_id" if "rule_id" in present else "event_name"
 
 
 def _rows(client: Any, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:

@@ -231,8 +231,8 @@ def alert_step(
     with session(settings, "the alert step") as client:
         health = judge_health(client, settings, events_config, record, collect_error) if record else None
         request = AlertRequest(
-            settings=settings, rules={rule.name: rule.enabled for rule in events_config.events},
-            descriptions={rule.name: rule.description for rule in events_config.events},
+            settings=settings, rules={rule.rule_id: rule.enabled for rule in events_config.events},
+            descriptions={rule.rule_id: rule.description for rule in events_config.events},
             ops_channel=ops_channel(settings, events_config), now=settings.now(), clock=settings.now,
             health=health, incidents_current=collect_error is None, note=reporter.note,
         )  # fmt: skip

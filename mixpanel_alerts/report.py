@@ -12,7 +12,8 @@ Input (a JSON-able dict; times are ISO 8601 in UTC, ``Z`` or an offset, naive ta
     {"generated_at": iso, "start_date": "2026-10-01", "end_date": "2026-11-30", "warehouse": str,
      "target_per_week": float,          # what a suggested threshold aims at (default 1)
      "rules": [{
-        "event_name": str, "detector": "threshold" | "baseline", "direction": "up" | "down" | "both" | None,
+        "rule_id": str, "event_name": str,
+        "detector": "threshold" | "baseline", "direction": "up" | "down" | "both" | None,
         "time_window_minutes": int, "alert_threshold": int | None, "min_events": int | None,
         "description": str, "alert_channel": str,
         "learning": str | None,          # "learning: 3 of 7 days" while the baseline lacks history
@@ -325,14 +326,14 @@ def _limits(rule: dict[str, Any]) -> list[tuple[float, str, str, str]]:
 
 
 def _chart(rule: dict[str, Any]) -> str:
-    label = f"{rule.get('event_name', '')}: window counts and incidents"
+    label = f"{_rule_label(rule)}: window counts and incidents"
     return _plot(PERIOD_FRAME, rule, rule.get("series") or [], rule.get("incidents") or [], label, None)
 
 
 def _incident_chart(rule: dict[str, Any], incident: dict[str, Any]) -> str:
     """The hours around one incident, per minute: the period's chart of it, as Slack's chart shows it."""
     kind = "drop" if incident.get("kind") == "drop" else "spike"
-    label = f"{rule.get('event_name', '')}: the {kind} from {_utc(_epoch(incident['first_anomalous_minute']))} UTC"
+    label = f"{_rule_label(rule)}: the {kind} from {_utc(_epoch(incident['first_anomalous_minute']))} UTC"
     span = None
     if incident.get("context_from") and incident.get("context_to"):
         span = (_epoch(incident["context_from"]), _epoch(incident["context_to"]))
@@ -513,7 +514,7 @@ def _summary(rules: list[dict[str, Any]], target_per_week: Any) -> str:
         drops = sum(1 for i in incidents if i.get("kind") == "drop")
         learning = f'<span class="learning">{_e(rule["learning"])}</span>' if rule.get("learning") else ""
         rows.append(
-            f'<tr><td><a href="#rule-{number}"><bdi>{_e(rule.get("event_name"))}</bdi></a></td>'
+            f'<tr><td><a href="#rule-{number}"><bdi>{_e(_rule_label(rule))}</bdi></a></td>'
             f'<td>{_e(_watches(rule))}</td><td class="n">{_minutes(int(rule.get("time_window_minutes") or 0))}</td>'
             f'<td class="n">{len(incidents)}</td><td class="n">{_per_week(len(incidents), rule.get("weeks"))}</td>'
             f'<td class="n">{len(incidents) - drops} / {drops}</td><td class="suggested">{_e(_suggested(rule))}</td>'
@@ -538,7 +539,7 @@ def _rule_section(number: int, rule: dict[str, Any], target_per_week: Any) -> st
             f"{_e(_suggested(rule))}</p>"
         )
     return (
-        f'<section id="rule-{number}"><h2><bdi>{_e(rule.get("event_name"))}</bdi></h2>'
+        f'<section id="rule-{number}"><h2><bdi>{_e(_rule_label(rule))}</bdi></h2>'
         f'<p class="meta">{" · ".join(f"<bdi>{_e(fact)}</bdi>" for fact in facts)}{learning}</p>{description}'
         f"{suggestion}{_chart(rule)}{_incident_table(rule.get('incidents') or [])}{_incident_charts(rule)}</section>"
     )
@@ -558,3 +559,9 @@ def render_backtest_html(report: dict[str, Any]) -> str:
         f'<h1>Backtest of the alert rules</h1><p class="meta"><bdi>{_e(meta)}</bdi></p>'
         f'<p class="meta">{INTRO}</p>{_summary(rules, target)}{sections}</body></html>\n'
     )
+
+
+def _rule_label(rule: dict[str, Any]) -> str:
+    """The rule's event, and its id when it has one of its own: ``checkout (checkout_burst)``."""
+    name, rule_id = str(rule.get("event_name", "")), rule.get("rule_id")
+    return name if not rule_id or rule_id == name else f"{name} ({rule_id})"

@@ -124,7 +124,10 @@ def test_backtest_replays_the_period_and_touches_nothing(loaded: Loaded, tmp_pat
     document = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert list(document) == ["incidents"]
     incidents = document["incidents"]
-    fields = ["event_name", "kind", "first_anomalous_minute", "last_anomalous_minute", "peak_count", "expected_count"]
+    fields = [
+        "rule_id", "event_name", "segment", "kind", "first_anomalous_minute", "last_anomalous_minute", "peak_count",
+        "expected_count",
+    ]  # fmt: skip
     assert all(list(incident) == fields for incident in incidents)
     assert all(ISO_UTC.match(incident["first_anomalous_minute"]) for incident in incidents)
     minute = lambda delta: (day + delta).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731

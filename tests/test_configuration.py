@@ -38,6 +38,24 @@ INVALID_EVENTS_CONFIGS = [
         ["page_view", "duplicate", "events[2]"],
         id="duplicate-name",
     ),
+    # rule ids: two rules of one event need ids of their own; an id is a non-empty string
+    pytest.param(
+        {"events": [rule("page_view"), {**rule("page_view", alert_threshold=50)}]},
+        ["page_view", "'id'", "duplicate rule id 'page_view'", "events[1]", "events[0] has it"],
+        id="two-rules-of-one-event-without-ids",
+    ),
+    pytest.param(
+        {"events": [{**rule("page_view"), "id": "views"}, {**rule("checkout"), "id": "views"}]},
+        ["checkout", "'id'", "duplicate rule id 'views'"],
+        id="duplicate-id-across-events",
+    ),
+    pytest.param({"events": [{**rule("page_view"), "id": ""}]}, ["page_view", "'id'"], id="empty-id"),
+    pytest.param({"events": [{**rule("page_view"), "id": " views"}]}, ["page_view", "'id'", "spaces"], id="id-spaces"),
+    pytest.param({"events": [{**rule("page_view"), "id": 7}]}, ["page_view", "'id'", "string"], id="id-number"),
+    pytest.param({"events": [{**rule("page_view"), "id": "a\u0000b"}]}, ["page_view", "'id'", "NUL"], id="id-nul"),
+    pytest.param(
+        {"events": [{**rule("page_view"), "id": "i" * 1001}]}, ["page_view", "'id'", "1000 characters"], id="long-id"
+    ),
     pytest.param(
         {"events": [rule("page_view", alert_threshold=0)]}, ["page_view", "alert_threshold"], id="threshold-0"
     ),
@@ -278,6 +296,17 @@ def test_paths_are_relative_to_the_working_directory(sim, make_env, run_cli, tmp
     assert result.returncode == 0, output_of(result)
     assert query(workdir / expected, f"select count(*) from {EVENTS_TABLE}") == [(10,)]
     assert not list(workdir.glob("**/.dlt"))
+
+
+def test_a_rules_id_defaults_to_its_name_and_an_event_of_several_rules_is_collected_once():
+    from mixpanel_alerts.core.events_config import parse_events_config
+
+    document = {"events": [rule("page_view"), {**rule("page_view", alert_threshold=50), "id": "views_burst"},
+                           rule("checkout"), {**rule("signup", enabled=False), "id": "signups"}]}  # fmt: skip
+    parsed = parse_events_config(json.dumps(document), "test")
+    assert parsed.rule_ids == ["page_view", "views_burst", "checkout", "signups"]
+    assert parsed.enabled_names == ["page_view", "checkout"]
+    assert [item.rule_id for item in parsed.rules_of_event("page_view")] == ["page_view", "views_burst"]
 
 
 def test_the_shipped_json_schema_matches_the_model():

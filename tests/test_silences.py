@@ -169,20 +169,22 @@ def _stamp(index: int) -> Any:
 
 
 def test_a_new_incident_of_a_silenced_event_is_recorded_silenced_and_not_sent() -> None:
-    result = plan([recent()], {}, now=NOW, lookback=LOOKBACK, silences={EVENT: silence()})
+    result = plan([recent()], {}, now=NOW, lookback=LOOKBACK, silences=active_silences([silence()], NOW))
     assert [item.status for item in result.inserts] == ["silenced"]
     assert "planned launch" in (result.inserts[0].last_error or "")
     assert result.due == [] and result.silenced == 1
 
 
 def test_a_silence_of_another_event_changes_nothing() -> None:
-    result = plan([recent()], {}, now=NOW, lookback=LOOKBACK, silences={OTHER_EVENT: silence(OTHER_EVENT)})
+    result = plan([recent()], {}, now=NOW, lookback=LOOKBACK, silences=active_silences([silence(OTHER_EVENT)], NOW))
     assert [item.status for item in result.inserts] == ["pending"] and len(result.due) == 1
 
 
 def test_an_undelivered_alert_is_silenced_when_its_event_is() -> None:
     pending = notification(attempts=2, maybe_sent=False, first_anomalous_minute=recent().first_anomalous_minute)
-    result = plan([recent()], ledger_of(pending), now=NOW, lookback=LOOKBACK, silences={EVENT: silence()})
+    result = plan(
+        [recent()], ledger_of(pending), now=NOW, lookback=LOOKBACK, silences=active_silences([silence()], NOW)
+    )
     assert pending.status == "silenced" and result.due == []
 
 
@@ -203,15 +205,41 @@ def test_an_incident_over_before_its_silence_ended_stays_silenced() -> None:
 def test_the_resolved_notice_of_an_alert_sent_before_the_silence_still_follows() -> None:
     over = recent(status="over")
     result = plan([over], ledger_of(sent(first_anomalous_minute=over.first_anomalous_minute)), now=NOW,
-                  lookback=LOOKBACK, silences={EVENT: silence()})  # fmt: skip
+                  lookback=LOOKBACK, silences=active_silences([silence()], NOW))  # fmt: skip
     assert [due.notification.kind for due in result.due] == ["resolved"]
+
+
+def test_a_rule_silence_mutes_that_rule_and_an_event_silence_every_rule_of_the_event() -> None:
+    """Two rules watch one event: a silence of one rule (by its id) leaves the other's incident to
+    be sent; a silence of the event mutes both."""
+    default, burst = recent(incident_id="a"), recent(incident_id="b", rule_id="checkout_burst")
+    ruled = active_silences([silence(rule_id="checkout_burst")], NOW)
+    result = plan([default, burst], {}, now=NOW, lookback=LOOKBACK, silences=ruled)
+    assert {item.rule_id: item.status for item in result.inserts} == {EVENT: "pending", "checkout_burst": "silenced"}
+    everything = active_silences([silence()], NOW)
+    result = plan([default, burst], {}, now=NOW, lookback=LOOKBACK, silences=everything)
+    assert {item.rule_id: item.status for item in result.inserts} == {EVENT: "silenced", "checkout_burst": "silenced"}
+
+
+def test_an_incident_of_another_rule_of_the_event_does_not_continue_an_alert() -> None:
+    """A sent alert continues an incident of its own rule only: another rule of the same event
+    with an incident at the same minutes gets an alert of its own."""
+    other = recent(incident_id="b", rule_id="checkout_burst")
+    alert = sent(incident_id="a", first_anomalous_minute=other.first_anomalous_minute)
+    result = plan([other], ledger_of(alert), now=NOW, lookback=LOOKBACK)
+    assert [(item.rule_id, item.status) for item in result.inserts] == [("checkout_burst", "pending")]
+    assert alert.status == "sent"
+
+
+def test_a_ledger_row_from_before_rule_ids_is_its_events_rule() -> None:
+    assert notification().rule_id == EVENT and recent().rule_id == EVENT
 
 
 def test_active_silences_keep_the_longest_and_drop_ended_ones() -> None:
     short, long = silence(ends_in=timedelta(hours=1)), silence(ends_in=timedelta(hours=5), silence_id="s-2")
     ended = silence(OTHER_EVENT, ends_in=timedelta(hours=3), ended_early_at=NOW - timedelta(minutes=1))
     future = silence("later", starts_at=NOW + timedelta(hours=1))
-    assert active_silences([short, long, ended, future], NOW) == {EVENT: long}
+    assert active_silences([short, long, ended, future], NOW) == {(EVENT, None): long}
     assert not silence(ends_in=timedelta(0)).active(NOW), "a silence ends at its end"
 
 

@@ -36,6 +36,15 @@ class EventRule(BaseModel):
     name: str = Field(
         min_length=1, max_length=MAX_TEXT_CHARS, description="Mixpanel event name, case-sensitive, unique in the file"
     )
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description=(
+            "the rule's identity, unique in the file (default: name); several rules may watch one event when "
+            "their ids differ"
+        ),
+    )
     enabled: bool = Field(description="false: neither collected nor monitored")
     alert_threshold: Count | None = Field(
         None,
@@ -81,6 +90,18 @@ class EventRule(BaseModel):
     @classmethod
     def _description(cls, value: str) -> str:
         return _storable(value)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value != value.strip()):
+            raise ValueError("must be a non-empty rule id without surrounding spaces")
+        return None if value is None else _storable(value)
+
+    @property
+    def rule_id(self) -> str:
+        """The rule's identity: its ``id``, else its event's name."""
+        return self.id if self.id is not None else self.name
 
     @model_validator(mode="after")
     def _detector_keys(self) -> EventRule:
@@ -153,7 +174,18 @@ class EventsConfig:
 
     @property
     def enabled_names(self) -> list[str]:
-        return [rule.name for rule in self.enabled]
+        """The enabled rules' events, each once (several rules may watch one event)."""
+        return list(dict.fromkeys(rule.name for rule in self.enabled))
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [rule.rule_id for rule in self.events]
+
+    def rule(self, rule_id: str) -> EventRule | None:
+        return next((rule for rule in self.events if rule.rule_id == rule_id), None)
+
+    def rules_of_event(self, name: str) -> list[EventRule]:
+        return [rule for rule in self.events if rule.name == name]
 
 
 def load_events_config(settings: Settings) -> EventsConfig:
@@ -199,12 +231,17 @@ def parse_events_config(text: str, source: str) -> EventsConfig:
     if unknown:
         raise ConfigError(f'{source}: unknown key {unknown[0]!r}: the file holds "events" (and "$schema")')
     rules = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for index, entry in enumerate(document["events"]):
         rule = _parse_rule(entry, index, source)
-        if rule.name in seen:
-            raise ConfigError(f"{source}: event {rule.name!r} (events[{index}]) key 'name': duplicate event name")
-        seen.add(rule.name)
+        if rule.rule_id in seen:
+            first = seen[rule.rule_id]
+            raise ConfigError(
+                f"{source}: event {rule.name!r} (events[{index}]) key 'id': duplicate rule id {rule.rule_id!r} "
+                f"(events[{first}] has it; a rule's id is its name unless it gives one): give each rule of one "
+                "event its own id"
+            )
+        seen[rule.rule_id] = index
         rules.append(rule)
     return EventsConfig(events=tuple(rules), source=source)
 
