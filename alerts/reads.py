@@ -67,8 +67,10 @@ class Warehouse:
         minutes = SPARKLINE_MINUTES + max(int(incident.time_window_minutes or 1), 1) - 1
         rows = self.client.execute_sql(
             f"select event_count from {self._table('int_event_counts_per_minute')} "
-            "where event_name = %s and minute_at > %s and minute_at <= %s order by minute_at",
+            # the event first: BigQuery's blocks are clustered by it; then the rule's own rows
+            "where event_name = %s and rule_id = %s and minute_at > %s and minute_at <= %s order by minute_at",
             incident.event_name,
+            incident.rule_id,
             end - timedelta(minutes=minutes),
             end,
         )
@@ -80,8 +82,9 @@ class Warehouse:
         rows = self.client.execute_sql(
             "select minute_at, window_count, expected_count, lower_bound, upper_bound "
             f"from {self._table('int_event_window_bands')} "
-            "where event_name = %s and minute_at > %s and minute_at <= %s order by minute_at",
+            "where event_name = %s and rule_id = %s and minute_at > %s and minute_at <= %s order by minute_at",
             incident.event_name,
+            incident.rule_id,
             end - timedelta(hours=CHART_HOURS),
             end + timedelta(minutes=CHART_AFTER_MINUTES),
         )
