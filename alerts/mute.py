@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from mixpanel_alerts.core.events_config import rule_label
 from mixpanel_alerts.core.times import utc
 
 from .health import is_pipeline
@@ -59,7 +60,6 @@ def reaction_silences(
                 silence.silence_id += f":{rule_id}"
             added.append(silence)
             made.add(silence.silence_id)
-            label = event_name if rule_id == event_name else f"{event_name} ({rule_id})"
-            say(f"alerts: {label} silenced until {silence.end:%Y-%m-%d %H:%M} UTC ({silence.reason}, "
-                f"by {silence.created_by})")  # fmt: skip
+            say(f"alerts: {rule_label(event_name, rule_id)} silenced until {silence.end:%Y-%m-%d %H:%M} UTC "
+                f"({silence.reason}, by {silence.created_by})")  # fmt: skip
     return added

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from mixpanel_alerts.core.config import Settings
 from mixpanel_alerts.core.sql import sql_string
 from mixpanel_alerts.core.times import utc
+from mixpanel_alerts.core.warehouse import columns_of
 
 from .chart import ChartPoint
 from .render import Incident, Investigation
@@ -43,8 +44,7 @@ class Warehouse:
 
     def incidents(self) -> list[Incident]:
         table = self._table("incidents")
-        with self.client.execute_query(f"select * from {table} where 1 = 0") as cursor:
-            present = {str(column[0]) for column in cursor.description or []}
+        present = set(columns_of(self.client, table))
         columns = [*INCIDENT_COLUMNS, *(column for column in EXPECTATION_COLUMNS if column in present)]
         rows = self.client.execute_sql(f"select {', '.join(columns)} from {table}") or []
         incidents = []

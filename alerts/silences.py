@@ -66,10 +66,6 @@ class Silence:
     def active(self, now: datetime) -> bool:
         return self.starts_at <= now < self.end
 
-    def covers(self, event_name: str, rule_id: str) -> bool:
-        """Whether it mutes this rule: it names the rule, or the rule's event (all its rules)."""
-        return self.event_name == event_name and self.rule_id in (None, rule_id)
-
     def describe(self) -> str:
         return f"silenced until {self.end:%Y-%m-%d %H:%M} UTC by {self.created_by}: {self.reason}"
 

@@ -37,7 +37,7 @@ from .core.events_config import EventRule, EventsConfig
 from .core.scratch import scratch_dir
 from .core.sql import sql_string, sql_string_list
 from .core.times import iso_utc, utc
-from .core.warehouse import pipeline_for, undefined_relation_errors
+from .core.warehouse import columns_of, pipeline_for, undefined_relation_errors
 from .detection import build_detection
 from .orchestration import turn
 from .report import LISTED_INCIDENTS
@@ -209,11 +209,6 @@ def ticking(say: Callable[[str], None], what: str, every: float = PROGRESS_SECON
         thread.join()
 
 
-def _columns(client: Any, table: str) -> list[str]:
-    with client.execute_query(f"select * from {table} where 1 = 0") as cursor:
-        return [str(column[0]) for column in cursor.description or []]
-
-
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -222,7 +217,7 @@ def read_incidents(client: Any, period: Period, names: set[str]) -> list[dict[st
     """The incidents of the rules ``names`` (their ids) whose first anomalous minute lies in the
     period, oldest first."""
     table = client.make_qualified_table_name("incidents")
-    present = set(_columns(client, table))
+    present = set(columns_of(client, table))
     optional = [column for column in OPTIONAL_COLUMNS if column in present]
     columns = ["rule_id", "event_name", "first_anomalous_minute", "last_anomalous_minute", "peak_count", *optional]
     rows = client.execute_sql(
@@ -259,7 +254,7 @@ def _bands_table(client: Any) -> tuple[str, set[str]]:
     for name in ("int_event_window_bands", "int_event_window_counts"):
         table = client.make_qualified_table_name(name)
         try:
-            return table, set(_columns(client, table))
+            return table, set(columns_of(client, table))
         except undefined_relation_errors():  # not built by these models
             continue
     raise ConfigError("the detection models built no window counts")

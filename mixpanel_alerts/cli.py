@@ -34,7 +34,7 @@ from .checks import run_checks
 from .core import logs
 from .core.config import ConfigError, Redactor, Settings, load_dotenv, load_settings
 from .core.errors import first_line
-from .core.events_config import EventsConfig, load_events_config
+from .core.events_config import EventsConfig, load_events_config, rule_label
 from .core.scratch import clean_stale
 from .core.secrets import resolve_secrets
 from .core.times import utc
@@ -623,10 +623,7 @@ def print_status(report: Status) -> None:
         state = rule["state"]
         if rule["silenced_until"]:
             state += f" until {rule['silenced_until']:%m-%d %H:%M}"
-        # a rule with an id of its own: "event (id)"
-        label = (
-            rule["event_name"] if rule["rule_id"] == rule["event_name"] else f"{rule['event_name']} ({rule['rule_id']})"
-        )
+        label = rule_label(rule["event_name"], rule["rule_id"])
         rules.add_row(label, state, rule["detector"], rule["alert_channel"], f"{rule['events_24h']:,}")
     out.print(rules)
     if report.open_incidents:

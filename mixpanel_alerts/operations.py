@@ -18,7 +18,7 @@ from .alerts.silences import Silence, Silences, active_silences, covering, new_s
 from .core.config import ConfigError, Settings
 from .core.events_config import EventsConfig
 from .core.times import utc
-from .core.warehouse import undefined_relation_errors
+from .core.warehouse import columns_of, undefined_relation_errors
 from .orchestration import session
 from .runs import RunHistory, RunRecord, minutes, newest_in_raw, sql_time
 
@@ -225,8 +225,7 @@ def _table(client: Any, name: str) -> str:
 def _rule_column(client: Any, table: str) -> str:
     """``rule_id``, or ``event_name`` in a table built before rule ids (or not built yet)."""
     try:
-        with client.execute_query(f"select * from {table} where 1 = 0") as cursor:
-            present = {str(column[0]).lower() for column in cursor.description or []}
+        present = {column.lower() for column in columns_of(client, table)}
     except undefined_relation_errors():
         return "event_name"
     return "rule_id" if "rule_id" in present else "event_name"

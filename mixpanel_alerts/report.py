@@ -562,6 +562,7 @@ def render_backtest_html(report: dict[str, Any]) -> str:
 
 
 def _rule_label(rule: dict[str, Any]) -> str:
-    """The rule's event, and its id when it has one of its own: ``checkout (checkout_burst)``."""
+    """The rule's event, and its id when it has one of its own: ``checkout (checkout_burst)``
+    (``core.events_config.rule_label``'s words; the renderer imports nothing of the product)."""
     name, rule_id = str(rule.get("event_name", "")), rule.get("rule_id")
     return name if not rule_id or rule_id == name else f"{name} ({rule_id})"

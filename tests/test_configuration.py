@@ -304,7 +304,7 @@ def test_a_rules_id_defaults_to_its_name_and_an_event_of_several_rules_is_collec
     document = {"events": [rule("page_view"), {**rule("page_view", alert_threshold=50), "id": "views_burst"},
                            rule("checkout"), {**rule("signup", enabled=False), "id": "signups"}]}  # fmt: skip
     parsed = parse_events_config(json.dumps(document), "test")
-    assert parsed.rule_ids == ["page_view", "views_burst", "checkout", "signups"]
+    assert [item.rule_id for item in parsed.events] == ["page_view", "views_burst", "checkout", "signups"]
     assert parsed.enabled_names == ["page_view", "checkout"]
     assert [item.rule_id for item in parsed.rules_of_event("page_view")] == ["page_view", "views_burst"]
 

@@ -33,9 +33,7 @@ class EventRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    name: str = Field(
-        min_length=1, max_length=MAX_TEXT_CHARS, description="Mixpanel event name, case-sensitive, unique in the file"
-    )
+    name: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="Mixpanel event name, case-sensitive")
     id: str | None = Field(
         None,
         min_length=1,
@@ -177,15 +175,17 @@ class EventsConfig:
         """The enabled rules' events, each once (several rules may watch one event)."""
         return list(dict.fromkeys(rule.name for rule in self.enabled))
 
-    @property
-    def rule_ids(self) -> list[str]:
-        return [rule.rule_id for rule in self.events]
-
     def rule(self, rule_id: str) -> EventRule | None:
         return next((rule for rule in self.events if rule.rule_id == rule_id), None)
 
     def rules_of_event(self, name: str) -> list[EventRule]:
         return [rule for rule in self.events if rule.name == name]
+
+
+def rule_label(event_name: str, rule_id: str | None) -> str:
+    """How a rule is named to people: its event, and its id when it has one of its own
+    (``checkout_completed (checkout_burst)``)."""
+    return event_name if not rule_id or rule_id == event_name else f"{event_name} ({rule_id})"
 
 
 def load_events_config(settings: Settings) -> EventsConfig:

@@ -246,6 +246,12 @@ def _renew_lease(bigquery: Any, table: str, owner: str, stop: threading.Event) -
             logger.warning("could not renew the lease on %s (%s); retrying in %.0f s", table, exc, LEASE_RENEW_SECONDS)
 
 
+def columns_of(client: Any, table: str) -> list[str]:
+    """The columns of ``table`` (a qualified name), read through a dlt SQL client without reading a row."""
+    with client.execute_query(f"select * from {table} where 1 = 0") as cursor:
+        return [str(column[0]) for column in cursor.description or []]
+
+
 def undefined_relation_errors() -> tuple[type[Exception], ...]:
     """What dlt's SQL client raises for a table that does not exist (yet), on either warehouse
     (BigQuery's ``NotFound`` escapes dlt's translation while rows are fetched)."""
